@@ -1,0 +1,58 @@
+# Two set-up commands (README): `make demo` and `make test`.
+# Both create .venv, install the system libraries and the pinned stack, and are
+# idempotent: the install step reruns only when pyproject/constraints change.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.audiossl-installed
+PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
+DEMO_DIR ?= exp/demo
+
+.PHONY: demo test install sysdeps lint bench clean
+
+install: $(STAMP)
+
+# System libraries: libsndfile (soundfile, fairseq2n) and FFmpeg's shared libraries (torchcodec).
+sysdeps:
+	@missing=""; \
+	ldconfig -p 2>/dev/null | grep -q 'libsndfile\.so\.1' || missing="$$missing libsndfile1"; \
+	ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so' || missing="$$missing ffmpeg"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "audiossl needs system packages:$$missing"; \
+	    echo "run:  sudo apt-get install -y$$missing   then run make again"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt $(PLUGIN_PROJECTS) | sysdeps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[codecs,fairseq2,pyannote,dev]' \
+	  $(foreach p,$(PLUGIN_PROJECTS),-e $(dir $(p)))
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/audiossl data synth $(DEMO_DIR)/data/synth
+	$(BIN)/audiossl data validate $(DEMO_DIR)/data/synth
+	$(BIN)/audiossl features plot $(DEMO_DIR)/data/synth --frontend fbank --out $(DEMO_DIR)/features.png
+	$(BIN)/audiossl features stats $(DEMO_DIR)/data/synth --frontend fbank --out $(DEMO_DIR)/cmvn.npz
+	@echo "demo done: corpus in $(DEMO_DIR)/data/synth, feature plot $(DEMO_DIR)/features.png"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests $(wildcard plugins/*/tests)
+
+lint: $(STAMP)
+	$(BIN)/ruff check audiossl tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/fbank.py
+
+clean:
+	rm -rf $(VENV) exp

@@ -1,0 +1,76 @@
+"""Entry point of the ``audiossl`` command.
+
+Each command is a thin wrapper over one library function. User errors
+(:class:`audiossl.errors.UserError`) are printed without a traceback and exit 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from audiossl import __version__
+from audiossl.cli import data as data_commands
+from audiossl.cli import features as feature_commands
+from audiossl.errors import UserError
+
+app = typer.Typer(
+    name="audiossl",
+    help="Speech and audio self-supervised learning: data, front-ends, pretraining, downstream tasks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_commands.app, name="data")
+app.add_typer(feature_commands.app, name="features")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"audiossl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """audiossl command line."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return its exit status (2 for user errors)."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except UserError as error:
+        typer.echo(f"error: {error}", err=True)
+        return 2
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except Exception as error:  # click usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            return error.exit_code
+        raise
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

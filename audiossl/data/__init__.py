@@ -1,0 +1,1 @@
+"""Kaldi-style data directories, datasets, samplers and the embedded synthetic corpus."""
