@@ -14,7 +14,6 @@ import typer
 
 from audiossl import __version__
 from audiossl.cli import data as data_commands
-from audiossl.cli import features as feature_commands
 from audiossl.errors import UserError
 
 app = typer.Typer(
@@ -25,7 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_commands.app, name="data")
-app.add_typer(feature_commands.app, name="features")
 
 
 def _version(value: bool) -> None:
@@ -61,12 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
+    except Exception as error:
+        # Usage errors from typer's bundled click: show them the way click does (exit 2).
+        if hasattr(error, "show") and hasattr(error, "exit_code"):
             error.show()
-            return error.exit_code
+            return int(error.exit_code)
         raise
     return result if isinstance(result, int) else 0
 
