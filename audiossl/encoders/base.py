@@ -1,0 +1,82 @@
+"""The encoder interface: config dataclass + factory + module returning :class:`EncoderOutput`.
+
+Every encoder (AST, BiMamba, Conformer, ...) takes padded features with their lengths and
+returns typed hidden states for every layer, so any objective and any downstream plugin
+can sit on any encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from audiossl.registry import Registry
+
+
+@dataclass
+class EncoderOutput:
+    """What every encoder returns.
+
+    ``last``: final hidden states (B, S, D), after the final norm.
+    ``layers``: hidden states after every block, L tensors of (B, S, D) (``layers[-1]`` is
+    the last block before the final norm).
+    ``lengths``: valid tokens per item (B,).
+    ``padding_mask``: (B, S) bool, True at padding positions.
+    ``kept_indices``: (B, K) when the encoder was given ``keep_indices`` (masked tokens
+    dropped before the encoder), else None; S == K then.
+    """
+
+    last: torch.Tensor
+    layers: list[torch.Tensor]
+    lengths: torch.Tensor
+    padding_mask: torch.Tensor
+    kept_indices: torch.Tensor | None = None
+
+
+class Encoder(nn.Module):
+    """Base class: ``forward(features, lengths, mask=None, keep_indices=None) -> EncoderOutput``.
+
+    ``features`` (B, F, C) are frames x channels (e.g. fbank bins), or (B, T) waveforms for
+    waveform encoders; ``lengths`` (B,) are valid frames (samples). ``mask`` (B, S) bool
+    replaces those tokens by a learned mask embedding; ``keep_indices`` (B, K) keeps only
+    those tokens (MAE-style). At most one of them is given.
+    """
+
+    #: Width D of the hidden states.
+    dim: int
+    #: Number of blocks L (len(EncoderOutput.layers)).
+    num_layers: int
+
+    def token_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Number of tokens the encoder produces for inputs of ``lengths`` frames (B,)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A registered encoder family: its config class, factory and named presets."""
+
+    name: str
+    config_class: type
+    factory: Callable[..., Encoder]
+    presets: dict[str, Callable[[], object]]
+
+
+#: Registry of encoder families by name ("ast", "mamba", "conformer", ...).
+ENCODERS: Registry[EncoderSpec] = Registry("encoder")
+
+
+def create_encoder(name: str, preset: str | None = None, config: object | None = None) -> Encoder:
+    """Build an encoder by family name, from a named preset or an explicit config."""
+    spec = ENCODERS.get(name)
+    if config is None:
+        preset = preset or "tiny"
+        if preset not in spec.presets:
+            from audiossl.errors import ConfigError
+
+            raise ConfigError(f"unknown preset {preset!r} for encoder {name!r}; known: {', '.join(spec.presets)}")
+        config = spec.presets[preset]()
+    return spec.factory(config)
