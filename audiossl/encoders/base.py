@@ -26,7 +26,11 @@ class EncoderOutput:
     ``lengths``: valid tokens per item (B,).
     ``padding_mask``: (B, S) bool, True at padding positions.
     ``kept_indices``: (B, K) when the encoder was given ``keep_indices`` (masked tokens
-    dropped before the encoder), else None; S == K then.
+    dropped before the encoder), else None; S == num_prefix_tokens + K then.
+    ``num_prefix_tokens``: leading positions of every item that are not input tokens (AST's
+    cls/dist tokens). They are part of ``last``, ``layers``, ``lengths`` and ``padding_mask``
+    (never padding); input token ``s`` sits at position ``num_prefix_tokens + s``.
+    :meth:`without_prefix` strips them, e.g. to line tokens up with masked-prediction targets.
     """
 
     last: torch.Tensor
@@ -34,6 +38,25 @@ class EncoderOutput:
     lengths: torch.Tensor
     padding_mask: torch.Tensor
     kept_indices: torch.Tensor | None = None
+    num_prefix_tokens: int = 0
+
+    def prefix(self) -> torch.Tensor:
+        """The prefix (cls) tokens of ``last``: (B, num_prefix_tokens, D)."""
+        return self.last[:, : self.num_prefix_tokens]
+
+    def without_prefix(self) -> EncoderOutput:
+        """The same output with the prefix positions removed (S -> S - num_prefix_tokens)."""
+        n = self.num_prefix_tokens
+        if n == 0:
+            return self
+        return EncoderOutput(
+            last=self.last[:, n:],
+            layers=[layer[:, n:] for layer in self.layers],
+            lengths=self.lengths - n,
+            padding_mask=self.padding_mask[:, n:],
+            kept_indices=self.kept_indices,
+            num_prefix_tokens=0,
+        )
 
 
 class Encoder(nn.Module):
@@ -42,16 +65,27 @@ class Encoder(nn.Module):
     ``features`` (B, F, C) are frames x channels (e.g. fbank bins), or (B, T) waveforms for
     waveform encoders; ``lengths`` (B,) are valid frames (samples). ``mask`` (B, S) bool
     replaces those tokens by a learned mask embedding; ``keep_indices`` (B, K) keeps only
-    those tokens (MAE-style). At most one of them is given.
+    those tokens (MAE-style, ``-1``-padded, see :func:`audiossl.encoders.embed.gather_kept`).
+    At most one of them is given. Both index the S input tokens of :meth:`token_lengths`
+    (prefix tokens excluded).
+
+    Encoders built on :class:`audiossl.encoders.embed.TokenEmbedding` (all of ours) keep it as
+    ``self.embedding`` and their configs have ``input: InputConfig`` and ``dim: int`` fields,
+    which is what the shared tests and :mod:`audiossl.testing.configs` rely on.
     """
 
     #: Width D of the hidden states.
     dim: int
     #: Number of blocks L (len(EncoderOutput.layers)).
     num_layers: int
+    #: Leading non-input positions in the output (cls tokens); see EncoderOutput.
+    num_prefix_tokens: int = 0
 
     def token_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Number of tokens the encoder produces for inputs of ``lengths`` frames (B,)."""
+        """Input tokens (what ``mask`` / ``keep_indices`` index) for inputs of ``lengths`` frames (B,).
+
+        The output has ``num_prefix_tokens`` more positions per item.
+        """
         raise NotImplementedError
 
 
