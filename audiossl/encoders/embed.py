@@ -27,7 +27,7 @@ alone; padding positions of the output are exactly zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -58,8 +58,8 @@ class InputConfig:
     frontend: str = "wav2vec2_cnn"
     """Registered waveform front-end (:mod:`audiossl.audio.frontends`) for ``kind="waveform"``."""
 
-    frontend_dim: int = 512
-    """Channels produced by ``frontend`` (512 for the wav2vec 2.0 CNN)."""
+    frontend_options: dict[str, Any] = field(default_factory=dict)
+    """Fields of the front-end's config that differ from its defaults (e.g. its norm mode)."""
 
     positions: Literal["auto", "sinusoidal", "conv", "none"] = "auto"
     """Positional information. ``auto``: sinusoidal for patches, conv for frames and waveforms.
@@ -182,8 +182,8 @@ class TokenEmbedding(nn.Module):
             from audiossl.audio.frontends import create_frontend
 
             self.freq_patches = 1
-            self.frontend = create_frontend(config.frontend)
-            in_dim = config.frontend_dim
+            self.frontend = create_frontend(config.frontend, config.frontend_options)
+            in_dim = self.frontend.num_channels
             self.frontend_norm = nn.LayerNorm(in_dim)
         else:
             raise ValueError(f"unknown input kind {config.kind!r}; known: patch, frame, waveform")

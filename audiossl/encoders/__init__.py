@@ -1,0 +1,47 @@
+"""Encoders behind one interface: AST, bidirectional Mamba, Conformer.
+
+Importing this package registers every encoder family in :data:`ENCODERS`; pick one with
+:func:`create_encoder` (``create_encoder("ast", "tiny")``) and list them with
+:func:`list_encoders`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Encoder families register themselves on import; one line per family.
+from audiossl.encoders import ast as ast  # noqa: F401
+from audiossl.encoders import conformer as conformer  # noqa: F401
+from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec, create_encoder
+from audiossl.encoders.embed import InputConfig, TokenEmbedding, apply_token_mask, gather_kept
+
+# The bidirectional Mamba family registers here too: from audiossl.encoders import mamba as mamba
+
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "EncoderOutput",
+    "EncoderSpec",
+    "InputConfig",
+    "TokenEmbedding",
+    "apply_token_mask",
+    "create_encoder",
+    "gather_kept",
+    "list_encoders",
+]
+
+
+def list_encoders() -> list[tuple[str, str, int]]:
+    """Every registered (family, preset, number of parameters), families and presets in order.
+
+    Builds each preset on the meta device, so no memory is allocated and even base models
+    are counted instantly.
+    """
+    rows = []
+    for family in ENCODERS.names():
+        spec = ENCODERS.get(family)
+        for preset, make_config in spec.presets.items():
+            with torch.device("meta"):
+                model = spec.factory(make_config())
+            rows.append((family, preset, sum(p.numel() for p in model.parameters())))
+    return rows
