@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import IO
 
 
+def _default_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give: 0o666 less the umask (mkstemp uses 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it over ``path`` on success.
@@ -25,6 +32,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -43,6 +51,7 @@ def atomic_path(path: str | Path) -> contextlib.AbstractContextManager[Path]:
         os.close(fd)
         try:
             yield Path(tmp)
+            os.chmod(tmp, _default_mode())
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

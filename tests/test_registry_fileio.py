@@ -52,3 +52,18 @@ def test_atomic_path_renames_only_on_success(tmp_path):
         tmp.write_bytes(b"whole")
     assert target.read_bytes() == b"whole"
     assert sorted(p.name for p in target.parent.iterdir()) == ["blob.bin"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x", encoding="utf-8")
+    with atomic_write(tmp_path / "atomic.txt") as handle:
+        handle.write("x")
+    with atomic_path(tmp_path / "blob.bin") as tmp:
+        tmp.write_bytes(b"x")
+    expected = stat.S_IMODE(os.stat(plain).st_mode)
+    assert stat.S_IMODE(os.stat(tmp_path / "atomic.txt").st_mode) == expected
+    assert stat.S_IMODE(os.stat(tmp_path / "blob.bin").st_mode) == expected
