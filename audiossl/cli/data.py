@@ -47,12 +47,20 @@ def validate(
 
 
 @app.command()
-def fix(data_dir: Annotated[Path, typer.Argument(help="Kaldi-style data directory to repair in place.")]) -> None:
-    """Sort every table, regenerate spk2utt and utt2dur."""
+def fix(
+    data_dir: Annotated[Path, typer.Argument(help="Kaldi-style data directory to repair in place.")],
+    no_pipes: Annotated[
+        bool, typer.Option("--no-pipes", help="Refuse wav.scp pipe commands ('cmd |') instead of running them.")
+    ] = False,
+) -> None:
+    """Sort every table, regenerate spk2utt and utt2dur; report (never delete) inconsistent utterances."""
     from audiossl.data.validate import fix_data_dir
 
-    for change in fix_data_dir(data_dir):
+    changes = fix_data_dir(data_dir, allow_pipes=not no_pipes)
+    for change in changes:
         typer.echo(change)
+    if not changes:
+        typer.echo(f"{data_dir}: nothing to fix")
 
 
 @app.command("prepare-fsdd")

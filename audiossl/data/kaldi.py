@@ -7,12 +7,15 @@ and line; writing is atomic.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
+
+_LINE = re.compile(r"([^ \t]*)[ \t]*(.*)", re.DOTALL)
 
 #: Tables that are not per-utterance labels, in the order ``DataDir.save`` writes them.
 CORE_TABLES = ("wav.scp", "segments", "utt2spk", "spk2utt", "text", "utt2dur", "utt2num_samples", "reco2dur")
@@ -32,6 +35,12 @@ def kaldi_sort_key(key: str) -> bytes:
     return key.encode("utf-8")
 
 
+def split_line(line: str) -> tuple[str, str]:
+    """Split a table line at its first space or tab: ``(id, value)``; the value keeps its inner spacing."""
+    key, value = _LINE.match(line.strip(" \t\r\n")).groups()
+    return key, value
+
+
 def read_entries(path: str | Path, allow_empty_value: bool = False) -> list[Entry]:
     """Read ``<id> <value>`` lines in file order; malformed lines and non-UTF-8 bytes are errors."""
     path = Path(path)
@@ -48,11 +57,7 @@ def read_entries(path: str | Path, allow_empty_value: bool = False) -> list[Entr
         line = line.strip()
         if not line:
             continue
-        key, _, value = line.partition(" ")
-        key, value = key.strip(), value.strip()
-        if "\t" in key:
-            key, _, rest = key.partition("\t")
-            value = (rest + " " + value).strip()
+        key, value = split_line(line)
         if not value and not allow_empty_value:
             raise DataError(f"line has an id {key!r} but no value", path, number)
         entries.append(Entry(key, value, number))

@@ -1,0 +1,196 @@
+"""A map-style dataset over a Kaldi data dir, and the collate function that pads a batch.
+
+``AudioDataset[i]`` reads one utterance (mono float32, resampled) with the labels asked for;
+``AudioDataset[[i, j, ...]]`` reads a list of them, so a batch sampler can be used either as a
+``batch_sampler`` or as the ``sampler`` of a ``DataLoader(batch_size=None)``. ``collate`` turns
+utterances into a zero-padded ``(B, T)`` batch with its lengths.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from audiossl.audio.io import load_utterance, read_wav_scp_info
+from audiossl.data.kaldi import DataDir
+from audiossl.errors import DataError
+from audiossl.progress import progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Utterance:
+    """One utterance: its id, its waveform ``(T,)`` float32 and the requested labels."""
+
+    id: str
+    waveform: torch.Tensor
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """A padded batch: ``waveforms`` ``(B, T)`` float32 (zeros past each length), ``lengths`` ``(B,)`` int64."""
+
+    ids: list[str]
+    waveforms: torch.Tensor
+    lengths: torch.Tensor
+    labels: dict[str, list] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """The same batch with its tensors on ``device``."""
+        return Batch(
+            self.ids,
+            self.waveforms.to(device, non_blocking=non_blocking),
+            self.lengths.to(device, non_blocking=non_blocking),
+            self.labels,
+        )
+
+
+def collate(items: Sequence[Utterance]) -> Batch:
+    """Zero-pad utterances into one batch; labels become lists in batch order."""
+    if not items:
+        raise ValueError("cannot collate an empty list of utterances")
+    lengths = torch.tensor([item.waveform.shape[-1] for item in items], dtype=torch.int64)  # (B,)
+    waveforms = torch.zeros(len(items), int(lengths.max()), dtype=torch.float32)  # (B, T)
+    for row, item in enumerate(items):
+        waveforms[row, : item.waveform.shape[-1]] = item.waveform
+    labels = {name: [item.labels[name] for item in items] for name in items[0].labels}
+    return Batch([item.id for item in items], waveforms, lengths, labels)
+
+
+class AudioDataset(Dataset):
+    """Utterances of a Kaldi data dir, read on demand.
+
+    ``labels`` names the per-utterance tables to return: ``"spk"`` (utt2spk), ``"text"``, or
+    any ``utt2<name>`` table as ``"<name>"``. Every requested table must cover every utterance.
+    ``max_seconds`` crops longer utterances to a window of that length; the window's offset
+    is drawn from ``(crop_seed, epoch, utterance id)`` so it is reproducible, and changes
+    with :meth:`set_epoch`. Only the window is read from disk.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path | DataDir,
+        sample_rate: int = 16000,
+        labels: Sequence[str] = (),
+        allow_pipes: bool = True,
+        max_seconds: float | None = None,
+        *,
+        crop_seed: int = 0,
+    ):
+        self.data = data_dir if isinstance(data_dir, DataDir) else DataDir.load(data_dir)
+        self.sample_rate = sample_rate
+        self.allow_pipes = allow_pipes
+        if max_seconds is not None and max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        self.max_seconds = max_seconds
+        self.crop_seed = crop_seed
+        self.epoch = 0
+        self.ids = self.data.utterance_ids
+        self.label_tables = {name: self._label_table(name) for name in labels}
+        self._full_durations: list[float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the crop windows of this epoch (only matters with ``max_seconds``)."""
+        self.epoch = epoch
+
+    @property
+    def durations(self) -> list[float]:
+        """Seconds per utterance in dataset order, after cropping to ``max_seconds``.
+
+        Taken from utt2dur, else segment spans, else utt2num_samples (at the native rate of
+        the first recording), else audio headers; computed once.
+        """
+        full = self._durations()
+        if self.max_seconds is None:
+            return list(full)
+        return [min(duration, self.max_seconds) for duration in full]
+
+    def __getitem__(self, index: int | Sequence[int]) -> Utterance | list[Utterance]:
+        if not isinstance(index, int) and isinstance(index, Sequence):
+            return [self[i] for i in index]
+        utt_id = self.ids[index]
+        offset, duration = 0.0, None
+        if self.max_seconds is not None and self._durations()[index] > self.max_seconds:
+            spare = self._durations()[index] - self.max_seconds
+            offset = random.Random(f"{self.crop_seed}:{self.epoch}:{utt_id}").uniform(0.0, spare)
+            duration = self.max_seconds
+        waveform, _ = load_utterance(
+            self.data, utt_id, self.sample_rate, self.allow_pipes, offset=offset, duration=duration
+        )  # (T,)
+        if duration is not None:
+            waveform = waveform[: round(duration * self.sample_rate)]
+        labels = {name: table[utt_id] for name, table in self.label_tables.items()}
+        return Utterance(utt_id, waveform, labels)
+
+    def _table_path(self, name: str) -> Path | str:
+        return self.data.path / name if self.data.path is not None else name
+
+    def _label_table(self, name: str) -> dict[str, str]:
+        """The table behind label ``name``; an error if it is missing or lacks an utterance."""
+        if name == "spk":
+            file, table = "utt2spk", self.data.utt2spk or None
+        elif name == "text":
+            file, table = "text", self.data.text
+        else:
+            file, table = f"utt2{name}", self.data.labels.get(name)
+        if table is None:
+            available = ["spk"] * bool(self.data.utt2spk) + ["text"] * (self.data.text is not None)
+            available += sorted(self.data.labels)
+            raise DataError(
+                f"label {name!r} requested but {file} does not exist (available: {', '.join(available) or 'none'})",
+                self._table_path(file),
+            )
+        missing = [utt for utt in self.ids if utt not in table]
+        if missing:
+            shown = ", ".join(repr(utt) for utt in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise DataError(f"no {name!r} label for utterance(s) {shown}{more}", self._table_path(file))
+        return table
+
+    def _durations(self) -> list[float]:
+        if self._full_durations is None:
+            self._full_durations = self._compute_durations()
+        return self._full_durations
+
+    def _compute_durations(self) -> list[float]:
+        data = self.data
+        if data.utt2dur is not None and all(utt in data.utt2dur for utt in self.ids):
+            return [data.utt2dur[utt] for utt in self.ids]
+        segments = data.segments
+        if segments is not None and all(segments[utt].end >= 0 for utt in self.ids):
+            return [segments[utt].end - segments[utt].start for utt in self.ids]
+        wav_scp = self._table_path("wav.scp")
+        if data.utt2num_samples is not None and all(utt in data.utt2num_samples for utt in self.ids) and self.ids:
+            first = segments[self.ids[0]].recording if segments is not None else self.ids[0]
+            _, rate, _ = read_wav_scp_info(data.wav_scp[first], allow_pipes=self.allow_pipes, source=(wav_scp, None))
+            return [data.utt2num_samples[utt] / rate for utt in self.ids]
+        logger.info("no utt2dur in %s: reading audio headers (`audiossl data fix` writes utt2dur)", data.path)
+        recording_seconds: dict[str, float] = {}
+        durations = []
+        for utt in progress(self.ids, desc="reading audio headers", unit="utt"):
+            segment = segments[utt] if segments is not None else None
+            recording = segment.recording if segment is not None else utt
+            if segment is not None and segment.end >= 0:
+                durations.append(segment.end - segment.start)
+                continue
+            if recording not in recording_seconds:
+                if recording not in data.wav_scp:
+                    raise DataError(f"recording {recording!r} (utterance {utt!r}) is not in wav.scp", wav_scp)
+                length, rate, _ = read_wav_scp_info(
+                    data.wav_scp[recording], allow_pipes=self.allow_pipes, source=(wav_scp, None)
+                )
+                recording_seconds[recording] = length / rate
+            start = segment.start if segment is not None else 0.0
+            durations.append(recording_seconds[recording] - start)
+        return durations
