@@ -58,8 +58,10 @@ class InputConfig:
     frontend: str = "wav2vec2_cnn"
     """Registered waveform front-end (:mod:`audiossl.audio.frontends`) for ``kind="waveform"``."""
 
-    frontend_options: dict[str, Any] = field(default_factory=dict)
-    """Fields of the front-end's config that differ from its defaults (e.g. its norm mode)."""
+    frontend_options: dict[str, Any] = field(default_factory=lambda: {"mode": "layer_norm"})
+    """Fields of the front-end's config that differ from its defaults. The default picks the CNN's
+    per-frame layer norm (wav2vec 2.0 large): its group-norm mode normalises over the padded
+    time axis, which would break padding invariance."""
 
     positions: Literal["auto", "sinusoidal", "conv", "none"] = "auto"
     """Positional information. ``auto``: sinusoidal for patches, conv for frames and waveforms.

@@ -39,8 +39,12 @@ def tiny_input_config(kind: str) -> InputConfig:
     raise ValueError(f"unknown input kind {kind!r}; known: {', '.join(INPUT_KINDS)}")
 
 
-#: A slim wav2vec2-style CNN (few channels, padding-invariant layer norm) for waveform tests.
-TINY_CNN_OPTIONS: dict[str, Any] = {}
+#: A slim wav2vec2-style CNN (32 channels, 40-sample hop, 60-sample receptive field,
+#: padding-invariant layer norm) for waveform tests.
+TINY_CNN_OPTIONS: dict[str, Any] = {
+    "conv_layers": [(32, 10, 5), (32, 3, 2), (32, 3, 2), (32, 2, 2)],
+    "mode": "layer_norm",
+}
 
 
 def _tiny_ast(config: Any) -> Any:
