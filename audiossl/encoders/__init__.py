@@ -12,10 +12,9 @@ import torch
 # Encoder families register themselves on import; one line per family.
 from audiossl.encoders import ast as ast  # noqa: F401
 from audiossl.encoders import conformer as conformer  # noqa: F401
+from audiossl.encoders import mamba as mamba  # noqa: F401
 from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec, create_encoder
 from audiossl.encoders.embed import InputConfig, TokenEmbedding, apply_token_mask, gather_kept
-
-# The bidirectional Mamba family registers here too: from audiossl.encoders import mamba as mamba
 
 __all__ = [
     "ENCODERS",

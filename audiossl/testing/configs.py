@@ -55,11 +55,16 @@ def _tiny_conformer(config: Any) -> Any:
     return dataclasses.replace(config, dim=TINY_DIM, num_layers=2, num_heads=4, ffn_dim=64, conv_kernel=5)
 
 
+def _tiny_mamba(config: Any) -> Any:
+    return dataclasses.replace(config, dim=TINY_DIM, num_layers=2, d_state=4, chunk_size=8)
+
+
 #: Family name -> function shrinking that family's ``tiny`` preset further for tests.
 #: Families add their own entry; without one, the ``tiny`` preset is used as is.
 SHRINKERS: dict[str, Callable[[Any], Any]] = {
     "ast": _tiny_ast,
     "conformer": _tiny_conformer,
+    "mamba": _tiny_mamba,
 }
 
 
