@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -12,37 +11,28 @@ from audiossl.errors import DataError
 
 def utterance_features(
     data_dir: str | Path,
-    frontend: str = "fbank",
+    frontend_name: str = "fbank",
     *,
     utt: str | None = None,
     sample_rate: int = 16000,
-    frontend_config: Any = None,
-    allow_pipes: bool = True,
+    frontend_config: object | None = None,
 ) -> tuple[str, torch.Tensor]:
-    """``(utterance id, features (F, C))`` of one utterance (default: the first in Kaldi order).
+    """Return ``(utt_id, features (F, C))`` of one utterance (the first when ``utt`` is None)."""
+    from audiossl.audio.frontends import create_frontend
+    from audiossl.data.dataset import AudioDataset, collate
 
-    The audio is read at ``sample_rate``; front-ends with a ``sample_rate`` option are built
-    with that rate unless ``frontend_config`` sets one.
-    """
-    from audiossl.audio.frontends import FRONTENDS, create_frontend
-    from audiossl.audio.io import load_utterance
-    from audiossl.data.kaldi import DataDir
-
-    data = DataDir.load(data_dir)
-    ids = data.utterance_ids
+    dataset = AudioDataset(data_dir, sample_rate=sample_rate)
+    ids = dataset.ids
     if not ids:
-        raise DataError("data directory has no utterances", data_dir)
-    utt_id = ids[0] if utt is None else utt
-    if utt_id not in ids:
-        raise DataError(f"utterance {utt_id!r} is not in the data directory", Path(data_dir) / "wav.scp")
-    overrides = {}
-    config_class = FRONTENDS.get(frontend).config_class
-    has_rate = "sample_rate" in getattr(config_class, "__dataclass_fields__", {})
-    if has_rate and not (isinstance(frontend_config, dict) and "sample_rate" in frontend_config):
-        if frontend_config is None or isinstance(frontend_config, dict):
-            overrides["sample_rate"] = sample_rate
-    module = create_frontend(frontend, frontend_config, **overrides).eval()
-    waveform, _ = load_utterance(data, utt_id, sample_rate, allow_pipes)  # (T,)
+        raise DataError("data dir has no utterances", data_dir)
+    if utt is None:
+        index = 0
+    elif utt in ids:
+        index = ids.index(utt)
+    else:
+        raise DataError(f"utterance {utt!r} not found", Path(data_dir) / "wav.scp")
+    batch = collate([dataset[index]])
+    frontend = create_frontend(frontend_name, frontend_config).eval()
     with torch.no_grad():
-        features, frame_lengths = module(waveform.unsqueeze(0), torch.tensor([waveform.shape[-1]]))
-    return utt_id, features[0, : int(frame_lengths[0])]
+        features, frame_lengths = frontend(batch.waveforms, batch.lengths)  # (1, F, C), (1,)
+    return batch.ids[0], features[0, : int(frame_lengths[0])]

@@ -14,6 +14,7 @@ import typer
 
 from audiossl import __version__
 from audiossl.cli import data as data_commands
+from audiossl.cli import features as feature_commands
 from audiossl.cli import encoders as encoders_commands
 from audiossl.errors import UserError
 
@@ -25,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.add_typer(feature_commands.app, name="features")
 app.add_typer(encoders_commands.app, name="encoders")
 
 

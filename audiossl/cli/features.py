@@ -1,0 +1,53 @@
+"""``audiossl features``: look at and summarise front-end features of a data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Compute, plot and summarise front-end features of a data directory.", no_args_is_help=True)
+
+
+@app.command()
+def plot(
+    data_dir: Annotated[Path, typer.Argument(help="Kaldi-style data directory.")],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")],
+    frontend: Annotated[str, typer.Option(help="Front-end name (see `audiossl features list`).")] = "fbank",
+    utt: Annotated[str | None, typer.Option(help="Utterance id to plot (default: the first).")] = None,
+    sample_rate: Annotated[int, typer.Option(help="Rate the audio is resampled to (Hz).")] = 16000,
+) -> None:
+    """Plot one utterance's features as a spectrogram PNG."""
+    from audiossl.audio.features import utterance_features
+    from audiossl.audio.plot import plot_features
+
+    utt_id, features = utterance_features(data_dir, frontend, utt=utt, sample_rate=sample_rate)
+    plot_features(features, out, title=f"{utt_id} ({frontend})")
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def stats(
+    data_dir: Annotated[Path, typer.Argument(help="Kaldi-style data directory.")],
+    out: Annotated[Path, typer.Option(help="Where to save the statistics (.npz).")],
+    frontend: Annotated[str, typer.Option(help="Front-end name (see `audiossl features list`).")] = "fbank",
+    sample_rate: Annotated[int, typer.Option(help="Rate the audio is resampled to (Hz).")] = 16000,
+) -> None:
+    """Compute global per-channel mean and variance over a data dir (for feature normalisation)."""
+    from audiossl.audio.normalize import compute_global_stats
+
+    global_stats = compute_global_stats(data_dir, frontend_name=frontend, sample_rate=sample_rate)
+    global_stats.save(out)
+    typer.echo(f"wrote {out} ({int(global_stats.count)} frames)")
+
+
+@app.command("list")
+def list_frontends() -> None:
+    """List the registered front-ends."""
+    from audiossl.audio import FRONTENDS
+
+    for name in FRONTENDS.names():
+        spec = FRONTENDS.get(name)
+        kind = "learnable" if spec.learnable else "fixed"
+        typer.echo(f"{name:14s} {kind:9s} {spec.config_class.__name__}")
