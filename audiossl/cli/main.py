@@ -14,8 +14,8 @@ import typer
 
 from audiossl import __version__
 from audiossl.cli import data as data_commands
-from audiossl.cli import features as feature_commands
 from audiossl.cli import encoders as encoders_commands
+from audiossl.cli import features as feature_commands
 from audiossl.errors import UserError
 
 app = typer.Typer(

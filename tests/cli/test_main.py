@@ -32,8 +32,9 @@ def test_user_error_exits_2_with_file_name(tmp_path):
 
 
 def test_every_command_has_help(capsys):
-    from audiossl.cli.main import app
     import typer
+
+    from audiossl.cli.main import app
 
     command = typer.main.get_command(app)
 
