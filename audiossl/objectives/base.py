@@ -1,0 +1,121 @@
+"""The objective interface: encoder + heads + masking + loss, chosen by name.
+
+An objective owns its encoder call: it receives the raw features, decides what to mask,
+runs the encoder and scores the output. The encoder is passed in at construction, so one
+encoder class serves every objective (as torchaudio keeps ``hubert_loss`` out of the model
+and pyannote's ``Task`` drives a ``Model``). Objectives register a spec (name, config class,
+factory) in :data:`OBJECTIVES`; :func:`create_objective` builds one by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from audiossl.config import from_dict
+from audiossl.encoders.base import Encoder
+from audiossl.errors import ConfigError
+from audiossl.registry import Registry
+
+
+@dataclass
+class LossOutput:
+    """What an objective returns for one batch.
+
+    ``total``: scalar tensor to back-propagate.
+    ``parts``: named scalar tensors that make up ``total`` (unweighted), e.g. ``contrastive``,
+    ``diversity``.
+    ``metrics``: health metrics as Python floats (codebook perplexity, Gumbel temperature,
+    contrastive accuracy, ...), for logs and collapse warnings.
+    """
+
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def scalar_metrics(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    """Detach tensors to floats in one device transfer (one sync per step, not one per metric)."""
+    names = [name for name, value in values.items() if isinstance(value, torch.Tensor)]
+    out = {name: float(value) for name, value in values.items() if not isinstance(value, torch.Tensor)}
+    if names:
+        stacked = torch.stack([values[name].detach().float().reshape(()) for name in names]).cpu().tolist()
+        out.update(zip(names, stacked, strict=True))
+    return out
+
+
+class Objective(nn.Module):
+    """Base class: ``forward(features, lengths, step=None) -> LossOutput``.
+
+    ``features`` (B, F, C) spectrogram frames or (B, T) waveforms, ``lengths`` (B,) valid
+    frames (samples), ``step`` the optimizer step for schedules (e.g. the Gumbel temperature;
+    None counts as 0). Subclasses hold the encoder as ``self.encoder`` and their own heads.
+    Masks are drawn from ``self.generator`` when one is set, else from torch's global RNG
+    (which the trainer seeds and checkpoints).
+    """
+
+    def __init__(self, encoder: Encoder):
+        super().__init__()
+        self.encoder = encoder
+        self.generator: torch.Generator | None = None
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, step: int | None = None) -> LossOutput:
+        raise NotImplementedError
+
+
+def trim_to_longest(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Drop padding past the longest item: (B, F, ...) -> (B, max(lengths), ...).
+
+    Token makers differ in how many padding tokens they emit for extra padding frames; with
+    the batch trimmed, every one of them gives ``max(token_lengths)`` tokens, so an objective
+    can size its (B, S) mask before calling the encoder. Valid positions are unchanged.
+    """
+    longest = int(lengths.max()) if lengths.numel() else 0
+    return features[:, :longest] if features.shape[1] > longest else features
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A registered objective: its config class and ``factory(encoder, config) -> Objective``."""
+
+    name: str
+    config_class: type
+    factory: Callable[[Encoder, Any], Objective]
+    description: str = ""
+
+
+#: Registry of objectives by name ("mspm", "wav2vec2", "w2vbert", ...).
+OBJECTIVES: Registry[ObjectiveSpec] = Registry("objective")
+
+
+def register_objective(name: str, config_class: type, description: str = "") -> Callable[[type], type]:
+    """Class decorator: register an :class:`Objective` subclass built as ``cls(encoder, config)``."""
+
+    def decorator(cls: type) -> type:
+        OBJECTIVES.register(name)(ObjectiveSpec(name, config_class, cls, description))
+        return cls
+
+    return decorator
+
+
+def create_objective(name: str, encoder: Encoder, config: object | Mapping[str, Any] | None = None) -> Objective:
+    """Build objective ``name`` around ``encoder`` from its config (a dataclass, a mapping, or None = defaults).
+
+    Unknown names raise :class:`ConfigError` listing the registered ones; a mapping with
+    unknown keys or a config of the wrong class raise it too.
+    """
+    import audiossl.objectives  # noqa: F401  (registers the built-in objectives)
+
+    spec = OBJECTIVES.get(name)
+    if config is None:
+        config = spec.config_class()
+    elif isinstance(config, Mapping):
+        config = from_dict(spec.config_class, dict(config))
+    elif not (dataclasses.is_dataclass(config) and isinstance(config, spec.config_class)):
+        raise ConfigError(f"objective {name!r} takes a {spec.config_class.__name__}, got {type(config).__name__}")
+    return spec.factory(encoder, config)
