@@ -143,7 +143,8 @@ class ConvFeatureExtractor(Frontend):
             x, lengths = block(x, lengths)  # (B, C, T_i)
         features = x.transpose(1, 2)  # (B, F, C)
         max_frames = int(lengths.max()) if lengths.numel() else 0
-        features = features[:, :max_frames] * lengths_to_mask(lengths, max_frames).unsqueeze(-1)
+        padding = ~lengths_to_mask(lengths, max_frames).unsqueeze(-1)  # (B, F, 1)
+        features = features[:, :max_frames].masked_fill(padding, 0.0)
         return features, lengths
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -155,8 +156,10 @@ class ConvFeatureExtractor(Frontend):
 
 def _normalize_utterances(waveforms: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Zero mean, unit variance per item over its valid samples; padding set to zero. (B, T)."""
-    valid = lengths_to_mask(lengths, waveforms.shape[1]).to(waveforms.dtype)  # (B, T)
-    count = valid.sum(1, keepdim=True).clamp_min(1.0)
-    mean = (waveforms * valid).sum(1, keepdim=True) / count
-    var = (((waveforms - mean) * valid) ** 2).sum(1, keepdim=True) / count
-    return (waveforms - mean) / torch.sqrt(var + eps) * valid
+    valid = lengths_to_mask(lengths, waveforms.shape[1])  # (B, T)
+    waveforms = waveforms.masked_fill(~valid, 0.0)
+    count = valid.sum(1, keepdim=True).clamp_min(1).to(waveforms.dtype)
+    mean = waveforms.sum(1, keepdim=True) / count
+    centred = (waveforms - mean).masked_fill_(~valid, 0.0)
+    var = centred.square().sum(1, keepdim=True) / count
+    return centred / torch.sqrt(var + eps)

@@ -6,13 +6,14 @@ the batch is computed in one pass over all valid frames of all items instead of 
 per utterance:
 
 * frames of every item are strided views of one flat buffer (no per-utterance loop);
-* Kaldi's per-frame DC removal and pre-emphasis are linear, so ``pre(x - mean)`` is
-  computed as ``pre(x) - (1 - c) * mean`` straight from the strided view into a reused,
-  zero-tailed FFT buffer, then windowed in place;
+* Kaldi's per-frame DC removal, pre-emphasis and window are applied straight from the
+  strided view into a reused, zero-tailed FFT buffer, with the same operations in the same
+  order as torchaudio, so the windowed frames are bit-identical (the weakest mel bins are
+  decided by FFT rounding: a reordered, algebraically equal formula drifts by up to 2e-3);
 * power is ``re^2 + im^2`` (no square root), and the mel matrix, which is banded, is
   applied as a few dense blocks over the FFT bins each group of filters actually covers;
-* on CPU the frames are processed in chunks of :data:`CHUNK_FRAMES` rows of the flattened
-  (item, frame) grid so that every intermediate stays in cache; chunks cut across items.
+* on CPU the frames are processed in cache-sized chunks of the flattened (item, frame) grid
+  (:mod:`audiossl.audio.framing`); long items are split, short ones packed together.
 
 Frame counts follow Kaldi: with ``snip_edges`` an utterance shorter than one frame gives
 zero frames (not an error); without it, frames are centred on multiples of the shift and
@@ -30,16 +31,12 @@ from typing import Literal
 import torch
 
 from audiossl.audio.base import Frontend, register_frontend
+from audiossl.audio.framing import banded_blocks, flat_frames, map_frames, power_spectrum, project
 from audiossl.audio.options import resolve_config
 from audiossl.errors import ConfigError
-from audiossl.nn.masking import lengths_to_mask
 
 #: Kaldi's floor before the log: std::numeric_limits<float>::epsilon().
 EPSILON = float(torch.finfo(torch.float32).eps)
-#: Frames per chunk on CPU (a 1024 x 512 float buffer is 2 MiB and stays in cache).
-CHUNK_FRAMES = 1024
-#: Mel filters per dense block of the banded mel matmul.
-MEL_BLOCK = 16
 
 WindowType = Literal["povey", "hamming", "hanning", "rectangular", "blackman"]
 
@@ -151,7 +148,7 @@ def reflect_index(positions: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
 def _constants(
     config: FbankConfig, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, torch.Tensor]]]:
-    """Window (N,), dense mel matrix (n_fft/2+1, M) and its banded blocks [(lo, hi, (hi-lo, g))]."""
+    """Window (N,), mel matrix (n_fft/2 + 1, M) and its banded blocks."""
     length, _, n_fft = frame_geometry(config)
     key = (config.window, config.blackman_coeff, length, n_fft, config.num_mel_bins, config.sample_rate)
     return _cached_constants(*key, config.low_freq, config.high_freq, device, dtype)
@@ -176,84 +173,42 @@ def _cached_constants(
     banks, _ = get_mel_banks(
         num_mel_bins, n_fft, float(sample_rate), low_freq, high_freq, 100.0, -500.0, 1.0
     )  # (M, n_fft/2): Kaldi ignores the Nyquist bin
-    banks = torch.nn.functional.pad(banks, (0, 1)).to(dtype=dtype)  # (M, n_fft/2 + 1)
-    blocks = []
-    for start in range(0, num_mel_bins, MEL_BLOCK):
-        group = banks[start : start + MEL_BLOCK]  # (g, n_fft/2 + 1)
-        support = group.abs().sum(0).nonzero().flatten()
-        lo, hi = (int(support[0]), int(support[-1]) + 1) if support.numel() else (0, 0)
-        blocks.append((lo, hi, group[:, lo:hi].T.contiguous().to(device)))  # (hi - lo, g)
-    return window, banks.T.contiguous().to(device), blocks
+    mel = torch.nn.functional.pad(banks, (0, 1)).T.contiguous().to(device=device, dtype=dtype)  # (n_fft/2 + 1, M)
+    return window, mel, banded_blocks(mel)
 
 
 def _frame_source(
     waveforms: torch.Tensor, lengths: torch.Tensor, frame_length: int, frame_shift: int, snip_edges: bool
 ) -> tuple[torch.Tensor, int]:
-    """All frames of the batch as one strided view (R, N), and the rows per item.
-
-    Frame ``f`` of item ``b`` is row ``b * rows_per_item + f``. Each item gets a stretch of a
-    flat buffer whose length is a multiple of the shift, so one ``unfold`` serves the batch.
-    """
-    batch, samples = waveforms.shape
+    """All frames of the batch as one strided view (R, N), and the rows per item (see :func:`flat_frames`)."""
     if snip_edges:
-        width = math.ceil(max(samples, frame_length) / frame_shift) * frame_shift
-        buffer = waveforms if width == samples else torch.nn.functional.pad(waveforms, (0, width - samples))
-        flat = buffer.contiguous().reshape(-1)  # (B * width,)
-        return flat.unfold(0, frame_length, frame_shift), width // frame_shift
-    # Centred frames: frame f covers [f * shift - pad, f * shift - pad + N) of its utterance.
+        return flat_frames(waveforms, frame_length, frame_shift)
+    # Centred frames: frame f covers [f * shift - pad, f * shift - pad + N) of its utterance,
+    # reflected at the utterance's own ends.
+    batch, samples = waveforms.shape
     pad = frame_length // 2 - frame_shift // 2
     left, right = max(pad, 0), frame_length + frame_shift
-    width = math.ceil((left + samples + right) / frame_shift) * frame_shift
-    buffer = waveforms.new_zeros(batch, width)  # (B, width)
+    buffer = waveforms.new_zeros(batch, left + samples + right)  # (B, W)
     buffer[:, left : left + samples] = waveforms
-    n = lengths.long().unsqueeze(1)  # (B, 1)
+    n = lengths.long().to(waveforms.device).unsqueeze(1)  # (B, 1)
     if left:
         positions = torch.arange(-left, 0, device=waveforms.device).expand(batch, left)  # (B, left)
         buffer[:, :left] = waveforms.gather(1, reflect_index(positions, n))
     positions = n + torch.arange(right, device=waveforms.device)  # (B, right): the samples after each end
     buffer.scatter_(1, positions + left, waveforms.gather(1, reflect_index(positions, n)))
-    flat = buffer.reshape(-1)[left - pad :]
-    return flat.unfold(0, frame_length, frame_shift), width // frame_shift
-
-
-def _chunk_plan(counts: list[int], chunk: int) -> list[list[tuple[int, int, int]]]:
-    """Group the valid frames into chunks of about ``chunk`` rows: lists of (item, start, stop).
-
-    An item with at least half a chunk of frames is split into equal single-item chunks (read
-    as strided views, written as row slices); shorter items are packed together (gathered).
-    """
-    plan: list[list[tuple[int, int, int]]] = []
-    packed: list[tuple[int, int, int]] = []
-    packed_rows = 0
-    for item, count in enumerate(counts):
-        if count == 0:
-            continue
-        if count >= chunk // 2:
-            pieces = -(-count // chunk)
-            bounds = [count * k // pieces for k in range(pieces + 1)]
-            plan.extend([(item, bounds[k], bounds[k + 1])] for k in range(pieces))
-            continue
-        if packed_rows + count > chunk:
-            plan.append(packed)
-            packed, packed_rows = [], 0
-        packed.append((item, 0, count))
-        packed_rows += count
-    if packed:
-        plan.append(packed)
-    return plan
+    return flat_frames(buffer, frame_length, frame_shift, offset=left - pad)
 
 
 def _fbank_rows(
     frames: torch.Tensor,
-    work: torch.Tensor,
     out: torch.Tensor,
+    work: torch.Tensor,
     config: FbankConfig,
     constants: tuple,
     generator: torch.Generator | None,
-    chunked: bool,
 ) -> None:
     """Write the features (n, C) of ``frames`` (n, N) into ``out``; ``work`` (n, n_fft) has zero columns >= N."""
-    window, mel_dense, blocks = constants
+    window, mel_matrix, blocks = constants
     length = frames.shape[1]
     c = config.preemphasis
     if config.dither != 0.0:
@@ -263,8 +218,6 @@ def _fbank_rows(
     energy = None
     if config.use_energy and config.raw_energy:
         energy = (frames if mean is None else frames - mean).square().sum(1)  # (n,)
-    # Same operations in the same order as Kaldi/torchaudio, so that the windowed frames are
-    # bit-identical: the FFT's rounding then matches too (it decides the weakest mel bins).
     frame = work[:, :length]  # (n, N) view of the FFT buffer
     if mean is not None:
         torch.sub(frames, mean, out=frame)
@@ -278,18 +231,9 @@ def _fbank_rows(
     if config.use_energy and not config.raw_energy:
         energy = frame.square().sum(1)
     spectrum = torch.fft.rfft(work)  # (n, n_fft/2 + 1) complex
-    if config.use_power:
-        squares = torch.view_as_real(spectrum).flatten(1).square()  # (n, n_fft + 2): re^2, im^2 interleaved
-        power = squares[:, 0::2] + squares[:, 1::2]  # (n, n_fft/2 + 1)
-    else:
-        power = spectrum.abs()
+    power = power_spectrum(spectrum) if config.use_power else spectrum.abs()  # (n, n_fft/2 + 1)
     mel_out = out if energy is None else (out[:, :-1] if config.htk_compat else out[:, 1:])  # (n, M)
-    if not chunked:
-        mel_out.copy_(power @ mel_dense)  # one dense matmul: best on accelerators
-    elif mel_out.is_contiguous():
-        torch.cat([power[:, lo:hi] @ weights for lo, hi, weights in blocks], dim=1, out=mel_out)
-    else:
-        mel_out.copy_(torch.cat([power[:, lo:hi] @ weights for lo, hi, weights in blocks], dim=1))
+    project(power, mel_matrix, blocks, mel_out)
     if config.use_log_fbank:
         mel_out.clamp_min_(EPSILON).log_()
     if energy is not None:
@@ -318,54 +262,26 @@ def fbank(
     item's ``frame_lengths`` (B,). ``generator`` drives the dither noise.
     """
     config = resolve_config(FbankConfig, config, options)
-    _check_batch(waveforms, lengths)
+    check_batch(waveforms, lengths)
     length, shift, n_fft = frame_geometry(config)
-    device = waveforms.device
-    frame_lengths = kaldi_num_frames(lengths.to(device), length, shift, config.snip_edges)  # (B,)
-    batch = waveforms.shape[0]
+    frame_lengths = kaldi_num_frames(lengths.to(waveforms.device), length, shift, config.snip_edges)  # (B,)
     channels = config.num_mel_bins + int(config.use_energy)
-    counts = frame_lengths.tolist()
-    max_frames = max(counts, default=0)
-    if max_frames == 0:
-        return waveforms.new_zeros(batch, 0, channels), frame_lengths
+    if frame_lengths.numel() == 0 or int(frame_lengths.max()) == 0:
+        return waveforms.new_zeros(waveforms.shape[0], 0, channels), frame_lengths
     frames, rows_per_item = _frame_source(waveforms, lengths, length, shift, config.snip_edges)  # (R, N)
-    constants = _constants(config, device, waveforms.dtype)
-    features = waveforms.new_empty(batch, max_frames, channels)  # (B, F, C)
-    flat_features = features.view(batch * max_frames, channels)  # (B * F, C)
-    padding_rows = (~lengths_to_mask(frame_lengths, max_frames)).flatten().nonzero().flatten()
-    flat_features.index_fill_(0, padding_rows, 0.0)
-    chunked = _chunked(device)
-    chunk = CHUNK_FRAMES if chunked else sum(counts)
-    plan = _chunk_plan(counts, chunk)
-    work = waveforms.new_zeros(max(sum(stop - start for _, start, stop in part) for part in plan), n_fft)
-    for part in plan:
-        size = sum(stop - start for _, start, stop in part)
-        if len(part) == 1:
-            item, start, stop = part[0]
-            rows = frames[item * rows_per_item + start : item * rows_per_item + stop]  # (n, N) strided view
-            out = flat_features[item * max_frames + start : item * max_frames + stop]  # (n, C)
-            _fbank_rows(rows, work[:size], out, config, constants, generator, chunked)
-            continue
-        source = torch.cat([torch.arange(i * rows_per_item + a, i * rows_per_item + b) for i, a, b in part])
-        target = torch.cat([torch.arange(i * max_frames + a, i * max_frames + b) for i, a, b in part])
-        out = waveforms.new_empty(size, channels)  # (n, C)
-        rows = frames.index_select(0, source.to(device))  # (n, N) gathered
-        _fbank_rows(rows, work[:size], out, config, constants, generator, chunked)
-        flat_features.index_copy_(0, target.to(device), out)
-    return features, frame_lengths
+    constants = _constants(config, waveforms.device, waveforms.dtype)
+
+    def compute(rows: torch.Tensor, out: torch.Tensor, work: torch.Tensor) -> None:
+        _fbank_rows(rows, out, work, config, constants, generator)
+
+    return map_frames(frames, rows_per_item, frame_lengths, channels, compute, n_fft), frame_lengths
 
 
-def _chunked(device: torch.device) -> bool:
-    """Cache-sized chunks and banded mel blocks on CPU; one pass with a dense mel matmul elsewhere."""
-    return device.type == "cpu"
-
-
-def _check_batch(waveforms: torch.Tensor, lengths: torch.Tensor) -> None:
-    """Shapes (B, T) and (B,), floating-point samples, 0 <= lengths <= T."""
+def check_batch(waveforms: torch.Tensor, lengths: torch.Tensor) -> None:
+    """Shapes (B, T) and (B,), floating-point samples, 0 <= lengths <= T; else ValueError."""
     if waveforms.dim() != 2 or lengths.shape != waveforms.shape[:1]:
-        raise ValueError(
-            f"expected waveforms (B, T) and lengths (B,), got {tuple(waveforms.shape)}, {tuple(lengths.shape)}"
-        )
+        shapes = f"{tuple(waveforms.shape)} and {tuple(lengths.shape)}"
+        raise ValueError(f"expected waveforms (B, T) and lengths (B,), got {shapes}")
     if not waveforms.is_floating_point():
         raise ValueError(f"waveforms must be floating point, got {waveforms.dtype}")
     if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > waveforms.shape[1]):

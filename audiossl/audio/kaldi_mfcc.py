@@ -82,7 +82,7 @@ def compute_deltas(features: torch.Tensor, frame_lengths: torch.Tensor, window: 
         deltas += n * (features.gather(1, ahead) - features.gather(1, behind))
     deltas /= window * (window + 1) * (2 * window + 1) / 3
     valid = lengths_to_mask(frame_lengths.to(features.device), frames).unsqueeze(-1)  # (B, F, 1)
-    return deltas * valid
+    return deltas.masked_fill_(~valid, 0.0)
 
 
 def mfcc(

@@ -27,6 +27,8 @@ from typing import Literal
 import torch
 
 from audiossl.audio.base import Frontend, register_frontend
+from audiossl.audio.framing import banded_blocks, flat_frames, map_frames, power_spectrum, project
+from audiossl.audio.kaldi_fbank import check_batch
 from audiossl.audio.options import resolve_config
 from audiossl.errors import ConfigError
 from audiossl.nn.masking import lengths_to_mask
@@ -90,8 +92,10 @@ def log_mel_num_frames(lengths: torch.Tensor, n_fft: int, hop_length: int, cente
 
 
 @functools.lru_cache(maxsize=16)
-def _constants(config_key: tuple, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window zero-padded to n_fft (n_fft,) and librosa's mel matrix transposed (n_fft/2+1, n_mels)."""
+def _constants(
+    config_key: tuple, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, torch.Tensor]]]:
+    """Window zero-padded to n_fft (n_fft,), librosa's mel matrix (n_fft/2+1, n_mels) and its banded blocks."""
     import librosa
 
     sample_rate, n_fft, win_length, n_mels, f_min, f_max, htk, norm = config_key
@@ -99,8 +103,8 @@ def _constants(config_key: tuple, device: torch.device, dtype: torch.dtype) -> t
     left = (n_fft - win_length) // 2
     window = torch.nn.functional.pad(window, (left, n_fft - win_length - left))  # librosa's pad_center
     basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, htk=htk, norm=norm)
-    mel = torch.from_numpy(basis).T.contiguous()  # (n_fft/2 + 1, n_mels)
-    return window.to(device=device, dtype=dtype), mel.to(device=device, dtype=dtype)
+    mel = torch.from_numpy(basis).T.contiguous().to(device=device, dtype=dtype)  # (n_fft/2 + 1, n_mels)
+    return window.to(device=device, dtype=dtype), mel, banded_blocks(mel)
 
 
 def _numpy_reflect(positions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -111,13 +115,17 @@ def _numpy_reflect(positions: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
 
 
 def _padded_signals(waveforms: torch.Tensor, lengths: torch.Tensor, config: LogMelConfig) -> torch.Tensor:
-    """(B, T + 2 * pad): each item's valid samples, padded at both of its own ends as librosa pads it."""
+    """(B, W): each item's valid samples after ``n_fft // 2`` samples of padding (when centred), padded
+    at both of its own ends as librosa pads it, zeros beyond; W is a multiple of the hop."""
     batch, samples = waveforms.shape
     pad = config.n_fft // 2 if config.center else 0
+    width = math.ceil(max(samples + 2 * pad, config.n_fft) / config.hop_length) * config.hop_length
     n = lengths.long().to(waveforms.device).unsqueeze(1)  # (B, 1)
+    buffer = waveforms.new_zeros(batch, width)  # (B, W)
     valid = lengths_to_mask(n.squeeze(1), samples)  # (B, T)
-    buffer = waveforms.new_zeros(batch, samples + 2 * pad)  # (B, T + 2 pad)
-    buffer[:, pad : pad + samples] = waveforms * valid
+    signal = buffer[:, pad : pad + samples]  # (B, T) view
+    signal.copy_(waveforms)
+    signal.masked_fill_(~valid, 0.0)  # the batch padding never enters a frame
     if pad and config.pad_mode == "reflect":
         before = torch.arange(-pad, 0, device=waveforms.device).expand(batch, pad)  # (B, pad)
         buffer[:, :pad] = waveforms.gather(1, _numpy_reflect(before, n)) * (n > 0)
@@ -137,36 +145,38 @@ def log_mel(
     ``(waveforms (B, T), lengths (B,)) -> (features (B, F, n_mels), frame_lengths (B,))``.
     Options are the fields of :class:`LogMelConfig` (``sample_rate=16000, n_fft=512,
     hop_length=160, win_length=400, n_mels=128, center=True, pad_mode="constant", power=2.0,
-    top_db=80.0, ...``). Padding frames are zero.
+    top_db=80.0, ...``). Padding frames are zero. Frames are processed like :func:`fbank`'s
+    (:mod:`audiossl.audio.framing`: all items at once, in cache-sized chunks on CPU).
     """
     config = resolve_config(LogMelConfig, config, options)
-    if waveforms.dim() != 2 or lengths.shape != waveforms.shape[:1]:
-        raise ValueError(f"expected waveforms (B, T) and lengths (B,), got {tuple(waveforms.shape)}")
+    check_batch(waveforms, lengths)
     frame_lengths = log_mel_num_frames(lengths.to(waveforms.device), config.n_fft, config.hop_length, config.center)
-    batch = waveforms.shape[0]
-    max_frames = int(frame_lengths.max()) if batch else 0
-    if max_frames == 0:
-        return waveforms.new_zeros(batch, 0, config.n_mels), frame_lengths
+    if frame_lengths.numel() == 0 or int(frame_lengths.max()) == 0:
+        return waveforms.new_zeros(waveforms.shape[0], 0, config.n_mels), frame_lengths
     win_length = config.n_fft if config.win_length is None else config.win_length
     key = (config.sample_rate, config.n_fft, win_length, config.n_mels, config.f_min, config.f_max, config.htk)
-    window, mel_matrix = _constants((*key, config.norm), waveforms.device, waveforms.dtype)
-    signals = _padded_signals(waveforms, lengths, config)  # (B, T + 2 pad)
-    frames = signals.unfold(1, config.n_fft, config.hop_length)[:, :max_frames]  # (B, F, n_fft) view
-    spectrum = torch.fft.rfft(frames * window)  # (B, F, n_fft/2 + 1)
-    if config.power == 2.0:
-        parts = torch.view_as_real(spectrum)  # (B, F, n_fft/2 + 1, 2)
-        power = parts[..., 0].square() + parts[..., 1].square()
-    else:
-        power = spectrum.abs().pow(config.power)
-    mel = power @ mel_matrix  # (B, F, n_mels)
-    valid = lengths_to_mask(frame_lengths, max_frames).unsqueeze(-1)  # (B, F, 1)
-    if not config.to_db:
-        return mel * valid, frame_lengths
-    db = 10.0 * torch.log10(mel.clamp_min(config.amin)) - 10.0 * math.log10(max(config.amin, config.ref))
-    if config.top_db is not None:
-        peak = db.masked_fill(~valid, -math.inf).amax(dim=(1, 2), keepdim=True)  # (B, 1, 1): per utterance
-        db = torch.maximum(db, peak - config.top_db)
-    return db * valid, frame_lengths
+    window, mel_matrix, blocks = _constants((*key, config.norm), waveforms.device, waveforms.dtype)
+    frames, rows_per_item = flat_frames(_padded_signals(waveforms, lengths, config), config.n_fft, config.hop_length)
+    db_offset = 10.0 * math.log10(max(config.amin, config.ref))
+
+    def compute(rows: torch.Tensor, out: torch.Tensor, work: torch.Tensor) -> None:
+        torch.mul(rows, window, out=work)  # (n, n_fft) windowed frames
+        spectrum = torch.fft.rfft(work)  # (n, n_fft/2 + 1)
+        if config.power == 2.0:
+            power = power_spectrum(spectrum)
+        else:
+            power = spectrum.abs().pow_(config.power)
+        project(power, mel_matrix, blocks, out)  # (n, n_mels)
+        if config.to_db:
+            out.clamp_min_(config.amin).log10_().mul_(10.0).sub_(db_offset)
+
+    features = map_frames(frames, rows_per_item, frame_lengths, config.n_mels, compute, config.n_fft)  # (B, F, M)
+    if config.to_db and config.top_db is not None:
+        valid = lengths_to_mask(frame_lengths, features.shape[1])  # (B, F)
+        peaks = features.amax(dim=2).masked_fill(~valid, -math.inf).amax(dim=1)  # (B,): per utterance
+        features.clamp_(min=(peaks - config.top_db).view(-1, 1, 1))
+        features.masked_fill_(~valid.unsqueeze(-1), 0.0)
+    return features, frame_lengths
 
 
 @register_frontend("log_mel", LogMelConfig)

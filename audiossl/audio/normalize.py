@@ -111,7 +111,7 @@ class GlobalStats:
         mean = mean.to(device=features.device, dtype=features.dtype)
         std = std.to(device=features.device, dtype=features.dtype).clamp_min(eps)
         valid = lengths_to_mask(frame_lengths.to(features.device), features.shape[1]).unsqueeze(-1)  # (B, F, 1)
-        return (features - mean) / std * valid
+        return ((features - mean) / std).masked_fill_(~valid, 0.0)
 
     def save(self, path: str | Path) -> None:
         """Write an ``.npz`` file atomically."""
@@ -197,8 +197,9 @@ def cmvn(
     """
     valid = lengths_to_mask(frame_lengths.to(features.device), features.shape[1]).unsqueeze(-1)  # (B, F, 1)
     count = valid.sum(1, keepdim=True).clamp_min(1).to(features.dtype)  # (B, 1, 1)
-    mean = (features * valid).sum(1, keepdim=True) / count  # (B, 1, C)
-    centred = (features - mean) * valid
+    features = features.masked_fill(~valid, 0.0)  # whatever the padding holds (even NaN) is ignored
+    mean = features.sum(1, keepdim=True) / count  # (B, 1, C)
+    centred = (features - mean).masked_fill_(~valid, 0.0)
     if not norm_vars:
         return centred
     var = centred.square().sum(1, keepdim=True) / count  # (B, 1, C)

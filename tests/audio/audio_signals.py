@@ -31,12 +31,16 @@ def fsdd_signals(recordings: Path, count: int = 4, sample_rate: int = 16000) -> 
     return signals
 
 
-def pad_batch(signals: list[torch.Tensor], extra: int = 123, seed: int = 99) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad into (B, T) with loud random noise (not zeros) past each length, so padding leaks would show."""
+def pad_batch(
+    signals: list[torch.Tensor], extra: int = 123, seed: int = 99, nan: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad into (B, T) with loud random noise (or NaN) past each length, so padding leaks would show."""
     lengths = torch.tensor([signal.shape[0] for signal in signals])
     total = int(lengths.max()) + extra if signals else 0
     generator = torch.Generator().manual_seed(seed)
     batch = torch.randn(len(signals), total, generator=generator)  # (B, T)
+    if nan:
+        batch.fill_(float("nan"))
     for row, signal in enumerate(signals):
         batch[row, : signal.shape[0]] = signal
     return batch, lengths

@@ -9,7 +9,7 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 from audio_signals import fsdd_signals, pad_batch, speech_like
 
-import audiossl.audio.kaldi_fbank as kaldi_fbank
+import audiossl.audio.framing as framing
 from audiossl.audio import FbankConfig, create_frontend, fbank
 from audiossl.audio.kaldi_fbank import frame_geometry, kaldi_num_frames
 from audiossl.config import from_dict
@@ -149,9 +149,9 @@ def test_chunking_and_packing_do_not_change_results(monkeypatch: pytest.MonkeyPa
     signals = [speech_like(n, seed) for seed, n in enumerate((5000, 800, 1600, 400, 2400, 700))]
     waveforms, lengths = pad_batch(signals)
     reference, reference_lengths = fbank(waveforms, lengths)
-    monkeypatch.setattr(kaldi_fbank, "CHUNK_FRAMES", 8)  # many chunks: split long items, pack short ones
+    monkeypatch.setattr(framing, "CHUNK_FRAMES", 8)  # many chunks: split long items, pack short ones
     chunked, chunked_lengths = fbank(waveforms, lengths)
-    monkeypatch.setattr(kaldi_fbank, "_chunked", lambda device: False)  # the accelerator path: one pass, dense mel
+    monkeypatch.setattr(framing, "chunked", lambda device: False)  # the accelerator path: one pass, dense mel
     single, single_lengths = fbank(waveforms, lengths)
     assert torch.equal(reference_lengths, chunked_lengths) and torch.equal(reference_lengths, single_lengths)
     assert (reference - chunked).abs().max() <= 1e-5

@@ -23,11 +23,12 @@ def build(name: str):
     return create_frontend(name, **SMALL_OPTIONS.get(name, {})).eval()
 
 
+@pytest.mark.parametrize("padding", ["noise", "nan"])
 @pytest.mark.parametrize("name", FRONTENDS.names())
-def test_padded_batch_equals_each_item_alone(name: str) -> None:
+def test_padded_batch_equals_each_item_alone(name: str, padding: str) -> None:
     frontend = build(name)
     signals = [speech_like(n, seed) for seed, n in enumerate((8000, 2345, 401, 399, 60, 0))]
-    waveforms, lengths = pad_batch(signals, extra=900)
+    waveforms, lengths = pad_batch(signals, extra=900, nan=padding == "nan")
     with torch.no_grad():
         features, frame_lengths = frontend(waveforms, lengths)
         assert features.shape == (len(signals), int(frame_lengths.max()), frontend.num_channels)
