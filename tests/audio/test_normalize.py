@@ -87,17 +87,23 @@ def test_save_load_round_trip_is_atomic_and_checked(tmp_path: Path) -> None:
         GlobalStats().apply(torch.zeros(1, 2, 5), torch.tensor([2]))
 
 
-def test_compute_global_stats_over_a_data_dir(tmp_path: Path) -> None:
-    signals = {f"utt{i}": speech_like(n, i) for i, n in enumerate((16000, 8000, 3000, 12000, 300))}
-    (tmp_path / "wav").mkdir()
-    data_dir = tmp_path / "data"
+def write_data_dir(root: Path, signals: dict[str, torch.Tensor]) -> Path:
+    """A Kaldi data dir (wav.scp, utt2spk) over 16 kHz float WAV files written under ``root``."""
+    (root / "wav").mkdir()
+    data_dir = root / "data"
     data_dir.mkdir()
     lines = []
     for utt, signal in signals.items():
-        soundfile.write(tmp_path / "wav" / f"{utt}.wav", signal.numpy(), 16000, subtype="FLOAT")
-        lines.append(f"{utt} {tmp_path / 'wav' / f'{utt}.wav'}\n")
+        soundfile.write(root / "wav" / f"{utt}.wav", signal.numpy(), 16000, subtype="FLOAT")
+        lines.append(f"{utt} {root / 'wav' / f'{utt}.wav'}\n")
     (data_dir / "wav.scp").write_text("".join(sorted(lines)))
     (data_dir / "utt2spk").write_text("".join(f"{utt} {utt}\n" for utt in sorted(signals)))
+    return data_dir
+
+
+def test_compute_global_stats_over_a_data_dir(tmp_path: Path) -> None:
+    signals = {f"utt{i}": speech_like(n, i) for i, n in enumerate((16000, 8000, 3000, 12000, 300))}
+    data_dir = write_data_dir(tmp_path, signals)
     stats = compute_global_stats(data_dir, "fbank", {"num_mel_bins": 40}, batch_seconds=1.5, progress=False)
     long_enough = [s for s in signals.values() if s.shape[0] >= 400]  # utt4 is shorter than a frame: no frames
     frames = torch.cat([kaldi.fbank(s.unsqueeze(0), num_mel_bins=40, energy_floor=0.0) for s in long_enough])
