@@ -23,6 +23,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -194,9 +195,13 @@ def main() -> None:
         "batch": args.batch,
         "seconds": args.seconds,
         "repeats": args.repeats,
+        "load_average_before": os.getloadavg(),
         "runs": [run(int(n), args.repeats, waveforms, lengths) for n in args.threads.split(",")],
+        "load_average_after": os.getloadavg(),
     }
-    print(f"{report['date']}  {report['cpu']}  torch {report['torch']}")
+    print(f"{report['date']}  {report['cpu']}  torch {report['torch']}  cores {os.cpu_count()}")
+    loads = [f"{value:.1f}" for value in (*report["load_average_before"][:1], *report["load_average_after"][:1])]
+    print(f"1-min load average before/after: {' / '.join(loads)} (other work on the machine inflates times)")
     print(f"{args.batch} utterances x {args.seconds:g} s at 16 kHz -> 128 mel bins; {args.repeats} repeats")
     header = f"{'contender':18s} {'thr':>3s} {'median s':>9s} {'min-max s':>15s} {'x ours':>7s} {'max abs diff':>13s}"
     print(header)

@@ -243,6 +243,7 @@ def _fbank_rows(
         out[:, -1 if config.htk_compat else 0] = energy
 
 
+@torch.no_grad()
 def fbank(
     waveforms: torch.Tensor,
     lengths: torch.Tensor,
@@ -259,7 +260,8 @@ def fbank(
     snip_edges=True, dither=0.0, low_freq=20.0, high_freq=0.0, use_energy=False,
     use_log_fbank=True, energy_floor=0.0, round_to_power_of_two=True, ...``), given as keywords
     or as ``config``. Returns features (B, F, C) with F = max frame count, zero past each
-    item's ``frame_lengths`` (B,). ``generator`` drives the dither noise.
+    item's ``frame_lengths`` (B,). ``generator`` drives the dither noise. Not differentiable:
+    the features carry no gradient (they are computed in place, under ``no_grad``).
     """
     config = resolve_config(FbankConfig, config, options)
     check_batch(waveforms, lengths)

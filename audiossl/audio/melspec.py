@@ -134,6 +134,7 @@ def _padded_signals(waveforms: torch.Tensor, lengths: torch.Tensor, config: LogM
     return buffer
 
 
+@torch.no_grad()
 def log_mel(
     waveforms: torch.Tensor,
     lengths: torch.Tensor,
@@ -146,7 +147,8 @@ def log_mel(
     Options are the fields of :class:`LogMelConfig` (``sample_rate=16000, n_fft=512,
     hop_length=160, win_length=400, n_mels=128, center=True, pad_mode="constant", power=2.0,
     top_db=80.0, ...``). Padding frames are zero. Frames are processed like :func:`fbank`'s
-    (:mod:`audiossl.audio.framing`: all items at once, in cache-sized chunks on CPU).
+    (:mod:`audiossl.audio.framing`: all items at once, in cache-sized chunks on CPU), and like
+    it carry no gradient.
     """
     config = resolve_config(LogMelConfig, config, options)
     check_batch(waveforms, lengths)
