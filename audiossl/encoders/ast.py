@@ -133,9 +133,10 @@ class ASTEncoder(Encoder):
             no_padding = padding_mask.new_zeros(batch, self.num_prefix_tokens)
             padding_mask = torch.cat([no_padding, padding_mask], dim=1)  # (B, n + S)
         attn_mask = attention_mask(padding_mask)
+        block_padding = None if attn_mask is None else padding_mask  # nothing to zero without padding
         layers = []
         for block in self.blocks:
-            x = block(x, padding_mask, attn_mask)
+            x = block(x, block_padding, attn_mask)
             layers.append(x)
         last = self.norm(x).masked_fill(padding_mask.unsqueeze(-1), 0.0)
         return EncoderOutput(
