@@ -16,6 +16,7 @@ from audiossl import __version__
 from audiossl.cli import data as data_commands
 from audiossl.cli import encoders as encoders_commands
 from audiossl.cli import features as feature_commands
+from audiossl.cli import kmeans as kmeans_commands
 from audiossl.errors import UserError
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.add_typer(data_commands.app, name="data")
 app.add_typer(feature_commands.app, name="features")
 app.add_typer(encoders_commands.app, name="encoders")
+app.add_typer(kmeans_commands.app, name="kmeans")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,77 @@
+"""``audiossl kmeans``: fit k-means on frame features of data dirs, and label data dirs with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Fit mini-batch k-means on frame features (HuBERT targets) and label data dirs with it.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def fit(
+    data: Annotated[list[Path], typer.Option("--data", help="Kaldi data dir to fit on; repeat for several.")],
+    out: Annotated[Path, typer.Option("--out", help="k-means dir to write (model, config.yaml, quality report).")],
+    features: Annotated[
+        str | None, typer.Option(help="Front-end name: mfcc (39-dim MFCC+deltas, the default), fbank, log_mel.")
+    ] = None,
+    n_clusters: Annotated[int | None, typer.Option(help="Number of clusters k [default: 100].")] = None,
+    sample_fraction: Annotated[
+        float | None, typer.Option(help="Fraction of utterances to fit on, in (0, 1] [default: 1].")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the utterance sample, k-means++, shuffling [default: 0].")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML FitConfig to start from; the flags override it.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Config override key=value, e.g. kmeans.max_iter=20.")
+    ] = None,
+    dump_dir: Annotated[
+        Path | None, typer.Option(help="Write the sampled features here once and fit from them (reused if complete).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+) -> None:
+    """Fit k-means on features streamed from one or more data dirs; write model, config and quality report."""
+    from audiossl.cluster.pipeline import FitConfig, default_device, fit_kmeans_dir
+    from audiossl.config import apply_overrides, load_yaml
+
+    base = load_yaml(FitConfig, config) if config is not None else FitConfig()
+    if config is None and device is None:
+        device = default_device()
+    flags = {
+        "features": features,
+        "sample_fraction": sample_fraction,
+        "kmeans.n_clusters": n_clusters,
+        "kmeans.seed": seed,
+        "kmeans.device": device,
+    }
+    settings = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    fit_config = apply_overrides(base, settings + list(overrides or []))
+    _, report = fit_kmeans_dir(data, out, fit_config, dump_dir=dump_dir)
+    typer.echo(report.to_text(), nl=False)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def label(
+    model: Annotated[Path, typer.Option("--model", help="k-means dir written by `audiossl kmeans fit`.")],
+    data: Annotated[Path, typer.Option("--data", help="Kaldi data dir to label.")],
+    out: Annotated[Path, typer.Option("--out", help="Label dir to write (labels, frame_rate, report).")],
+    ref_label: Annotated[
+        str | None,
+        typer.Option(help="Reference labelling for PNMI/purity: a table of the data dir (utt2digit) or a file."),
+    ] = None,
+    ark: Annotated[bool, typer.Option("--ark", help="Also write labels.ark/labels.scp (Kaldi int vectors).")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: the model's device).")] = None,
+) -> None:
+    """Label every utterance of a data dir (one cluster per frame) with the features the model was fitted on."""
+    from audiossl.cluster.pipeline import label_with_kmeans_dir
+
+    report = label_with_kmeans_dir(model, data, out, reference=ref_label, ark=ark, device=device)
+    typer.echo(report.to_text(), nl=False)
+    typer.echo(f"wrote {out}")

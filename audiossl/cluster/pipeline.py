@@ -1,0 +1,172 @@
+"""The k-means workflow behind ``audiossl kmeans fit`` and ``audiossl kmeans label``.
+
+A k-means dir holds everything needed to label new data the same way:
+
+* ``kmeans.safetensors``: centroids and counts (:meth:`KMeans.save`);
+* ``config.yaml``: the :class:`FitConfig` (features, their options, sample rate, k-means
+  options), readable with ``audiossl.config.load_yaml(FitConfig, path)``;
+* ``quality.json`` / ``quality.txt`` / ``quality_usage.png``: the report on the fitted data.
+
+Each HuBERT iteration keeps its own k-means dir and label dir, so no earlier one is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from audiossl.cluster.features import (
+    FeatureDump,
+    dump_features,
+    frame_rate,
+    frames,
+    resolve_source,
+    stream_features,
+)
+from audiossl.cluster.kmeans import KMeans, KMeansConfig
+from audiossl.cluster.labels import label_data_dir
+from audiossl.cluster.quality import QualityAccumulator, QualityReport, write_report
+from audiossl.config import load_yaml, to_dict
+from audiossl.errors import DataError
+from audiossl.fileio import atomic_write
+
+logger = logging.getLogger(__name__)
+
+MODEL = "kmeans.safetensors"
+CONFIG = "config.yaml"
+
+
+@dataclass(kw_only=True)
+class FitConfig:
+    """What ``audiossl kmeans fit`` does: which features, how many of them, and the k-means options."""
+
+    features: str = "mfcc"
+    """Front-end name the features come from (``mfcc`` = 13 MFCCs + deltas + delta-deltas, HuBERT iteration 1)."""
+    feature_options: dict[str, Any] = field(default_factory=dict)
+    """Front-end config fields that differ from its defaults (after the source defaults, e.g. mfcc deltas=2)."""
+    sample_rate: int = 16000
+    """Audio is resampled to this rate before the front-end."""
+    sample_fraction: float = 1.0
+    """Fraction of each data dir's utterances used for fitting (drawn once from the seed)."""
+    batch_seconds: float = 200.0
+    """Padded seconds of audio per feature batch."""
+    kmeans: KMeansConfig = field(default_factory=KMeansConfig)
+    """The k-means options."""
+
+
+def fit_kmeans_dir(
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: FitConfig,
+    *,
+    dump_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[KMeans, QualityReport]:
+    """Fit k-means on features of ``data_dirs`` and write a k-means dir (see the module doc).
+
+    Features are streamed from the audio on every pass, in bounded memory; with ``dump_dir``
+    the sampled features are written there once (or reused when a complete dump exists) and
+    every pass reads them back instead. The quality report is computed over the same features.
+    """
+    out_dir = Path(out_dir)
+    source = resolve_source(config.features, config.sample_rate, config.feature_options)
+    seed = config.kmeans.seed
+
+    def audio_pass(epoch: int):
+        return stream_features(
+            data_dirs,
+            source,
+            batch_seconds=config.batch_seconds,
+            sample_fraction=config.sample_fraction,
+            seed=seed,
+            epoch=epoch,
+            sample_rate=config.sample_rate,
+            device=config.kmeans.device,
+            progress=progress,
+        )
+
+    if dump_dir is not None:
+        if not FeatureDump.exists(dump_dir):
+            dump_features(audio_pass(0), dump_dir, info={"features": config.features})
+        dump = FeatureDump(dump_dir)
+        logger.info("fitting on the dump %s (%d frames x %d)", dump_dir, dump.num_frames, dump.dim)
+
+        def points(epoch: int):
+            return dump.batches(epoch, seed)
+
+        n_samples = dump.num_frames
+    else:
+
+        def points(epoch: int):
+            return frames(audio_pass(epoch))
+
+        n_samples = None
+    kmeans = KMeans(config.kmeans).fit_stream(points, n_samples=n_samples)
+    logger.info(
+        "k-means: %d steps over %d pass(es), stopped by %s", kmeans.n_steps, kmeans.n_epochs, kmeans.stop_reason
+    )
+    accumulator = QualityAccumulator(kmeans.n_clusters)
+    for batch in points(0):
+        accumulator.update(*kmeans.nearest(batch))
+    report = accumulator.report(
+        frame_rate=frame_rate(source, config.sample_rate),
+        steps=kmeans.n_steps,
+        epochs=kmeans.n_epochs,
+        stop_reason=kmeans.stop_reason,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kmeans.save(out_dir / MODEL)
+    with atomic_write(out_dir / CONFIG) as handle:
+        yaml.safe_dump(to_dict(config), handle, sort_keys=False)
+    write_report(report, out_dir)
+    return kmeans, report
+
+
+def load_kmeans_dir(path: str | Path, device: str | None = None) -> tuple[KMeans, FitConfig]:
+    """The model and fit config of a k-means dir."""
+    path = Path(path)
+    if not (path / MODEL).is_file():
+        raise DataError(f"not a k-means dir (no {MODEL})", path)
+    config = load_yaml(FitConfig, path / CONFIG)
+    return KMeans.load(path / MODEL, device=device), config
+
+
+def label_with_kmeans_dir(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    reference: str | None = None,
+    ark: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> QualityReport:
+    """Label ``data_dir`` with the k-means dir ``model_dir`` (same features), write the label dir and its report."""
+    kmeans, config = load_kmeans_dir(model_dir, device)
+    report = label_data_dir(
+        kmeans,
+        data_dir,
+        config.features,
+        out_dir,
+        batch_seconds=config.batch_seconds,
+        sample_rate=config.sample_rate,
+        options=config.feature_options,
+        device=str(kmeans.device),
+        ark=ark,
+        reference=reference,
+        info={"kmeans": str(Path(model_dir).resolve()), "features": config.features},
+        progress=progress,
+    )
+    write_report(report, out_dir)
+    return report
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
