@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import resource
+import select
 import statistics
 import subprocess
 import sys
@@ -153,32 +155,65 @@ def worker(spec: dict) -> None:
     print(json.dumps({"max_rss_mib": _max_rss_mib()}), flush=True)
 
 
-def run_group(specs: list[dict], repeats: int, warmup: int) -> list[dict]:
-    """Start one process per spec, step them in turn (A B A B ...), return timings and memory."""
+def _process_peak_mib(pid: int) -> float:
+    """VmHWM of another (still running) process, MiB; 0 when unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _answer(process: subprocess.Popen, timeout: float | None) -> dict | None:
+    """The worker's next JSON line, or None when it takes longer than ``timeout`` seconds."""
+    if timeout is not None:
+        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        if not ready:
+            return None
+    return json.loads(process.stdout.readline())
+
+
+def run_group(specs: list[dict], repeats: int, warmup: int, step_timeout: float | None = None) -> list[dict]:
+    """Start one process per spec, step them in turn (A B A B ...), return timings and memory.
+
+    A step slower than ``step_timeout`` seconds stops that contender: its process is killed,
+    its peak memory so far is kept and the result says ``timed_out``.
+    """
     processes = []
     for spec in specs:
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
         processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     results = []
-    for process in processes:
+    for process, spec in zip(processes, specs, strict=True):
         ready = json.loads(process.stdout.readline())
-        results.append({"build_rss_mib": ready["rss_mib"], "seconds": [], "losses": []})
+        results.append({"spec": spec, "build_rss_mib": ready["rss_mib"], "seconds": [], "losses": []})
+        results[-1].update(timed_out=False, tokens=0)
     for repeat in range(warmup + repeats):
         for process, result in zip(processes, results, strict=True):
+            if result["timed_out"]:
+                continue
             process.stdin.write("step\n")
             process.stdin.flush()
-            answer = json.loads(process.stdout.readline())
+            answer = _answer(process, step_timeout)
+            if answer is None:
+                result.update(timed_out=True, step_timeout=step_timeout, max_rss_mib=_process_peak_mib(process.pid))
+                process.kill()
+                process.wait()
+                continue
             result["tokens"] = answer["tokens"]
             result["losses"].append(answer["loss"])
             if repeat >= warmup:
                 result["seconds"].append(answer["seconds"])
-    for process, result, spec in zip(processes, results, specs, strict=True):
-        process.stdin.write("stop\n")
-        process.stdin.flush()
-        result["max_rss_mib"] = json.loads(process.stdout.readline())["max_rss_mib"]
-        process.wait()
-        result["spec"] = spec
-        seconds = result["seconds"]
+    for process, result in zip(processes, results, strict=True):
+        if not result["timed_out"]:
+            process.stdin.write("stop\n")
+            process.stdin.flush()
+            result["max_rss_mib"] = json.loads(process.stdout.readline())["max_rss_mib"]
+            process.wait()
+        seconds = result["seconds"] or [float("inf")]
         result["median_s"] = statistics.median(seconds)
         result["min_s"], result["max_s"] = min(seconds), max(seconds)
         result["tokens_per_s"] = result["tokens"] / result["median_s"]
@@ -268,12 +303,17 @@ def _label(spec: dict) -> str:
 
 def _row(result: dict, reference: dict | None = None) -> str:
     spec = result["spec"]
+    if result["timed_out"]:
+        limit, peak = result["step_timeout"], result["max_rss_mib"]
+        return f"{_label(spec):<24} timed out: one step took > {limit:.0f} s; peak so far {peak:.0f} MiB"
     line = (
         f"{_label(spec):<24} {result['tokens']:>6} {result['median_s']:>9.3f} "
         f"[{result['min_s']:.3f}-{result['max_s']:.3f}] {result['tokens_per_s']:>9.0f} "
         f"{result['max_rss_mib']:>8.0f} {result['max_rss_mib'] - result['build_rss_mib']:>8.0f}"
     )
-    if reference is not None and reference is not result:
+    if reference is not None and reference is not result and reference["timed_out"]:
+        line += f"   ({_label(reference['spec'])} timed out)"
+    elif reference is not None and reference is not result:
         speed = reference["median_s"] / result["median_s"]
         memory = result["max_rss_mib"] / reference["max_rss_mib"]
         line += f"   speed x{speed:.2f}  memory x{memory:.2f} vs {_label(reference['spec'])}"
@@ -291,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="512,2048,8192,22016", help="token counts of the long-sequence group")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per contender (after one warm-up)")
     parser.add_argument("--long-repeats", type=int, default=1, help="timed steps at >= 8k tokens (no warm-up)")
+    parser.add_argument(
+        "--step-timeout",
+        type=float,
+        default=240.0,
+        help="long-sequence group: stop a contender whose step takes longer",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per contender")
     parser.add_argument("--quick", action="store_true", help="smoke run: short lengths, 2 repeats")
     parser.add_argument("--skip-base", action="store_true", help="skip the AST-base vs Hugging Face group")
@@ -315,9 +361,13 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "families": families,
+        "load_average_start": os.getloadavg(),
         "groups": {},
     }
-    print(f"# {report['date']}  {report['cpu']}  threads={args.threads}  torch {report['torch']}")
+    print(
+        f"# {report['date']}  {report['cpu']}  threads={args.threads}  torch {report['torch']}  "
+        f"load average {report['load_average_start'][0]:.1f}"
+    )
     if "mamba" not in ENCODERS:
         print("# the mamba family is not registered: long-sequence group runs AST only")
     peaks = {"fp32": peak_matmul_flops(torch.float32), "bf16": peak_matmul_flops(torch.bfloat16)}
@@ -336,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         if n == 2048:
             specs += [spec(family, "tiny", tokens=n, dtype="bf16") for family in families]
         long = n >= 8192
-        results = run_group(specs, args.long_repeats if long else repeats, 0 if long else 1)
+        results = run_group(specs, args.long_repeats if long else repeats, 0 if long else 1, args.step_timeout)
         for result in results:
             print(_row(result, results[0]))
         long_results.append(results)
@@ -373,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         report["groups"]["base"] = {"parity_max_abs_diff": difference, "flops_per_step": flops, "results": results}
 
+    report["load_average_end"] = os.getloadavg()
+    print(f"# load average at the end: {report['load_average_end'][0]:.1f} (machine shared: absolute times are noisy)")
     with atomic_write(args.json) as handle:
         json.dump(report, handle, indent=1)
     print(f"\nwrote {args.json}")
