@@ -69,6 +69,8 @@ def masked_code_loss(
 class W2VBertObjective(Wav2Vec2Objective):
     """w2v-BERT on any encoder built on a TokenEmbedding."""
 
+    objective_name = "w2vbert"
+
     def __init__(self, encoder: Encoder, config: W2VBertConfig):
         super().__init__(encoder, config)
         self.config: W2VBertConfig = config
@@ -80,9 +82,6 @@ class W2VBertObjective(Wav2Vec2Objective):
         self.contrastive_norm = nn.LayerNorm(encoder.dim)
         groups, entries = config.quantizer.groups, config.quantizer.entries
         self.code_head = nn.Linear(encoder.dim, groups * entries)
-
-    def _name(self) -> str:
-        return "w2vbert"
 
     def loss_with_mask(
         self, features: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, step: int | None = None

@@ -174,19 +174,20 @@ class ContrastivePass:
 class Wav2Vec2Objective(Objective):
     """wav2vec 2.0 on any encoder built on a TokenEmbedding (waveform CNN or spectrogram tokens)."""
 
+    #: Name used in error messages (subclasses override).
+    objective_name = "wav2vec2"
+
     def __init__(self, encoder: Encoder, config: Wav2Vec2Config):
         super().__init__(encoder)
         self.config = config
         embedding = getattr(encoder, "embedding", None)
         if embedding is None or not hasattr(embedding, "projection"):
-            raise ConfigError(f"{type(encoder).__name__} has no TokenEmbedding at .embedding; {self._name()} needs one")
+            name = type(encoder).__name__
+            raise ConfigError(f"{name} has no TokenEmbedding at .embedding; {self.objective_name} needs one")
         self.grid_width = int(getattr(embedding, "freq_patches", 1))
         self.quantizer = GumbelVectorQuantizer(embedding.projection.in_features, config.quantizer)
         self.project_quantized = nn.Linear(config.quantizer.code_dim, config.project_dim)
         self.project_context = nn.Linear(encoder.dim, config.project_dim)
-
-    def _name(self) -> str:
-        return "wav2vec2"
 
     def sample_mask(self, token_lengths: torch.Tensor, max_tokens: int) -> torch.Tensor:
         """Draw this objective's mask for tokens of ``token_lengths`` (B,) -> (B, S) bool."""
