@@ -147,6 +147,8 @@ class DirectionalSSM(nn.Module):
         self.dt_proj = nn.Linear(dt_rank, inner, bias=True)
         self.A_log = nn.Parameter(torch.log(torch.arange(1, config.d_state + 1, dtype=torch.float32)).repeat(inner, 1))
         self.D = nn.Parameter(torch.ones(inner))
+        self.A_log._no_weight_decay = True  # Mamba keeps A and D out of weight decay; optimisers may read this
+        self.D._no_weight_decay = True
         std = dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
         log_dt = torch.rand(inner) * (math.log(config.dt_max) - math.log(config.dt_min)) + math.log(config.dt_min)
