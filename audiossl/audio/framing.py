@@ -24,8 +24,9 @@ import torch
 
 from audiossl.nn.masking import lengths_to_mask
 
-#: Frames per chunk on CPU (a 1024 x 512 float buffer is 2 MiB and stays in cache).
-CHUNK_FRAMES = 1024
+#: Frames per chunk on CPU: a 512 x 512 float buffer is 1 MiB, so a chunk's intermediates stay
+#: in cache (measured on a 2-core EPYC: 512 is as fast as 1024 alone and faster under load).
+CHUNK_FRAMES = 512
 #: Filters per dense block of a banded matmul.
 MEL_BLOCK = 16
 
