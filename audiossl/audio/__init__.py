@@ -18,6 +18,7 @@ from audiossl.audio.frontends import (
     create_frontend,
     frontend_config,
 )
+from audiossl.audio.io import load_audio
 from audiossl.audio.kaldi_fbank import fbank
 from audiossl.audio.kaldi_mfcc import compute_deltas, mfcc
 from audiossl.audio.melspec import log_mel
@@ -41,6 +42,7 @@ __all__ = [
     "compute_global_stats",
     "create_frontend",
     "fbank",
+    "load_audio",
     "frame_tokens",
     "frontend_config",
     "log_mel",
