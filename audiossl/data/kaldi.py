@@ -164,7 +164,9 @@ class DataDir:
             data.utt2num_samples = _parse_numbers(path / "utt2num_samples", int)
         for table in sorted(path.glob("utt2*")):
             name = table.name[len("utt2") :]
-            if table.name in CORE_TABLES or name in ("spk",) or table.name.startswith("."):
+            # Label tables are plain names (utt2emo, utt2lang); skip core tables, folders and
+            # files with an extension (utt2.wav, utt2emo.bak), which are not tables.
+            if table.name in CORE_TABLES or name in ("spk", "") or "." in name or not table.is_file():
                 continue
             data.labels[name] = read_table(table)
         return data

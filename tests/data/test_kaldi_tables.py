@@ -99,3 +99,15 @@ def test_bad_segments_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="numbers") as error:
         DataDir.load(tmp_path)
     assert error.value.path == str(tmp_path / "segments") and error.value.line == 2
+
+
+def test_label_tables_are_plain_utt2_names_only(tmp_path):
+    from audiossl.data.kaldi import DataDir
+
+    data = DataDir(wav_scp={"u1": "/a.wav"}, utt2spk={"u1": "s"}, labels={"emo": {"u1": "happy"}})
+    data.save(tmp_path)
+    (tmp_path / "utt2.wav").write_bytes(b"RIFF\xff\xfe not a table")
+    (tmp_path / "utt2emo.bak").write_bytes(b"\xff\xfe")
+    (tmp_path / "utt2lang").mkdir()
+    loaded = DataDir.load(tmp_path)
+    assert loaded.labels == {"emo": {"u1": "happy"}}
