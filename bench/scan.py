@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 HEADER,
                 *rows,
                 "",
+                "",
             ]
         )
         with atomic_write(args.markdown) as handle:
