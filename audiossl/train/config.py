@@ -1,0 +1,532 @@
+"""The pretraining config: data, encoder, objective, optimiser and run sections, and shipped presets.
+
+A run is described by one :class:`PretrainConfig`. Presets ship with the package as YAML under
+``audiossl/configs/`` (``mspm-ast-tiny``, ...); :func:`resolve_config` takes a preset name or a
+YAML path plus ``key=value`` overrides. Every key is checked: the fixed sections against their
+dataclasses, and the free-form mappings against the class they configure (``encoder.overrides``
+against the encoder family's config, ``objective.config`` against the objective's config,
+``data.frontend_config`` against the front-end's config), so a typo anywhere is a
+:class:`~audiossl.errors.ConfigError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from audiossl.audio.augment import SpecAugmentConfig
+from audiossl.config import from_dict, to_dict
+from audiossl.errors import ConfigError
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """How audio becomes encoder input."""
+
+    sample_rate: int = 16000
+    """Rate (Hz) every utterance is resampled to; also the front-end's rate."""
+
+    max_seconds_per_batch: float = 100.0
+    """Padded seconds of audio per batch per process (longest utterance x batch size)."""
+
+    max_utt_seconds: float | None = 10.0
+    """Crop longer utterances to a random window of this length (new window every epoch); None = no crop."""
+
+    min_utt_seconds: float = 0.0
+    """Skip utterances shorter than this (after cropping they would be too short to mask)."""
+
+    num_buckets: int = 10
+    """Duration buckets of the length-bucketing sampler."""
+
+    num_workers: int = 2
+    """DataLoader worker processes (0 = load in the training process)."""
+
+    frontend: str = "fbank"
+    """Registered fixed front-end (``fbank``, ``log_mel``, ``mfcc``), or ``none`` to feed waveforms to
+    encoders whose input kind is ``waveform`` (their CNN is part of the encoder)."""
+
+    frontend_config: dict[str, Any] = field(default_factory=dict)
+    """Fields of the front-end's config that differ from its defaults (e.g. ``num_mel_bins: 80``);
+    its ``sample_rate`` is taken from ``sample_rate`` above."""
+
+    normalize: Literal["global", "utterance", "none"] = "global"
+    """Feature normalisation: corpus statistics (``global``, computed over the training data at the
+    start unless ``global_stats`` is given), per-utterance CMVN (``utterance``; for waveforms, zero
+    mean and unit variance per utterance), or ``none``."""
+
+    global_stats: str | None = None
+    """Statistics file (``audiossl features stats``) for ``normalize: global``; None = compute them."""
+
+    scalar_stats: bool = False
+    """With global statistics, one mean and standard deviation over all channels (AST) instead of per channel."""
+
+    spec_augment: SpecAugmentConfig | None = None
+    """SpecAugment on the (normalised) features while training; None = off (the default for SSL,
+    whose objectives mask their own inputs)."""
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ConfigError(f"data.sample_rate must be positive, got {self.sample_rate}")
+        if self.max_seconds_per_batch <= 0:
+            raise ConfigError(f"data.max_seconds_per_batch must be positive, got {self.max_seconds_per_batch}")
+        if self.max_utt_seconds is not None and self.max_utt_seconds <= 0:
+            raise ConfigError(f"data.max_utt_seconds must be positive or null, got {self.max_utt_seconds}")
+        if self.min_utt_seconds < 0:
+            raise ConfigError(f"data.min_utt_seconds must be >= 0, got {self.min_utt_seconds}")
+        if self.num_workers < 0 or self.num_buckets < 1:
+            raise ConfigError("data.num_workers must be >= 0 and data.num_buckets >= 1")
+
+
+@dataclass(kw_only=True)
+class EncoderSection:
+    """Which encoder to pretrain."""
+
+    family: str = "ast"
+    """Registered encoder family (``audiossl encoders list``): ast, mamba, conformer."""
+
+    preset: str = "tiny"
+    """The family's preset the config starts from (tiny, small, base)."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Fields of the preset's config to change, nested as in the config (``input: {num_bins: 80}``)."""
+
+
+@dataclass(kw_only=True)
+class ObjectiveSection:
+    """Which objective trains the encoder."""
+
+    name: str = "mspm"
+    """Registered objective (``audiossl objectives list``): mspm, wav2vec2, w2vbert."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    """Fields of the objective's config that differ from its defaults; checked against its config class."""
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """AdamW with warm-up and a decay schedule."""
+
+    lr: float = 5.0e-4
+    """Peak learning rate (reached at the end of the warm-up)."""
+
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
+
+    eps: float = 1.0e-6
+    """AdamW epsilon."""
+
+    weight_decay: float = 0.01
+    """Decoupled weight decay, applied to weight matrices only (not to biases, norms or 1-D parameters)."""
+
+    warmup_steps: int = 1000
+    """Steps of linear warm-up from lr / warmup_steps to lr."""
+
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after the warm-up, reaching ``min_lr_ratio * lr`` at ``run.max_steps``."""
+
+    min_lr_ratio: float = 0.0
+    """Final learning rate as a fraction of ``lr``."""
+
+    grad_clip: float | None = 10.0
+    """Clip the global gradient norm to this value; None = no clipping (the norm is still logged)."""
+
+    accumulation_steps: int = 1
+    """Micro-batches whose gradients are averaged into one optimizer step."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
+            raise ConfigError("optim.lr and optim.eps must be > 0 and optim.weight_decay >= 0")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.accumulation_steps < 1:
+            raise ConfigError(f"optim.accumulation_steps must be >= 1, got {self.accumulation_steps}")
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Length, precision, device, logging, checkpoints and health checks of a run."""
+
+    max_steps: int = 10000
+    """Optimizer steps to train for."""
+
+    seed: int = 0
+    """Seed of weights, data order, crops and masks: the same seed gives the same run."""
+
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast dtype of the objective's forward pass (fp16 uses a gradient scaler)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` = CUDA when available; under torchrun each process takes cuda:LOCAL_RANK."""
+
+    num_threads: int | None = None
+    """CPU threads of torch in each process; None = torch's default."""
+
+    log_every: int = 10
+    """Steps between log lines (JSONL, TensorBoard, console)."""
+
+    checkpoint_every: int = 1000
+    """Steps between checkpoints (one is also written at the end and when the run is interrupted)."""
+
+    keep_last: int = 3
+    """Checkpoints ``ckpt-<step>.pt`` to keep; older ones are deleted."""
+
+    keep_best: bool = True
+    """Also keep ``best.pt``: the checkpoint with the lowest validation loss, or without validation data
+    the lowest bias-corrected moving average of the training loss (``ema_decay``)."""
+
+    ema_decay: float = 0.98
+    """Decay of the training-loss moving average logged as ``loss_ema`` and used to pick ``best.pt``."""
+
+    valid_data: list[str] = field(default_factory=list)
+    """Data dirs to compute a validation loss on (fixed masks per batch); empty = none."""
+
+    valid_every: int | None = None
+    """Steps between validations; None = at every checkpoint."""
+
+    valid_max_batches: int | None = None
+    """Validate on at most this many batches per process; None = all."""
+
+    collapse_perplexity: float = 4.0
+    """Warn of codebook collapse when the objective's ``code_perplexity`` metric falls below this
+    (the sum over G groups of exp(entropy) of code use: G means one entry per group)."""
+
+    max_length_drift: float = 1.0
+    """Warn when the objective's ``length_drift`` metric (frames between labels and encoder outputs)
+    exceeds this."""
+
+    find_unused_parameters: bool = False
+    """DistributedDataParallel option for objectives that leave some parameters unused in a step."""
+
+    tensorboard: bool = True
+    """Write TensorBoard scalars under ``RUN_DIR/tensorboard``."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "log_every", "checkpoint_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"run.{name} must be >= 1, got {getattr(self, name)}")
+        if self.valid_every is not None and self.valid_every < 1:
+            raise ConfigError(f"run.valid_every must be >= 1 or null, got {self.valid_every}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"run.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"run.num_threads must be >= 1 or null, got {self.num_threads}")
+
+
+@dataclass(kw_only=True)
+class PretrainConfig:
+    """Everything that defines a pretraining run except the data dirs and the run dir."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Audio loading, batching, front-end and normalisation."""
+
+    encoder: EncoderSection = field(default_factory=EncoderSection)
+    """The encoder family, preset and overrides."""
+
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    """The self-supervised objective and its config."""
+
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and learning-rate schedule."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    """Steps, seed, precision, device, logging and checkpoints."""
+
+
+# ----------------------------------------------------------------------------- sub-configs
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def encoder_config(config: PretrainConfig) -> Any:
+    """The encoder's config: the family's preset with ``encoder.overrides`` merged in."""
+    from audiossl.encoders import ENCODERS
+
+    spec = ENCODERS.get(config.encoder.family)
+    if config.encoder.preset not in spec.presets:
+        raise ConfigError(
+            f"unknown preset {config.encoder.preset!r} for encoder {config.encoder.family!r}; "
+            f"known: {', '.join(spec.presets)}"
+        )
+    preset = to_dict(spec.presets[config.encoder.preset]())
+    return from_dict(spec.config_class, _deep_merge(preset, config.encoder.overrides), prefix="encoder.overrides.")
+
+
+def objective_config(config: PretrainConfig) -> Any:
+    """The objective's config object, from ``objective.config`` over its defaults."""
+    import audiossl.objectives  # noqa: F401  (registers the built-in objectives)
+    from audiossl.objectives import OBJECTIVES
+
+    spec = OBJECTIVES.get(config.objective.name)
+    return from_dict(spec.config_class, dict(config.objective.config), prefix="objective.config.")
+
+
+def frontend_settings(config: PretrainConfig) -> Any | None:
+    """The front-end's config (None for ``frontend: none``); its sample rate is ``data.sample_rate``."""
+    from audiossl.audio.frontends import FRONTENDS, frontend_config
+
+    data = config.data
+    if data.frontend == "none":
+        return None
+    spec = FRONTENDS.get(data.frontend)
+    if spec.learnable:
+        raise ConfigError(
+            f"data.frontend {data.frontend!r} is learnable: use an encoder with input kind 'waveform' "
+            "(its CNN is trained with it) and data.frontend: none"
+        )
+    options = dict(data.frontend_config)
+    field_names = {f.name for f in dataclasses.fields(spec.config_class)}
+    if "sample_rate" in field_names:
+        given = options.setdefault("sample_rate", data.sample_rate)
+        if given != data.sample_rate:
+            raise ConfigError(
+                f"data.frontend_config.sample_rate={given} differs from data.sample_rate={data.sample_rate}"
+            )
+    return frontend_config(data.frontend, options)
+
+
+def validate(config: PretrainConfig) -> None:
+    """Build every sub-config once so bad names and values fail before any data is read."""
+    encoder_config(config)
+    objective_config(config)
+    frontend_settings(config)
+
+
+# ----------------------------------------------------------------------------- presets and files
+
+#: Where the shipped presets live (package data).
+PRESET_PACKAGE = "audiossl"
+PRESET_DIR = "configs"
+
+
+def _preset_files() -> dict[str, Any]:
+    folder = resources.files(PRESET_PACKAGE) / PRESET_DIR
+    if not folder.is_dir():
+        return {}
+    return {item.name[: -len(".yaml")]: item for item in folder.iterdir() if item.name.endswith(".yaml")}
+
+
+def list_presets() -> list[tuple[str, str]]:
+    """Shipped presets as (name, description): the description is the YAML file's first comment line."""
+    rows = []
+    for name, item in sorted(_preset_files().items()):
+        first = next((line for line in item.read_text(encoding="utf-8").splitlines() if line.startswith("#")), "#")
+        rows.append((name, first.lstrip("#").strip()))
+    return rows
+
+
+def preset_path(name: str) -> Path:
+    """The YAML file of shipped preset ``name``."""
+    files = _preset_files()
+    if name not in files:
+        raise ConfigError(f"unknown config {name!r}: not a file, nor a shipped preset ({', '.join(sorted(files))})")
+    return Path(str(files[name]))
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """1-based line of every mapping key in a YAML document, by key path."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+
+    try:
+        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    except yaml.YAMLError:
+        pass
+    return lines
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    if dataclasses.is_dataclass(hint):
+        return hint
+    for option in typing.get_args(hint):
+        if dataclasses.is_dataclass(option):
+            return option
+    return None
+
+
+def _is_mapping(hint: Any) -> bool:
+    return hint is dict or typing.get_origin(hint) is dict
+
+
+def _free_targets(data: dict[str, Any]) -> dict[tuple[str, ...], type]:
+    """The classes that the free-form mappings of a raw config must fit (when their names resolve)."""
+    import audiossl.objectives  # noqa: F401
+    from audiossl.audio.frontends import FRONTENDS
+    from audiossl.encoders import ENCODERS
+    from audiossl.objectives import OBJECTIVES
+
+    targets: dict[tuple[str, ...], type] = {}
+    encoder = data.get("encoder") or {}
+    family = encoder.get("family", EncoderSection.family) if isinstance(encoder, dict) else None
+    if isinstance(family, str) and family in ENCODERS:
+        targets[("encoder", "overrides")] = ENCODERS.get(family).config_class
+    objective = data.get("objective") or {}
+    name = objective.get("name", ObjectiveSection.name) if isinstance(objective, dict) else None
+    if isinstance(name, str) and name in OBJECTIVES:
+        targets[("objective", "config")] = OBJECTIVES.get(name).config_class
+    section = data.get("data") or {}
+    frontend = section.get("frontend", DataConfig.frontend) if isinstance(section, dict) else None
+    if isinstance(frontend, str) and frontend in FRONTENDS:
+        targets[("data", "frontend_config")] = FRONTENDS.get(frontend).config_class
+    return targets
+
+
+def _check_keys(
+    cls: type, data: Any, path: tuple[str, ...], targets: dict[tuple[str, ...], type]
+) -> tuple[tuple[str, ...], type] | None:
+    """The first key path of ``data`` that ``cls`` (recursively) does not have, with the class that lacks it."""
+    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key, value in data.items():
+        child = (*path, str(key))
+        if key not in fields:
+            return child, cls
+        nested = _dataclass_of(hints[key]) or (targets.get(child) if _is_mapping(hints[key]) else None)
+        if nested is not None:
+            found = _check_keys(nested, value, child, targets)
+            if found is not None:
+                return found
+    return None
+
+
+def check_keys(data: dict[str, Any], source: str | Path | None, lines: dict[tuple[str, ...], int]) -> None:
+    """Raise a :class:`ConfigError` (with the line) for the first unknown key of a raw config."""
+    found = _check_keys(PretrainConfig, data, (), _free_targets(data))
+    if found is None:
+        return
+    path, cls = found
+    known = ", ".join(sorted(f.name for f in dataclasses.fields(cls) if f.init))
+    raise ConfigError(f"unknown key {'.'.join(path)!r} ({cls.__name__} has: {known})", source, lines.get(path))
+
+
+def _section_hint(cls: type, key: str) -> Any:
+    if not dataclasses.is_dataclass(cls):
+        return None
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    return typing.get_type_hints(cls)[key] if key in fields else None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a raw config mapping.
+
+    Keys of the fixed sections must exist; inside free-form mappings (``encoder.overrides``,
+    ``objective.config``, ``data.frontend_config``) new keys may be created, and are checked
+    afterwards against the class they configure.
+    """
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {error}") from None
+        parts = key.split(".")
+        node, cls = data, PretrainConfig
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if cls is not None:
+                hint = _section_hint(cls, part)
+                if hint is None:
+                    raise ConfigError(f"--set {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}")
+                cls = _dataclass_of(hint)
+            if last:
+                node[part] = value
+            else:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+    return data
+
+
+_WHERE = re.compile(r"^(?P<path>[A-Za-z_][\w.]*)(\[\d+\])?:")
+
+
+def _with_line(error: ConfigError, source: str | Path, lines: dict[tuple[str, ...], int]) -> ConfigError:
+    """The same error naming ``source`` and, when its message starts with a key path, that key's line."""
+    match = _WHERE.match(error.message)
+    line = lines.get(tuple(match["path"].split("."))) if match else None
+    return ConfigError(error.message, source, line)
+
+
+def config_from_dict(
+    data: dict[str, Any], source: str | Path | None = None, lines: dict[tuple[str, ...], int] | None = None
+) -> PretrainConfig:
+    """Check and build a :class:`PretrainConfig` from a raw mapping (keys, types, names, values)."""
+    lines = lines or {}
+    check_keys(data, source, lines)
+    try:
+        config = from_dict(PretrainConfig, data)
+        validate(config)
+    except ConfigError as error:
+        if source is None or error.path is not None:
+            raise
+        raise _with_line(error, source, lines) from None
+    return config
+
+
+def resolve_config(name_or_path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
+    """A preset name or a YAML path, with ``key=value`` overrides applied, as a checked config."""
+    candidate = Path(name_or_path)
+    is_file = candidate.suffix in (".yaml", ".yml") or candidate.is_file() or len(candidate.parts) > 1
+    path = candidate if is_file else preset_path(str(name_or_path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise ConfigError(f"invalid YAML: {error}", path, None if mark is None else mark.line + 1) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a config file must be a mapping of sections (data, encoder, objective, optim, run)", path)
+    lines = _key_lines(text)
+    config = config_from_dict(data, path, lines)
+    if overrides:
+        changed = apply_overrides(data, overrides)
+        check_keys(changed, "--set", {})
+        config = config_from_dict(changed)
+    return config
+
+
+def plain(value: Any) -> Any:
+    """A config dict with tuples turned into lists, for YAML dumps."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def dump_config(config: PretrainConfig) -> str:
+    """The config as YAML text (every field, defaults included)."""
+    return yaml.safe_dump(plain(to_dict(config)), sort_keys=False)

@@ -1,0 +1,58 @@
+"""Every shipped preset trains for two steps on synthetic speech, shrunk to a tiny width and depth."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from audiossl.train import list_presets, load_pretrained, pretrain, resolve_config
+from audiossl.train.logging import read_records
+
+#: Per encoder family: width 32, two blocks, small inner sizes.
+SHRINK = {
+    "ast": ["encoder.overrides.num_heads=4"],
+    "mamba": ["encoder.overrides.d_state=4", "encoder.overrides.chunk_size=8"],
+    "conformer": ["encoder.overrides.num_heads=4", "encoder.overrides.ffn_dim=64", "encoder.overrides.conv_kernel=5"],
+}
+
+#: Per objective: a small codebook and head.
+SMALL_OBJECTIVE = {
+    "mspm": [],
+    "wav2vec2": [
+        "objective.config.quantizer.entries=16",
+        "objective.config.quantizer.code_dim=32",
+        "objective.config.project_dim=32",
+        "objective.config.num_negatives=10",
+    ],
+}
+SMALL_OBJECTIVE["w2vbert"] = [*SMALL_OBJECTIVE["wav2vec2"], "objective.config.contrastive_layer=1"]
+
+COMMON = [
+    "encoder.overrides.dim=32",
+    "encoder.overrides.num_layers=2",
+    "encoder.overrides.input.num_bins=32",
+    "encoder.overrides.input.conv_pos_kernel=8",
+    "encoder.overrides.input.conv_pos_groups=4",
+    "data.frontend_config.num_mel_bins=32",
+    "data.num_workers=0",
+    "data.max_seconds_per_batch=4",
+    "run.max_steps=2",
+    "run.log_every=1",
+    "run.device=cpu",
+    "run.tensorboard=false",
+]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in list_presets()])
+def test_preset_trains_two_steps(name, synth_dir, tmp_path):
+    base = resolve_config(name)
+    sets = COMMON + SHRINK[base.encoder.family] + SMALL_OBJECTIVE[base.objective.name]
+    config = resolve_config(name, sets)
+    result = pretrain(config, [synth_dir], tmp_path / "run")
+    assert result.step == 2 and result.stopped_by is None
+    records = read_records(tmp_path / "run" / "train.jsonl")
+    assert [record["step"] for record in records] == [1, 2]
+    assert all(math.isfinite(record["loss"]) and record["parts"] for record in records)
+    model = load_pretrained(tmp_path / "run")
+    assert model.encoder.dim == 32 and model.encoder.num_layers == 2
