@@ -16,6 +16,12 @@ Optional cls token (one learned vector): ``start`` puts it before the tokens (SS
 ``middle`` puts it in the middle of every item (Vim's ``use_middle_cls_token``; each item's own
 middle, not the padded batch's) and moves it to the front of the outputs, so that, as for every
 encoder, the cls token is ``EncoderOutput.prefix()`` and input token ``s`` sits at position ``1 + s``.
+
+Where this differs from the SSAMBA / Vim code: positions come from the shared
+:class:`~audiossl.encoders.embed.TokenEmbedding` (length-agnostic) instead of a learned table of
+fixed length; blocks are stacked plainly (Vim's optional ``if_bidirectional`` pairing of whole
+layers, which SSAMBA's pretraining script switches on, is not reproduced: every block here is
+already bidirectional); no RoPE, no fused add-norm, the residual stays in the activation dtype.
 """
 
 from __future__ import annotations

@@ -6,14 +6,18 @@ per channel d and state n::
     h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * x_t        h: (B, D, N)
     y_t = C_t . h_t + D * x_t
 
-:func:`selective_scan` cuts the sequence into chunks of ``chunk_size`` steps. Inside a chunk the
-recurrence is solved by a parallel prefix scan (Hillis & Steele): log2(chunk) rounds in which every
-step absorbs the state of the step ``2**k`` before it. Every multiplier is a product of decays
-``exp(dt * A)`` with ``dt >= 0`` and ``A < 0``, so it lies in (0, 1]: nothing is exponentiated from a
-positive number and nothing overflows in fp32. The state is carried from chunk to chunk, so only
-(B, chunk, D, N) exists at a time, never (B, L, D, N). Under autograd each chunk is checkpointed:
-backward keeps the chunk inputs and the (B, D, N) state entering each chunk and recomputes the
-chunk's interior.
+:func:`selective_scan` cuts the sequence into chunks of ``chunk_size`` steps and carries the
+(B, D, N) state from chunk to chunk, so only a few (B, chunk, D, N) tensors exist at a time, never
+(B, L, D, N). Inside a chunk the recurrence is solved either by a parallel prefix scan (Hillis &
+Steele: log2(chunk) rounds in which every step absorbs the state of the step ``2**k`` before it;
+few large operations, what accelerators want) or by a loop over the chunk's steps on cache-sized
+slices (less memory traffic, faster on CPUs; docs/benchmarks.md). Every multiplier is a product of
+decays ``exp(dt * A)`` with ``dt >= 0`` and ``A < 0``, so it lies in (0, 1]: nothing is
+exponentiated from a positive number and nothing overflows in fp32.
+
+Backward is written by hand (:class:`_ChunkedScan`): forward keeps the inputs and the state entering
+each chunk; backward recomputes one chunk at a time and runs the adjoint recurrence, which is the
+same linear scan in reverse. Memory stays linear in L and autograd records one node, not L.
 
 On CUDA, when the ``mamba_ssm`` package is importable, the fused kernel
 ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` computes the same thing.
@@ -30,8 +34,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-#: Default chunk length; a power of two keeps the prefix scan's rounds full.
-DEFAULT_CHUNK_SIZE = 64
+#: Default chunk length (fastest of 16..128 in both modes on CPU); a power of two keeps the prefix
+#: scan's rounds full.
+DEFAULT_CHUNK_SIZE = 32
 
 
 def flip_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
