@@ -19,9 +19,9 @@ encoder, the cls token is ``EncoderOutput.prefix()`` and input token ``s`` sits 
 
 Where this differs from the SSAMBA / Vim code: positions come from the shared
 :class:`~audiossl.encoders.embed.TokenEmbedding` (length-agnostic) instead of a learned table of
-fixed length; blocks are stacked plainly (Vim's optional ``if_bidirectional`` pairing of whole
-layers, which SSAMBA's pretraining script switches on, is not reproduced: every block here is
-already bidirectional); no RoPE, no fused add-norm, the residual stays in the activation dtype.
+fixed length; blocks are stacked plainly (Vim's optional ``if_bidirectional`` arrangement of
+layers, switched on in SSAMBA's pretraining script, is not reproduced; every block here is already
+bidirectional); no RoPE, no fused add-norm, the residual stays in the activation dtype.
 """
 
 from __future__ import annotations
