@@ -61,12 +61,15 @@ def pretrain(
     if not data_dirs:
         raise typer.BadParameter("--data DIR is required", param_hint="--data")
     settings = resolve_config(config, list(overrides or []))
-    if os.environ.get("RANK", "0") == "0" and (resume or latest_checkpoint(out) is None):
+    if os.environ.get("RANK", "0") == "0" and (resume or latest_checkpoint(out) is None):  # the main process
         with atomic_write(info_path) as handle:
             json.dump({"data": data_dirs, "config": config, "overrides": list(overrides or [])}, handle, indent=1)
     result = pretrain(settings, data_dirs, out, resume=resume)
+    main_process = os.environ.get("RANK", "0") == "0"
     if result.stopped_by is not None:
-        typer.echo(f"stopped at step {result.step} ({result.stopped_by}); continue with --resume", err=True)
+        if main_process:
+            typer.echo(f"stopped at step {result.step} ({result.stopped_by}); continue with --resume", err=True)
         return STOP_EXIT_CODES.get(result.stopped_by, 1)
-    typer.echo(f"finished step {result.step}: {result.checkpoint}")
+    if main_process:
+        typer.echo(f"finished step {result.step}: {result.checkpoint}")
     return 0

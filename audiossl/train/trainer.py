@@ -245,7 +245,7 @@ class Trainer:
             for _ in bar:
                 values, utterances, seconds, stop = self._train_step(batches)
                 self.step += 1
-                self.ema.update(values["loss"])
+                self.ema.update(values.pop("global_loss"))  # the same on every process
                 meter.add(values, utterances, seconds)
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(
@@ -291,7 +291,11 @@ class Trainer:
         )
 
     def _train_step(self, batches: Iterator[tuple[Batch, int, int]]) -> tuple[dict[str, float], int, float, bool]:
-        """One optimizer step over ``accumulation_steps`` micro-batches -> (values, utterances, seconds, stop)."""
+        """One optimizer step over ``accumulation_steps`` micro-batches -> (values, utterances, seconds, stop).
+
+        ``values``: this process's loss, parts and metrics (means over micro-batches), the gradient
+        norm, and ``global_loss``, the loss averaged over all processes.
+        """
         config = self.config
         accumulation = config.optim.accumulation_steps
         self.optimizer.zero_grad(set_to_none=True)
@@ -311,8 +315,10 @@ class Trainer:
                 sums[name] += value / accumulation
             utterances += len(batch.ids)
             seconds += float(batch.lengths.sum()) / config.data.sample_rate
-        flags = torch.tensor([float(bad is not None), float(self._stop_requested is not None)], dtype=torch.float64)
-        flags = distributed.all_reduce(flags.to(self.device), self.dist, op="max").cpu()
+        # One collective per step: any rank's NaN or stop request, and the loss averaged over ranks.
+        shared = [float(bad is not None), float(self._stop_requested is not None), 0.0 if bad else sums["loss"]]
+        flags = distributed.all_reduce(torch.tensor(shared, dtype=torch.float64, device=self.device), self.dist).cpu()
+        global_loss = float(flags[2]) / self.dist.world_size
         if flags[0] > 0:
             self._raise_nonfinite("loss", bad)
         self.scaler.unscale_(self.optimizer)
@@ -327,7 +333,7 @@ class Trainer:
             warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             self.scheduler.step()
         sums["grad_norm"] = grad_norm
-        return dict(sums), utterances, seconds, bool(flags[1] > 0)
+        return {**sums, "global_loss": global_loss}, utterances, seconds, bool(flags[1] > 0)
 
     def _forward(self, batch: Batch, epoch: int, index: int) -> LossOutput:
         """Front-end, then the objective under autocast; masks and augmentation seeded per batch."""
