@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,12 +116,16 @@ class KMeansConfig:
 
 @contextlib.contextmanager
 def matmul_precision(precision: str) -> Iterator[None]:
-    """Set torch's float32 matmul precision of the CPU (oneDNN) and CUDA backends, restoring it after."""
+    """Set torch's float32 matmul precision of the CPU (oneDNN) and CUDA backends, restoring it after.
+
+    cuBLAS has no bf16 mode for float32 matmuls: ``bf16`` gives it ``tf32``.
+    """
     backends = (torch.backends.mkldnn.matmul, torch.backends.cuda.matmul)
+    values = (precision, "tf32" if precision == "bf16" else precision)
     saved = [backend.fp32_precision for backend in backends]
     try:
-        for backend in backends:
-            backend.fp32_precision = precision
+        for backend, value in zip(backends, values, strict=True):
+            backend.fp32_precision = value
         yield
     finally:
         for backend, value in zip(backends, saved, strict=True):
@@ -184,33 +189,49 @@ def kmeans_plusplus(
     of squared distances from the sample to its nearest centre. Every new centre is the best
     (lowest resulting potential) of ``trials`` candidates drawn proportionally to D^2.
     """
-    size, device = sample.shape[0], sample.device
-    runs = torch.arange(n_init, device=device)  # (I,)
+    size, dim = sample.shape
+    device = sample.device
     sample_sq = torch.linalg.vector_norm(sample, dim=1).square_()  # (S,)
+    # ||a - s||^2 = [a, ||a||^2, 1] . [-2 s, 1, ||s||^2]: one plain matmul gives every distance.
+    ones = torch.ones(size, 1, device=device)
+    left = torch.cat([sample, sample_sq.unsqueeze(1), ones], dim=1)  # (S, D + 2)
+    right = torch.cat([-2.0 * sample, ones, sample_sq.unsqueeze(1)], dim=1)  # (S, D + 2)
     gram = torch.empty(n_init * trials, size, device=device)  # (I * T, S)
 
     def squared_to(index: torch.Tensor) -> torch.Tensor:
-        """Squared distances from the sample points ``index`` (M,) to every sample point: (M, S)."""
-        out = torch.addmm(sample_sq.unsqueeze(0), sample[index], sample.T, alpha=-2.0, out=gram[: len(index)])
-        return out.add_(sample_sq[index].unsqueeze(1)).clamp_min_(0.0)
+        """Squared distances (up to rounding, may dip below 0) from sample points ``index`` (M,) to all: (M, S)."""
+        return torch.mm(left[index], right.T, out=gram[: len(index)])
 
     chosen = torch.empty(n_init, n_clusters, dtype=torch.int64, device=device)  # (I, K)
     chosen[:, 0] = torch.randint(size, (n_init,), generator=generator, device=device)
-    closest = squared_to(chosen[:, 0]).clone()  # (I, S)
+    closest = squared_to(chosen[:, 0]).clamp_min(0.0)  # (I, S)
     potential = closest.sum(dim=1)  # (I,)
     uniform = torch.ones(size, device=device)  # (S,)
+    offsets = torch.arange(n_init, device=device) * trials  # (I,)
     for k in range(1, n_clusters):
         # A run whose points all coincide with its centres draws uniformly instead of from zeros.
         weights = closest if bool((potential > 0).all()) else torch.where(potential.unsqueeze(1) > 0, closest, uniform)
         candidates = torch.multinomial(weights, trials, replacement=True, generator=generator)  # (I, T)
-        trial = squared_to(candidates.reshape(-1)).view(n_init, trials, size)  # (I, T, S)
-        trial = torch.minimum(trial, closest.unsqueeze(1), out=trial)
-        trial_potential = trial.sum(dim=2)  # (I, T)
+        trial = squared_to(candidates.reshape(-1))  # (I * T, S)
+        torch.minimum(trial.view(n_init, trials, size), closest.unsqueeze(1), out=trial.view(n_init, trials, size))
+        trial_potential = trial.sum(dim=1).view(n_init, trials)  # (I, T)
         best = trial_potential.argmin(dim=1)  # (I,)
-        chosen[:, k] = candidates[runs, best]
-        closest.copy_(trial[runs, best])
-        potential = trial_potential[runs, best]
+        chosen[:, k] = candidates.gather(1, best.unsqueeze(1)).squeeze(1)
+        torch.index_select(trial, 0, offsets + best, out=closest).clamp_min_(0.0)
+        potential = closest.sum(dim=1)
     return sample[chosen], potential  # (I, K, D), (I,)
+
+
+def cluster_sums(labels: torch.Tensor, points: torch.Tensor, n_clusters: int) -> torch.Tensor:
+    """Sum of the points (N, D) of every cluster -> (K, D), adding each cluster's points in row order.
+
+    A sparse (K, N) one-hot matrix times the points: on CPU several times faster than
+    ``index_add_``, and deterministic (no atomics).
+    """
+    n = points.shape[0]
+    rows = torch.stack([labels, torch.arange(n, device=points.device)])  # (2, N)
+    one_hot = torch.sparse_coo_tensor(rows, torch.ones(n, device=points.device), (n_clusters, n))  # (K, N)
+    return torch.sparse.mm(one_hot, points)  # (K, D)
 
 
 class KMeans:
@@ -226,6 +247,8 @@ class KMeans:
         self.stop_reason = ""
         #: Smoothed (EWA) mean batch inertia after every step, for plots and tests.
         self.history: list[float] = []
+        #: Wall-clock seconds of the last fit: k-means++ ("init") and mini-batch updates ("steps").
+        self.timings: dict[str, float] = {}
 
     @property
     def device(self) -> torch.device:
@@ -256,26 +279,29 @@ class KMeans:
         generator = torch.Generator(self.device).manual_seed(config.seed)
         epochs = _EpochSource(batches)
         state = _Convergence(config, n_samples)
-        self.n_steps, self.history, self.stop_reason = 0, [], "max_iter"
+        self.n_steps, self.history, self.stop_reason, self.timings = 0, [], "max_iter", {}
         with torch.no_grad(), matmul_precision(config.matmul_precision):
             first = iter(epochs(0))
             sample, replay = _take(first, config.sample_size, self.device)
             if sample.shape[0] < config.n_clusters:
                 raise DataError(f"k-means needs at least n_clusters={config.n_clusters} points, got {len(sample)}")
+            started = time.perf_counter()
             self._initialise(sample, generator, state)
+            self.timings["init"] = time.perf_counter() - started
+            started = time.perf_counter()
             for epoch in range(config.max_iter):
                 stream = _chain(replay, first) if epoch == 0 else epochs(epoch)
-                for batch in _minibatches(stream, config.batch_size, config.shuffle_batches, generator, self.device):
-                    if self._step(batch, generator, state):
-                        self.n_epochs = epoch + 1
-                        return self
-                state.end_epoch()
+                stopped = self._epoch(stream, generator, state)
                 self.n_epochs = epoch + 1
+                if stopped:
+                    break
+                state.end_epoch()
                 if epochs.one_shot:
                     if config.max_iter > 1:
                         logger.warning("k-means got a one-shot iterator: stopping after one pass (pass a callable)")
                     self.stop_reason = "single pass"
                     break
+            self.timings["steps"] = time.perf_counter() - started
         return self
 
     def _initialise(self, sample: torch.Tensor, generator: torch.Generator, state: _Convergence) -> None:
@@ -292,17 +318,27 @@ class KMeans:
         self._workspace = Workspace(self.device)
         state.set_scale(sample)
 
+    def _epoch(self, stream: Iterable[torch.Tensor], generator: torch.Generator, state: _Convergence) -> bool:
+        """One pass of mini-batch updates; True when a stopping rule fired."""
+        config = self.config
+        for batch in _minibatches(stream, config.batch_size, config.shuffle_batches, generator, self.device):
+            if self._step(batch, generator, state):
+                return True
+        return False
+
     def _step(self, batch: torch.Tensor, generator: torch.Generator, state: _Convergence) -> bool:
         """One mini-batch update; True when a stopping rule fired."""
         centroids, counts, workspace = self.centroids, self.counts, self._workspace
         labels, distances = nearest(batch, centroids, workspace=workspace)  # (B,), (B,)
         batch_counts = torch.bincount(labels, minlength=self.n_clusters).to(torch.float64)  # (K,)
-        sums = workspace.get("sums", *centroids.shape).zero_().index_add_(0, labels, batch)  # (K, D)
+        sums = cluster_sums(labels, batch, self.n_clusters)  # (K, D)
         new_counts = counts + batch_counts
+        # c <- c * n_old / n_new + sum / n_new for clusters with points; untouched (x 1 + 0) otherwise.
+        hit = batch_counts > 0
         safe = new_counts.clamp_min(1.0)
-        keep = (counts / safe).to(torch.float32).unsqueeze(1)  # (K, 1)
-        rate = (1.0 / safe).to(torch.float32).unsqueeze(1)  # (K, 1)
-        updated = torch.where((batch_counts > 0).unsqueeze(1), centroids * keep + sums * rate, centroids)  # (K, D)
+        keep = torch.where(hit, counts / safe, 1.0).to(torch.float32).unsqueeze(1)  # (K, 1)
+        rate = torch.where(hit, 1.0 / safe, 0.0).to(torch.float32).unsqueeze(1)  # (K, 1)
+        updated = torch.addcmul(sums.mul_(rate), centroids, keep)  # (K, D)
         change = float((updated - centroids).square().sum()) if self.config.tol > 0 else 0.0
         self.centroids, self.counts = updated, new_counts
         state.points_seen += batch.shape[0]

@@ -13,11 +13,12 @@ Each HuBERT iteration keeps its own k-means dir and label dir, so no earlier one
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -56,6 +57,9 @@ class FitConfig:
     """Fraction of each data dir's utterances used for fitting (drawn once from the seed)."""
     batch_seconds: float = 200.0
     """Padded seconds of audio per feature batch."""
+    cache_gb: float = 4.0
+    """Keep the first pass's features in memory if they fit in this many GB, so later passes skip the
+    audio (a full pass of feature extraction per epoch otherwise); 0 streams every pass from the audio."""
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)
     """The k-means options."""
 
@@ -70,9 +74,11 @@ def fit_kmeans_dir(
 ) -> tuple[KMeans, QualityReport]:
     """Fit k-means on features of ``data_dirs`` and write a k-means dir (see the module doc).
 
-    Features are streamed from the audio on every pass, in bounded memory; with ``dump_dir``
-    the sampled features are written there once (or reused when a complete dump exists) and
-    every pass reads them back instead. The quality report is computed over the same features.
+    Features are streamed from the audio, in bounded memory: the first pass is kept in memory
+    when it fits ``config.cache_gb`` (:class:`FeatureCache`), else every pass reads the audio
+    again. With ``dump_dir`` the sampled features are written there once (or reused when a
+    complete dump exists) and every pass reads them back instead. The quality report is
+    computed over the same features.
     """
     out_dir = Path(out_dir)
     source = resolve_source(config.features, config.sample_rate, config.feature_options)
@@ -102,10 +108,7 @@ def fit_kmeans_dir(
 
         n_samples = dump.num_frames
     else:
-
-        def points(epoch: int):
-            return frames(audio_pass(epoch))
-
+        points = FeatureCache(lambda epoch: frames(audio_pass(epoch)), config.cache_gb, seed)
         n_samples = None
     kmeans = KMeans(config.kmeans).fit_stream(points, n_samples=n_samples)
     logger.info(
@@ -126,6 +129,42 @@ def fit_kmeans_dir(
         yaml.safe_dump(to_dict(config), handle, sort_keys=False)
     write_report(report, out_dir)
     return kmeans, report
+
+
+class FeatureCache:
+    """``epoch -> point batches`` that keeps the first pass in memory when it fits ``budget_gb``.
+
+    Later passes then replay the cached batches, their order shuffled from ``(seed, epoch)``,
+    instead of extracting features again. Beyond the budget the cache is dropped and every
+    pass streams from ``produce``, so memory stays bounded either way.
+    """
+
+    def __init__(self, produce: Callable[[int], Iterable[torch.Tensor]], budget_gb: float, seed: int):
+        self.produce = produce
+        self.budget = int(budget_gb * 2**30)
+        self.seed = seed
+        self.cached: list[torch.Tensor] | None = None
+
+    def __call__(self, epoch: int) -> Iterator[torch.Tensor]:
+        if self.cached is not None:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.cached))
+            return (self.cached[i] for i in order.tolist())
+        return self._fill(epoch)
+
+    def _fill(self, epoch: int) -> Iterator[torch.Tensor]:
+        kept: list[torch.Tensor] | None = [] if self.budget > 0 else None
+        size = 0
+        for batch in self.produce(epoch):
+            if kept is not None:
+                size += batch.numel() * batch.element_size()
+                if size <= self.budget:
+                    kept.append(batch)
+                else:
+                    logger.info("features exceed the cache budget: every pass reads the audio again")
+                    kept = None
+            yield batch
+        if kept is not None:
+            self.cached = kept
 
 
 def load_kmeans_dir(path: str | Path, device: str | None = None) -> tuple[KMeans, FitConfig]:

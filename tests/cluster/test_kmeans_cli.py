@@ -74,3 +74,25 @@ def test_user_errors_exit_2(synth_dir, tmp_path, capsys):
 def test_help(command, capsys):
     assert main(["kmeans", command, "--help"]) == 0
     assert "--out" in capsys.readouterr().out
+
+
+def test_feature_cache_replays_the_first_pass_within_budget():
+    from audiossl.cluster.pipeline import FeatureCache
+
+    batches = [torch.full((3, 2), float(i)) for i in range(5)]
+    calls = []
+
+    def produce(epoch):
+        calls.append(epoch)
+        return iter(batches)
+
+    cache = FeatureCache(produce, budget_gb=1.0, seed=0)
+    passes = [torch.cat(list(cache(epoch))) for epoch in range(3)]
+    assert calls == [0]  # later passes come from memory
+    assert all(torch.equal(p.sort(dim=0).values, passes[0].sort(dim=0).values) for p in passes)
+    assert not torch.equal(passes[1], passes[2])  # replayed in a new order every epoch
+    calls.clear()
+    small = FeatureCache(produce, budget_gb=40 / 2**30, seed=0)  # 40 bytes: less than the data
+    for epoch in range(3):
+        assert len(list(small(epoch))) == 5
+    assert calls == [0, 1, 2] and small.cached is None
