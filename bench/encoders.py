@@ -16,8 +16,9 @@ Three groups, in one run (``python bench/encoders.py``; ``--quick`` for a smoke 
 Every contender runs in its own process; peak memory is that process's high-water resident set
 (VmHWM, see :func:`_max_rss_mib`). The processes of a group are started together and stepped in
 turn (A B A B ...), one warm-up step then ``--repeats`` timed steps (fewer, without warm-up, for
-the multi-second steps at >= 2k tokens; a step slower than ``--step-timeout`` stops that
-contender); we quote the median, the min-max and the ratio of medians. Results print as a table and go to ``--json``.
+the multi-second steps at >= 2k tokens; a step slower than ``--step-timeout`` or a process
+growing past ``--memory-cap-mib`` stops that contender); we quote the median, the min-max and
+the ratio of medians. Results print as a table and go to ``--json``.
 """
 
 from __future__ import annotations
@@ -156,32 +157,46 @@ def worker(spec: dict) -> None:
     print(json.dumps({"max_rss_mib": _max_rss_mib()}), flush=True)
 
 
-def _process_peak_mib(pid: int) -> float:
-    """VmHWM of another (still running) process, MiB; 0 when unreadable."""
+def _process_memory_mib(pid: int, field: str = "VmHWM") -> float:
+    """``field`` (VmHWM: peak, VmRSS: current) of another running process, MiB; 0 when unreadable."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return 0.0
 
 
-def _answer(process: subprocess.Popen, timeout: float | None) -> dict | None:
-    """The worker's next JSON line, or None when it takes longer than ``timeout`` seconds."""
-    if timeout is not None:
-        ready, _, _ = select.select([process.stdout], [], [], timeout)
-        if not ready:
-            return None
-    return json.loads(process.stdout.readline())
+def _answer(process: subprocess.Popen, timeout: float | None, memory_cap_mib: float | None) -> dict | str:
+    """The worker's next JSON line, or ``"time"`` / ``"memory"`` when it passes a limit first.
+
+    The memory cap protects a shared machine: the worker's resident set is polled every 0.2 s.
+    """
+    start = time.monotonic()
+    while True:
+        ready, _, _ = select.select([process.stdout], [], [], 0.2)
+        if ready:
+            return json.loads(process.stdout.readline())
+        if timeout is not None and time.monotonic() - start > timeout:
+            return "time"
+        if memory_cap_mib is not None and _process_memory_mib(process.pid, "VmRSS") > memory_cap_mib:
+            return "memory"
 
 
-def run_group(specs: list[dict], repeats: int, warmup: int, step_timeout: float | None = None) -> list[dict]:
+def run_group(
+    specs: list[dict],
+    repeats: int,
+    warmup: int,
+    step_timeout: float | None = None,
+    memory_cap_mib: float | None = None,
+) -> list[dict]:
     """Start one process per spec, step them in turn (A B A B ...), return timings and memory.
 
-    A step slower than ``step_timeout`` seconds stops that contender: its process is killed,
-    its peak memory so far is kept and the result says ``timed_out``.
+    A step slower than ``step_timeout`` seconds, or growing past ``memory_cap_mib`` resident,
+    stops that contender: its process is killed, its peak memory so far is kept and the result
+    says why in ``stopped``.
     """
     processes = []
     for spec in specs:
@@ -191,16 +206,16 @@ def run_group(specs: list[dict], repeats: int, warmup: int, step_timeout: float 
     for process, spec in zip(processes, specs, strict=True):
         ready = json.loads(process.stdout.readline())
         results.append({"spec": spec, "build_rss_mib": ready["rss_mib"], "seconds": [], "losses": []})
-        results[-1].update(timed_out=False, tokens=0)
+        results[-1].update(stopped=None, tokens=0, step_timeout=step_timeout, memory_cap_mib=memory_cap_mib)
     for repeat in range(warmup + repeats):
         for process, result in zip(processes, results, strict=True):
-            if result["timed_out"]:
+            if result["stopped"]:
                 continue
             process.stdin.write("step\n")
             process.stdin.flush()
-            answer = _answer(process, step_timeout)
-            if answer is None:
-                result.update(timed_out=True, step_timeout=step_timeout, max_rss_mib=_process_peak_mib(process.pid))
+            answer = _answer(process, step_timeout, memory_cap_mib)
+            if isinstance(answer, str):
+                result.update(stopped=answer, max_rss_mib=_process_memory_mib(process.pid))
                 process.kill()
                 process.wait()
                 continue
@@ -209,7 +224,7 @@ def run_group(specs: list[dict], repeats: int, warmup: int, step_timeout: float 
             if repeat >= warmup:
                 result["seconds"].append(answer["seconds"])
     for process, result in zip(processes, results, strict=True):
-        if not result["timed_out"]:
+        if not result["stopped"]:
             process.stdin.write("stop\n")
             process.stdin.flush()
             result["max_rss_mib"] = json.loads(process.stdout.readline())["max_rss_mib"]
@@ -304,16 +319,19 @@ def _label(spec: dict) -> str:
 
 def _row(result: dict, reference: dict | None = None) -> str:
     spec = result["spec"]
-    if result["timed_out"]:
+    if result["stopped"] == "time":
         limit, peak = result["step_timeout"], result["max_rss_mib"]
-        return f"{_label(spec):<24} timed out: one step took > {limit:.0f} s; peak so far {peak:.0f} MiB"
+        return f"{_label(spec):<24} stopped: one step took > {limit:.0f} s; peak so far {peak:.0f} MiB"
+    if result["stopped"] == "memory":
+        limit, peak = result["memory_cap_mib"], result["max_rss_mib"]
+        return f"{_label(spec):<24} stopped: resident memory passed the {limit:.0f} MiB cap (peak so far {peak:.0f})"
     line = (
         f"{_label(spec):<24} {result['tokens']:>6} {result['median_s']:>9.3f} "
         f"[{result['min_s']:.3f}-{result['max_s']:.3f}] {result['tokens_per_s']:>9.0f} "
         f"{result['max_rss_mib']:>8.0f} {result['max_rss_mib'] - result['build_rss_mib']:>8.0f}"
     )
-    if reference is not None and reference is not result and reference["timed_out"]:
-        line += f"   ({_label(reference['spec'])} timed out)"
+    if reference is not None and reference is not result and reference["stopped"]:
+        line += f"   ({_label(reference['spec'])} stopped)"
     elif reference is not None and reference is not result:
         speed = reference["median_s"] / result["median_s"]
         memory = result["max_rss_mib"] / reference["max_rss_mib"]
@@ -335,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-repeats", type=int, default=1, help="timed steps at >= 8k tokens (no warm-up)")
     parser.add_argument(
         "--step-timeout", type=float, default=300.0, help="long-sequence group: stop a contender whose step is slower"
+    )
+    parser.add_argument(
+        "--memory-cap-mib",
+        type=float,
+        default=7168.0,
+        help="long-sequence group: stop a contender whose resident memory passes this (shared machines)",
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per contender")
     parser.add_argument("--quick", action="store_true", help="smoke run: short lengths, 2 repeats")
@@ -388,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             count, warmup = repeats, 1
         else:  # steps take long enough that a warm-up step changes nothing measurable
             count, warmup = (args.mid_repeats if n < 8192 else args.long_repeats), 0
-        results = run_group(specs, count, warmup, args.step_timeout)
+        results = run_group(specs, count, warmup, args.step_timeout, args.memory_cap_mib)
         for result in results:
             print(_row(result, results[0]))
         long_results.append(results)
