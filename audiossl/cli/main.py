@@ -17,6 +17,7 @@ from audiossl.cli import data as data_commands
 from audiossl.cli import encoders as encoders_commands
 from audiossl.cli import features as feature_commands
 from audiossl.cli import kmeans as kmeans_commands
+from audiossl.cli import objectives as objective_commands
 from audiossl.cli import pretrain as pretrain_commands
 from audiossl.errors import UserError
 
@@ -31,6 +32,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(feature_commands.app, name="features")
 app.add_typer(encoders_commands.app, name="encoders")
 app.add_typer(kmeans_commands.app, name="kmeans")
+app.add_typer(objective_commands.app, name="objectives")
 app.command("pretrain")(pretrain_commands.pretrain)
 
 
