@@ -127,6 +127,7 @@ class Trainer:
         self.device = self.dist.device
         self._stop_requested: str | None = None
         self._saved_step = -1
+        self._last_valid: tuple[int, float] = (-1, math.nan)
         try:
             self._setup(resume)
         except BaseException:
@@ -255,13 +256,15 @@ class Trainer:
                 if self.step % run.log_every == 0 or self.step == run.max_steps:
                     now = time.monotonic()
                     per_step = (now - started) / max(self.step - (run.max_steps - steps_left), 1)
-                    self._log_window(meter, now - window_start, per_step * (run.max_steps - self.step))
+                    eta = per_step * (run.max_steps - self.step)
+                    self._log_window(meter, now - window_start, now - started, eta)
                     meter.reset()
                     window_start = now
                 valid_every = run.valid_every or run.checkpoint_every
-                valid_loss = self.validate() if self.valid is not None and self.step % valid_every == 0 else None
+                if self.valid is not None and self.step % valid_every == 0:
+                    self.validate()
                 if self.step % run.checkpoint_every == 0:
-                    self.save(valid_loss)
+                    self.save()
                 for callback in self.callbacks:
                     callback(self)
                 if self._agree_stop(stop):
@@ -272,7 +275,9 @@ class Trainer:
             if hasattr(bar, "close"):
                 bar.close()
         if self._saved_step != self.step and self.step > 0:
-            self.save(self.validate() if self.valid is not None and stopped_by is None else None)
+            if self.valid is not None and stopped_by is None and self._last_valid[0] != self.step:
+                self.validate()
+            self.save()
         self.elapsed_before += time.monotonic() - started
         if stopped_by is not None:
             logger.warning(
@@ -386,6 +391,7 @@ class Trainer:
         items = max(total.pop("items", 0.0), 1.0)
         means = {name: value / items for name, value in total.items()}
         record = {"kind": "valid", "step": self.step, "loss": means.pop("loss", math.nan), "parts": means}
+        self._last_valid = (self.step, record["loss"])
         self.log.write(record)
         if self.dist.is_main:
             logger.info("step %d validation loss %.4f", self.step, record["loss"])
@@ -399,7 +405,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             return self.objective(features, lengths, step=self.step)
 
-    def _log_window(self, meter: WindowMeter, seconds: float, eta: float) -> None:
+    def _log_window(self, meter: WindowMeter, seconds: float, elapsed: float, eta: float) -> None:
+        """Write one ``train`` record: window means over steps and processes, throughput over ``seconds``."""
         gathered = distributed.all_gather_objects((meter.means(), meter.utterances, meter.audio_seconds), self.dist)
         means = _merge_sums([m for m, _, _ in gathered])
         means = {name: value / len(gathered) for name, value in means.items()}
@@ -420,7 +427,7 @@ class Trainer:
             "metrics": metrics,
             "utt_per_s": utterances / max(seconds, 1e-9),
             "audio_s_per_s": audio / max(seconds, 1e-9),
-            "elapsed_s": self.elapsed_before + seconds,
+            "elapsed_s": self.elapsed_before + elapsed,
             "warnings": warnings,
         }
         self.log.write(record)
@@ -467,12 +474,19 @@ class Trainer:
             "data_dirs": list(self.data_dirs),
         }
 
-    def save(self, valid_loss: float | None = None) -> Path:
-        """Write ``ckpt-<step>.pt`` (all processes take part; the main one writes), prune, update best."""
+    def save(self) -> Path:
+        """Write ``ckpt-<step>.pt`` (all processes take part; the main one writes), prune, update best.
+
+        Best is judged on the validation loss of this step when there is validation data (a
+        checkpoint without a validation at its step is not a candidate), else on the loss EMA.
+        """
         assert_finite(self.objective)
         rng = distributed.all_gather_objects(rng_state(), self.dist)
         path = checkpoint_path(self.run_dir, self.step)
-        score = valid_loss if valid_loss is not None else self.ema.mean
+        if self.valid is not None:
+            score = self._last_valid[1] if self._last_valid[0] == self.step else math.nan
+        else:
+            score = self.ema.mean
         improved = self.config.run.keep_best and math.isfinite(score) and score < self.best
         if improved:
             self.best, self.best_step = score, self.step

@@ -41,6 +41,14 @@ def test_validation_loss_is_logged_and_picks_best(varied_dir, tmp_path):
     assert best["trainer"]["best"] == pytest.approx(min(record["loss"] for record in valid))
 
 
+def test_best_only_among_checkpoints_with_a_validation(varied_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    config = tiny_config(run={"max_steps": 6, "valid_every": 3, "valid_data": [str(varied_dir)]})
+    result = pretrain(config, [varied_dir], run_dir)
+    assert [record["step"] for record in read_records(run_dir / "train.jsonl", "valid")] == [3, 6]
+    assert load_checkpoint(result.best)["step"] == 6  # checkpoints 2 and 4 had no validation
+
+
 def test_health_warnings_for_collapse_and_length_drift(varied_dir, tmp_path, caplog):
     config = tiny_config(
         objective={"config": {"code_perplexity": 1.5, "length_drift": 3.0}}, run={"max_steps": 2, "log_every": 2}
