@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import re
 from pathlib import Path
@@ -69,10 +70,12 @@ def assert_finite(module: torch.nn.Module) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file beside it, then rename)."""
+    """Write ``state`` to ``path`` atomically (temporary file beside it, flushed to disk, then renamed)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
     return path
 
 
