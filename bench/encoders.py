@@ -446,8 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         flops = count_flops(specs[0])
         results = run_group(specs, repeats, 1)
         print(HEADER)
-        for index, result in enumerate(results):
-            print(_row(result, results[index - 1] if index % 2 else None))
+        for result in results:
+            print(_row(result))
         for result in results:
             result["mfu"] = flops / result["median_s"] / peaks[result["spec"]["dtype"]]
         print(f"# FLOPs per step (ours, counted): {flops / 1e9:.0f} G")
