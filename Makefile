@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.audiossl-installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 DEMO_DIR ?= exp/demo
+# A short SSAST-style pretraining run: enough to see the loss fall, small enough for 2 CPU cores.
+DEMO_PRETRAIN := --config mspm-ast-tiny --set run.max_steps=30 --set run.log_every=10 \
+  --set run.checkpoint_every=10 --set optim.warmup_steps=5 --set data.max_seconds_per_batch=30
 
 .PHONY: demo test install sysdeps lint bench clean
 
@@ -43,7 +46,10 @@ demo: $(STAMP)
 	$(BIN)/audiossl data validate $(DEMO_DIR)/data/synth
 	$(BIN)/audiossl features plot $(DEMO_DIR)/data/synth --frontend fbank --out $(DEMO_DIR)/features.png
 	$(BIN)/audiossl features stats $(DEMO_DIR)/data/synth --frontend fbank --out $(DEMO_DIR)/cmvn.npz
-	@echo "demo done: corpus in $(DEMO_DIR)/data/synth, feature plot $(DEMO_DIR)/features.png"
+	@resume=$$(ls $(DEMO_DIR)/pretrain/ckpt-*.pt >/dev/null 2>&1 && echo --resume); \
+	  set -x; $(BIN)/audiossl pretrain $(DEMO_PRETRAIN) --data $(DEMO_DIR)/data/synth --out $(DEMO_DIR)/pretrain $$resume
+	@echo "demo done: corpus $(DEMO_DIR)/data/synth, features $(DEMO_DIR)/features.png," \
+	  "pretraining run $(DEMO_DIR)/pretrain (loss curve $(DEMO_DIR)/pretrain/loss.png)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests $(wildcard plugins/*/tests)
@@ -52,7 +58,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check audiossl tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/fbank.py
+	for b in fbank scan encoders objectives kmeans; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) exp
