@@ -1,7 +1,7 @@
 """k-means benchmark: audiossl vs scikit-learn MiniBatchKMeans (fairseq's HuBERT settings) vs faiss.
 
-One command (``.venv/bin/python bench/kmeans.py``; ``--quick`` for a smoke run) fits
-``--clusters`` centroids to ``--n`` x ``--dim`` float32 points drawn from a Gaussian mixture
+One command (``.venv/bin/python bench/kmeans.py [--preset it1|it2|quick]``, see :data:`PRESETS`)
+fits ``--clusters`` centroids to ``--n`` x ``--dim`` float32 points drawn from a Gaussian mixture
 (``--components`` components, means ~ N(0, 0.5^2 I), per-component isotropic std ~ U(0.5, 1.5),
 uniform weights, seed 0), written once to ``--data`` (an ``.npy``) and read by every run.
 
@@ -44,6 +44,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CONTENDERS = ("sklearn", "audiossl", "audiossl-bf16", "faiss")
+
+#: Problem sizes. it1: HuBERT iteration 1 (39-dim MFCC-like points, 100 clusters), 5 repeats in a
+#: few minutes. it2: HuBERT iteration 2 (768-dim features, 500 clusters), one repeat: scikit-learn's
+#: 20 k-means++ runs alone take about an hour on 2 cores. quick: a smoke run.
+PRESETS = {
+    "it1": {"n": 1_000_000, "dim": 39, "clusters": 100, "components": 300, "n_init": 20, "repeats": 5},
+    "it2": {"n": 1_000_000, "dim": 768, "clusters": 500, "components": 1000, "n_init": 20, "repeats": 1},
+    "quick": {"n": 30_000, "dim": 64, "clusters": 50, "components": 100, "n_init": 2, "repeats": 2},
+}
 
 
 def make_data(path: Path, n: int, dim: int, components: int, seed: int = 0) -> None:
@@ -214,24 +223,26 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--n", type=int, default=1_000_000, help="number of points")
-    parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--clusters", type=int, default=500)
-    parser.add_argument("--components", type=int, default=1000, help="Gaussian mixture components")
-    parser.add_argument("--n-init", type=int, default=20, help="k-means++ runs (fairseq: 20)")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="it1", help="problem size (see PRESETS)")
+    parser.add_argument("--n", type=int, help="number of points")
+    parser.add_argument("--dim", type=int)
+    parser.add_argument("--clusters", type=int)
+    parser.add_argument("--components", type=int, help="Gaussian mixture components")
+    parser.add_argument("--n-init", type=int, help="k-means++ runs (fairseq: 20)")
+    parser.add_argument("--repeats", type=int)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
-    parser.add_argument("--data", type=Path, default=Path("/tmp/audiossl_kmeans_bench.npy"))
-    parser.add_argument("--json", type=Path, default=REPO / "exp" / "bench" / "kmeans.json")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 30k x 64, 50 clusters, n_init 2")
+    parser.add_argument("--data", type=Path, help="where the points are cached (.npy)")
+    parser.add_argument("--json", type=Path, help="results file (default exp/bench/kmeans_<preset>.json)")
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
         return 0
-    if args.quick:
-        args.n, args.dim, args.clusters, args.components, args.n_init = 30_000, 64, 50, 100, 2
-        args.data = args.data.with_name("audiossl_kmeans_quick.npy")
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.data = args.data or Path(f"/tmp/audiossl_kmeans_{args.n}x{args.dim}_{args.components}.npy")
+    args.json = args.json or REPO / "exp" / "bench" / f"kmeans_{args.preset}.json"
     contenders = [c for c in args.contenders.split(",") if c]
     if "faiss" in contenders:
         try:
