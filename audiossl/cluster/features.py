@@ -36,7 +36,7 @@ SOURCE_DEFAULTS: dict[str, dict[str, Any]] = {"mfcc": {"deltas": 2}}
 
 
 class EncoderFeatures(nn.Module):
-    """Hidden states of block ``layer`` of ``encoder`` as frame features.
+    """Hidden states of block ``layer`` of ``encoder`` (fed by ``frontend``) as frame features.
 
     ``forward(waveforms (B, T), lengths (B,)) -> (features (B, S, D), lengths (B,))``, like a
     front-end. ``frontend`` turns waveforms into the encoder's input; None for encoders that
@@ -47,7 +47,7 @@ class EncoderFeatures(nn.Module):
     modules.
     """
 
-    def __init__(self, encoder: nn.Module, layer: int, frontend: nn.Module | None = None):
+    def __init__(self, frontend: nn.Module | None, encoder: nn.Module, layer: int):
         super().__init__()
         num_layers = int(encoder.num_layers)
         if layer == 0 or not -num_layers <= layer <= num_layers:

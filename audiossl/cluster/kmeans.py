@@ -66,7 +66,8 @@ class KMeansConfig:
     max_iter: int = 100
     """Maximum number of passes (epochs) over the data."""
     init_size: int | None = None
-    """Points of the k-means++ sample (the first ones of the stream); None: 3 x batch_size, at least 3 k."""
+    """Points of the k-means++ sample (the first ones of the stream, at most 2^24); None: 3 x batch_size
+    (3 x n_clusters if that is smaller than n_clusters), as scikit-learn."""
     n_init: int = 20
     """Number of k-means++ runs on the sample; the one with the lowest potential is kept."""
     init_trials: int | None = None
@@ -94,8 +95,8 @@ class KMeansConfig:
         for name in ("batch_size", "max_iter", "n_init", "shuffle_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.init_size is not None and self.init_size < self.n_clusters:
-            raise ConfigError(f"init_size ({self.init_size}) must be at least n_clusters ({self.n_clusters})")
+        if self.init_size is not None and not self.n_clusters <= self.init_size <= 1 << 24:
+            raise ConfigError(f"init_size ({self.init_size}) must be in [n_clusters={self.n_clusters}, 2^24]")
         if self.init_trials is not None and self.init_trials < 1:
             raise ConfigError(f"init_trials must be >= 1, got {self.init_trials}")
         if self.tol < 0 or not 0 <= self.reassignment_ratio <= 1:
@@ -106,7 +107,9 @@ class KMeansConfig:
     @property
     def sample_size(self) -> int:
         """Points in the k-means++ sample."""
-        return self.init_size if self.init_size is not None else max(3 * self.batch_size, 3 * self.n_clusters)
+        if self.init_size is not None:
+            return self.init_size
+        return 3 * self.batch_size if 3 * self.batch_size >= self.n_clusters else 3 * self.n_clusters
 
     @property
     def trials(self) -> int:
@@ -469,12 +472,14 @@ class _Convergence:
     def update(self, batch_inertia: float, batch_size: int, change: float) -> str:
         """Record one step; the name of the rule that stops the fit, or ''."""
         self.steps += 1
-        if self.steps == 1:
-            self.ewa = batch_inertia
+        if self.steps == 1:  # as scikit-learn: the first batch measures the initial centres, not the fit
             return ""
-        n = self.n_samples if self.n_samples is not None else self.points_seen
-        alpha = min(1.0, 2.0 * batch_size / (n + 1))
-        self.ewa = self.ewa * (1.0 - alpha) + batch_inertia * alpha
+        if self.steps == 2:
+            self.ewa = batch_inertia
+        else:
+            n = self.n_samples if self.n_samples is not None else self.points_seen
+            alpha = min(1.0, 2.0 * batch_size / (n + 1))
+            self.ewa = self.ewa * (1.0 - alpha) + batch_inertia * alpha
         if self.tol > 0 and change <= self.tol:
             return "tol"
         if self.ewa < self.ewa_min:

@@ -81,7 +81,7 @@ def test_encoder_layer_labels_line_up_with_tokens(synth_dir, tmp_path, kind):
     torch.manual_seed(0)
     encoder = create_encoder("conformer", config=tiny_encoder_config("conformer", kind)).eval()
     frontend = create_frontend("fbank", num_mel_bins=TINY_BINS) if kind == "frame" else None
-    source = EncoderFeatures(encoder, layer=1, frontend=frontend)
+    source = EncoderFeatures(frontend, encoder, layer=1)
     # frame: 10 ms fbank frames stacked by 2 -> 50 Hz; waveform: the tiny CNN's 40-sample hop -> 400 Hz.
     assert frame_rate(source) == (50.0 if kind == "frame" else 400.0)
     model = fitted(source.num_channels, n_clusters=4)
@@ -91,8 +91,18 @@ def test_encoder_layer_labels_line_up_with_tokens(synth_dir, tmp_path, kind):
     for utt, count in num_samples(synth_dir).items():
         expected = source.output_lengths(torch.tensor([count]))
         assert len(labels[utt]) == int(expected[0]), utt
+    # The features are the hidden states of block 1 (and -1 is the last block).
+    waveforms = torch.randn(2, 8000, generator=torch.Generator().manual_seed(1))
+    lengths = torch.tensor([8000, 5000])
+    features, feature_lengths = source(waveforms, lengths)
+    inputs = (waveforms, lengths) if frontend is None else frontend(waveforms, lengths)
+    with torch.no_grad():
+        output = encoder(*inputs)
+    assert torch.equal(feature_lengths, output.lengths)
+    torch.testing.assert_close(features, output.layers[0])
+    torch.testing.assert_close(EncoderFeatures(frontend, encoder, layer=-1)(waveforms, lengths)[0], output.layers[-1])
     with pytest.raises(ConfigError, match="layer"):
-        EncoderFeatures(encoder, layer=0, frontend=frontend)
+        EncoderFeatures(frontend, encoder, layer=0)
 
 
 def test_alignment_check_names_the_utterance():
