@@ -10,10 +10,12 @@ average of the batch inertia. What differs from scikit-learn, and why:
 * **Streaming.** Points arrive as an iterable of ``(N_i, D)`` tensors (one pass per epoch), so
   features never need to be dumped whole. They are re-cut into mini-batches of exactly
   ``batch_size`` points, mixed through a shuffle buffer of ``shuffle_batches`` mini-batches.
-  The in-memory :meth:`KMeans.fit` is the streamed fit over the rows of ``x`` in order, so
-  both give the same centroids for the same seed and data order, however the stream is cut.
-  scikit-learn draws random mini-batches from the whole array instead; feed a shuffled
-  stream (``audiossl.cluster.features`` shuffles utterances per epoch).
+  The in-memory :meth:`KMeans.fit` is the streamed fit over the rows of ``x``, in a new random
+  order every pass (:func:`epoch_order`), so both give the same centroids for the same seed
+  and data order, however the stream is cut. scikit-learn draws random mini-batches (with
+  replacement) instead. A stream should be shuffled per pass too: a fixed order makes the
+  smoothed inertia drift down pass after pass and delays early stopping
+  (``audiossl.cluster.features`` shuffles utterances per epoch).
 * **Batched restarts.** The ``n_init`` k-means++ runs share one sample and advance together,
   so each new centre costs one ``(n_init * trials, D) x (D, S)`` matmul instead of
   ``n_init`` skinny ones; the run with the lowest potential on the sample wins (scikit-learn
@@ -38,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from audiossl.config import from_dict
@@ -225,6 +228,11 @@ def kmeans_plusplus(
     return sample[chosen], potential  # (I, K, D), (I,)
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order (N,) int64 in which :meth:`KMeans.fit` visits ``n`` rows in pass ``epoch``."""
+    return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n))
+
+
 def cluster_sums(labels: torch.Tensor, points: torch.Tensor, n_clusters: int) -> torch.Tensor:
     """Sum of the points (N, D) of every cluster -> (K, D), adding each cluster's points in row order.
 
@@ -262,11 +270,23 @@ class KMeans:
         return self.config.n_clusters
 
     # ----------------------------------------------------------------------------- fitting
-    def fit(self, x: torch.Tensor) -> KMeans:
-        """Fit on ``x`` (N, D) in memory: exactly :meth:`fit_stream` over its rows in order."""
+    def fit(self, x: torch.Tensor, *, shuffle: bool = True) -> KMeans:
+        """Fit on ``x`` (N, D) in memory: exactly :meth:`fit_stream` over its rows.
+
+        Every pass visits the rows in a new random order, :func:`epoch_order` ``(N, seed, epoch)``
+        (as scikit-learn draws random mini-batches); ``shuffle=False`` keeps the order of ``x``.
+        """
         x = _as_points(x, x.device if isinstance(x, torch.Tensor) else torch.device("cpu"))
-        step = self.config.batch_size
-        return self.fit_stream(lambda epoch: (x[i : i + step] for i in range(0, len(x), step)), n_samples=len(x))
+        step, seed = self.config.batch_size, self.config.seed
+
+        def passes(epoch: int) -> Iterator[torch.Tensor]:
+            if not shuffle:
+                yield from (x[i : i + step] for i in range(0, len(x), step))
+                return
+            order = epoch_order(len(x), seed, epoch).to(x.device)  # (N,)
+            yield from (x[order[i : i + step]] for i in range(0, len(x), step))
+
+        return self.fit_stream(passes, n_samples=len(x))
 
     def fit_stream(self, batches: Batches, *, n_samples: int | None = None) -> KMeans:
         """Fit on a stream of point batches (N_i, D), any sizes, in bounded memory.

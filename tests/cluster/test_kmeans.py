@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from audiossl.cluster import kmeans as kmeans_module
-from audiossl.cluster.kmeans import KMeans, KMeansConfig, kmeans_plusplus, matmul_precision
+from audiossl.cluster.kmeans import KMeans, KMeansConfig, epoch_order, kmeans_plusplus, matmul_precision
 from audiossl.errors import ConfigError, DataError
 
 
@@ -36,23 +36,25 @@ def test_streamed_fit_equals_in_memory_fit():
     x, _ = blobs(n=2500, centers=5)
     # Exercise every code path that draws random numbers: shuffle buffer, reassignment.
     config = small_config(n_clusters=7, batch_size=200, shuffle_batches=3, reassignment_ratio=0.05, max_iter=6)
-    in_memory = KMeans(config).fit(x)
+    in_memory = KMeans(config).fit(x)  # visits the rows in epoch_order(N, seed, epoch)
     sizes = [1, 17, 400, 3, 999]  # irregular cuts, different in every epoch
 
     def cuts(epoch: int):
+        shuffled = x[epoch_order(len(x), config.seed, epoch)]
         start, turn = 0, epoch
         while start < len(x):
             size = sizes[turn % len(sizes)]
-            yield x[start : start + size].clone()
+            yield shuffled[start : start + size].clone()
             start, turn = start + size, turn + 1
 
     streamed = KMeans(config).fit_stream(cuts, n_samples=len(x))
     assert in_memory.n_steps == streamed.n_steps > 0
     torch.testing.assert_close(streamed.centroids, in_memory.centroids, rtol=0, atol=1e-6)
     torch.testing.assert_close(streamed.counts, in_memory.counts, rtol=0, atol=0)
-    # A list is re-iterable: the same result again.
+    # Without shuffling, a list of chunks in the rows' order is the same stream; a list is re-iterable.
+    ordered = KMeans(config).fit(x, shuffle=False)
     listed = KMeans(config).fit_stream(list(x.split(333)), n_samples=len(x))
-    torch.testing.assert_close(listed.centroids, in_memory.centroids, rtol=0, atol=1e-6)
+    torch.testing.assert_close(listed.centroids, ordered.centroids, rtol=0, atol=1e-6)
 
 
 def test_deterministic_for_a_seed_and_different_across_seeds():
@@ -120,9 +122,9 @@ def test_kmeans_plusplus_potential_and_centres():
 def test_dead_cluster_moves_only_with_reassignment():
     x, _ = blobs(n=3000, centers=4, dim=4, std=0.5)
     outlier = torch.full((1, 4), 500.0)
-    data = torch.cat([outlier, x])  # k-means++ is sure to put a centre on the outlier
-    kept = KMeans(small_config(n_clusters=5, reassignment_ratio=0.0)).fit(data)
-    moved = KMeans(small_config(n_clusters=5, reassignment_ratio=0.05)).fit(data)
+    data = torch.cat([outlier, x])  # first in the k-means++ sample: it is sure to get a centre
+    kept = KMeans(small_config(n_clusters=5, reassignment_ratio=0.0)).fit(data, shuffle=False)
+    moved = KMeans(small_config(n_clusters=5, reassignment_ratio=0.05)).fit(data, shuffle=False)
     distance_kept = float((kept.centroids - outlier).norm(dim=1).min())
     distance_moved = float((moved.centroids - outlier).norm(dim=1).min())
     assert distance_kept < 1e-3
