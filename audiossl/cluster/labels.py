@@ -219,7 +219,7 @@ def label_data_dir(
         per_utt = clusters.cpu().split([len(f) for f in features])
         frame_refs: list[str] | None = [] if ref_table is not None else None
         for utt, values in zip(ids, per_utt, strict=True):
-            labels[utt] = values.clone()
+            labels[utt] = values.to(torch.int32)  # compact: a copy, not a view of the batch
             if frame_refs is not None:
                 frame_refs += _reference_frames(ref_table, utt, len(values), ref_path)
         accumulator.update(clusters, distances, frame_refs)
