@@ -86,6 +86,11 @@ def resolve_source(
     from audiossl.audio.frontends import FRONTENDS, create_frontend
 
     spec = FRONTENDS.get(source)
+    if spec.learnable:
+        raise ConfigError(
+            f"front-end {source!r} has learned weights; clustering its random initialisation means nothing: "
+            "cluster a layer of a trained model instead (EncoderFeatures)"
+        )
     overrides = dict(SOURCE_DEFAULTS.get(source, {}))
     if "sample_rate" in {field.name for field in dataclasses.fields(spec.config_class)}:
         overrides["sample_rate"] = sample_rate

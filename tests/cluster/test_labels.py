@@ -47,6 +47,8 @@ def fitted(dim: int, n_clusters: int = 6, data=None) -> KMeans:
 def test_mfcc_labels_line_up_with_frames(synth_dir, tmp_path):
     source = resolve_source("mfcc")
     assert source.num_channels == 39  # HuBERT's MFCC + deltas + delta-deltas
+    with pytest.raises(ConfigError, match="learned weights"):
+        resolve_source("wav2vec2_cnn")
     points = torch.cat(list(frames(stream_features(synth_dir, "mfcc", progress=False))))
     model = fitted(39, data=points)
     report = label_data_dir(model, synth_dir, "mfcc", tmp_path / "labels", ark=True, progress=False)
