@@ -32,16 +32,23 @@ class Utterance:
     id: str
     waveform: torch.Tensor
     labels: dict[str, str] = field(default_factory=dict)
+    #: Where the waveform starts in the full utterance, in seconds (non-zero when cropped).
+    offset: float = 0.0
 
 
 @dataclass
 class Batch:
-    """A padded batch: ``waveforms`` ``(B, T)`` float32 (zeros past each length), ``lengths`` ``(B,)`` int64."""
+    """A padded batch: ``waveforms`` ``(B, T)`` float32 (zeros past each length), ``lengths`` ``(B,)`` int64.
+
+    ``offsets`` (B,) float64: seconds from the start of each utterance to the start of its
+    (cropped) waveform, so frame targets made for the full utterance can be cropped alike.
+    """
 
     ids: list[str]
     waveforms: torch.Tensor
     lengths: torch.Tensor
     labels: dict[str, list] = field(default_factory=dict)
+    offsets: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """The same batch with its tensors on ``device``."""
@@ -50,6 +57,7 @@ class Batch:
             self.waveforms.to(device, non_blocking=non_blocking),
             self.lengths.to(device, non_blocking=non_blocking),
             self.labels,
+            self.offsets,
         )
 
 
@@ -62,7 +70,8 @@ def collate(items: Sequence[Utterance]) -> Batch:
     for row, item in enumerate(items):
         waveforms[row, : item.waveform.shape[-1]] = item.waveform
     labels = {name: [item.labels[name] for item in items] for name in items[0].labels}
-    return Batch([item.id for item in items], waveforms, lengths, labels)
+    offsets = torch.tensor([item.offset for item in items], dtype=torch.float64)  # (B,)
+    return Batch([item.id for item in items], waveforms, lengths, labels, offsets)
 
 
 class AudioDataset(Dataset):
@@ -131,7 +140,7 @@ class AudioDataset(Dataset):
         if duration is not None:
             waveform = waveform[: round(duration * self.sample_rate)]
         labels = {name: table[utt_id] for name, table in self.label_tables.items()}
-        return Utterance(utt_id, waveform, labels)
+        return Utterance(utt_id, waveform, labels, offset)
 
     def _table_path(self, name: str) -> Path | str:
         return self.data.path / name if self.data.path is not None else name

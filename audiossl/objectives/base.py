@@ -67,6 +67,25 @@ class Objective(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, step: int | None = None) -> LossOutput:
         raise NotImplementedError
 
+    def batch_inputs(self, batch: Any, inputs: nn.Module, generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Keyword arguments of :meth:`forward` for one batch (already on the device), minus ``step``.
+
+        The default runs the input pipeline once: ``{"features": ..., "lengths": ...}``. Objectives
+        that need more than features override it: targets looked up by ``batch.ids`` (cropped with
+        ``batch.offsets``), or several augmented views made from ``batch.waveforms`` before the
+        front-end. ``inputs`` is the run's :class:`~audiossl.train.inputs.InputPipeline`;
+        ``generator`` seeds its augmentation (None: global RNG; validation passes None).
+        """
+        features, lengths = inputs(batch.waveforms, batch.lengths, generator=generator)
+        return {"features": features, "lengths": lengths}
+
+    def on_step_end(self, step: int) -> None:
+        """Called by the trainer after every optimizer step (``step`` counts finished steps).
+
+        For updates outside back-propagation, e.g. an EMA teacher; the default does nothing.
+        Whatever it changes must live in the state dict so that a resumed run continues exactly.
+        """
+
 
 def trim_to_longest(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Drop padding past the longest item: (B, F, ...) -> (B, max(lengths), ...).

@@ -246,6 +246,7 @@ class Trainer:
             for _ in bar:
                 values, utterances, seconds, stop = self._train_step(batches)
                 self.step += 1
+                self.objective.on_step_end(self.step)
                 self.ema.update(values.pop("global_loss"))  # the same on every process
                 meter.add(values, utterances, seconds)
                 if hasattr(bar, "set_postfix"):
@@ -345,11 +346,9 @@ class Trainer:
         mask_seed, augment_seed = _batch_seeds(self.config.run.seed, epoch, index)
         self.objective.generator = torch.Generator(device=self.device).manual_seed(mask_seed)
         batch = batch.to(self.device, non_blocking=True)
-        features, lengths = self.inputs(
-            batch.waveforms, batch.lengths, generator=torch.Generator().manual_seed(augment_seed)
-        )
+        kwargs = self.objective.batch_inputs(batch, self.inputs, generator=torch.Generator().manual_seed(augment_seed))
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            return self.model(features, lengths, step=self.step)
+            return self.model(**kwargs, step=self.step)
 
     def _raise_nonfinite(self, what: str, bad: tuple[dict[str, float], int, int] | None) -> None:
         last = latest_checkpoint(self.run_dir)
@@ -401,9 +400,9 @@ class Trainer:
         mask_seed, _ = _batch_seeds(self.config.run.seed, 2**31 - 1, index)  # fixed masks, unlike training
         self.objective.generator = torch.Generator(device=self.device).manual_seed(mask_seed)
         batch = batch.to(self.device, non_blocking=True)
-        features, lengths = self.inputs(batch.waveforms, batch.lengths)
+        kwargs = self.objective.batch_inputs(batch, self.inputs)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            return self.objective(features, lengths, step=self.step)
+            return self.objective(**kwargs, step=self.step)
 
     def _log_window(self, meter: WindowMeter, seconds: float, elapsed: float, eta: float) -> None:
         """Write one ``train`` record: window means over steps and processes, throughput over ``seconds``."""
