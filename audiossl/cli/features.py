@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from audiossl.errors import UserError
+
 app = typer.Typer(help="Compute, plot and summarise front-end features of a data directory.", no_args_is_help=True)
 
 
@@ -33,11 +35,36 @@ def stats(
     out: Annotated[Path, typer.Option(help="Where to save the statistics (.npz).")],
     frontend: Annotated[str, typer.Option(help="Front-end name (see `audiossl features list`).")] = "fbank",
     sample_rate: Annotated[int, typer.Option(help="Rate the audio is resampled to (Hz).")] = 16000,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Pretraining preset or YAML: take the front-end, its settings and the rate from it "
+            "(the statistics `pretrain --set data.global_stats=OUT` expects).",
+        ),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a value of --config: key.sub=value.")
+    ] = None,
 ) -> None:
     """Compute global per-channel mean and variance over a data dir (for feature normalisation)."""
     from audiossl.audio.normalize import compute_global_stats
 
-    global_stats = compute_global_stats(data_dir, frontend_name=frontend, sample_rate=sample_rate)
+    settings = None
+    if config is not None:
+        from audiossl.train.config import frontend_settings, resolve_config
+
+        run_config = resolve_config(config, overrides or [])
+        frontend, sample_rate = run_config.data.frontend, run_config.data.sample_rate
+        settings = frontend_settings(run_config)
+        if settings is None:
+            raise UserError(f"config {config!r} feeds waveforms to its encoder (frontend: none): nothing to normalise")
+    elif overrides:
+        raise UserError("--set changes a --config; give --config too")
+    global_stats = compute_global_stats(
+        data_dir, frontend_name=frontend, frontend_config=settings, sample_rate=sample_rate
+    )
     global_stats.save(out)
     typer.echo(f"wrote {out} ({int(global_stats.count)} frames)")
 

@@ -46,6 +46,25 @@ def test_features_stats_equal_a_direct_computation(synth_dir, tmp_path):
     np.testing.assert_allclose(stats.var, stacked.var(axis=0), rtol=1e-4, atol=1e-4)
 
 
+def test_features_stats_follow_a_pretraining_config(synth_dir, tmp_path, capsys):
+    out = tmp_path / "cmvn.npz"
+    args = ["features", "stats", str(synth_dir), "--out", str(out), "--config", "mspm-ast-tiny"]
+    assert main([*args, "--set", "data.frontend_config.num_mel_bins=24"]) == 0
+    stats = GlobalStats.load(out)
+    assert stats.num_channels == 24 and stats.frontend == "fbank"
+    # The same numbers as the plain command with the same front-end settings.
+    data = DataDir.load(synth_dir)
+    frames = []
+    for utt in data.utterance_ids:
+        waveform, _ = load_audio(data.wav_scp[utt], sample_rate=16000)
+        features, lengths = fbank(waveform[None], torch.tensor([waveform.numel()]), sample_rate=16000, num_mel_bins=24)
+        frames.append(features[0, : int(lengths[0])].double().numpy())
+    np.testing.assert_allclose(stats.mean, np.concatenate(frames).mean(axis=0), rtol=1e-5, atol=1e-5)
+    capsys.readouterr()
+    assert main(["features", "stats", str(synth_dir), "--out", str(out), "--set", "data.sample_rate=8000"]) == 2
+    assert "give --config too" in capsys.readouterr().err
+
+
 def test_features_list_names_every_frontend(capsys):
     from audiossl.audio import FRONTENDS
 
