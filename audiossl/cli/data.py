@@ -73,3 +73,43 @@ def prepare_fsdd(
 
     for split, data in prepare(recordings, out_dir).items():
         typer.echo(f"{split}: {len(data.utterance_ids)} utterances -> {out_dir / split}")
+
+
+@app.command()
+def split(
+    data_dir: Annotated[Path, typer.Argument(help="Kaldi data dir to split.")],
+    out_dir: Annotated[Path, typer.Argument(help="Parent folder of the parts (OUT/<name>).")],
+    parts: Annotated[
+        str, typer.Option(help="Part names and fractions, e.g. train=0.8,test=0.2.")
+    ] = "train=0.8,test=0.2",
+    by: Annotated[
+        str, typer.Option(help="speaker: each speaker in one part (unseen-speaker tests); utterance: per speaker.")
+    ] = "utterance",
+    seed: Annotated[int, typer.Option(help="Seed of the assignment.")] = 0,
+) -> None:
+    """Split a data dir into parts by utterance (stratified per speaker) or by speaker."""
+    from audiossl.data.kaldi import DataDir
+    from audiossl.data.subset import parse_fractions, write_parts
+    from audiossl.data.subset import split as split_data
+
+    written = write_parts(split_data(DataDir.load(data_dir), parse_fractions(parts), by=by, seed=seed), out_dir)
+    for name, path in written.items():
+        data = DataDir.load(path)
+        typer.echo(
+            f"{name}: {len(data.utterance_ids)} utterances, {len(set(data.utt2spk.values()))} speakers -> {path}"
+        )
+
+
+@app.command()
+def subset(
+    data_dir: Annotated[Path, typer.Argument(help="Kaldi data dir to take utterances from.")],
+    out_dir: Annotated[Path, typer.Argument(help="Data dir to write.")],
+    utts_per_speaker: Annotated[int, typer.Option(help="Utterances kept per speaker (Kaldi order).")] = 2,
+    max_speakers: Annotated[int | None, typer.Option(help="Keep at most this many speakers.")] = None,
+) -> None:
+    """Keep the first few utterances of each speaker (smoke runs, quick checks)."""
+    from audiossl.data.kaldi import DataDir
+    from audiossl.data.subset import smoke_subset
+
+    data = smoke_subset(DataDir.load(data_dir), utts_per_speaker, max_speakers).save(out_dir)
+    typer.echo(f"{len(DataDir.load(data).utterance_ids)} utterances -> {out_dir}")
