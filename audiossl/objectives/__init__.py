@@ -7,6 +7,7 @@ Importing this package registers every objective in :data:`OBJECTIVES`; build on
 from __future__ import annotations
 
 # Objectives register themselves on import; one line per objective.
+from audiossl.objectives import dino as dino  # noqa: F401
 from audiossl.objectives import hubert as hubert  # noqa: F401
 from audiossl.objectives import mspm as mspm  # noqa: F401
 from audiossl.objectives import w2vbert as w2vbert  # noqa: F401
