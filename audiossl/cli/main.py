@@ -18,6 +18,7 @@ from audiossl.cli import encoders as encoders_commands
 from audiossl.cli import features as feature_commands
 from audiossl.cli import kmeans as kmeans_commands
 from audiossl.cli import objectives as objective_commands
+from audiossl.cli import plugins as plugin_commands
 from audiossl.cli import pretrain as pretrain_commands
 from audiossl.errors import UserError
 
@@ -34,6 +35,7 @@ app.add_typer(encoders_commands.app, name="encoders")
 app.add_typer(kmeans_commands.app, name="kmeans")
 app.add_typer(objective_commands.app, name="objectives")
 app.command("pretrain")(pretrain_commands.pretrain)
+app.add_typer(plugin_commands.app, name="plugins")
 
 
 def _version(value: bool) -> None:
@@ -55,6 +57,11 @@ def main_callback(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    plugin_commands.check_strict()
+
+
+# Installed plugins become `audiossl <plugin> ...`; kept after every built-in command so names can be checked.
+plugin_commands.mount_plugins(app)
 
 
 def main(argv: list[str] | None = None) -> int:

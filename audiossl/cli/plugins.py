@@ -1,0 +1,169 @@
+"""``audiossl plugins``: installed downstream plugins; mounting them; option helpers for their commands.
+
+At start-up :func:`mount_plugins` adds every discovered plugin's typer app to the root app as
+``audiossl <plugin> ...``; a plugin that fails to load is reported (warning, and in
+``audiossl plugins list``) and the other commands keep working, unless
+``AUDIOSSL_STRICT_PLUGINS=1`` (then every command stops with the error).
+
+Plugin authors build thin ``train`` / ``evaluate`` commands from the option types below and
+:func:`downstream_config`, :func:`run_training` and :func:`run_evaluation`, so every plugin
+takes the same upstream, mode and optimiser options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from audiossl.downstream.plugin import Plugin, PluginError
+    from audiossl.downstream.task import DownstreamTask
+    from audiossl.downstream.trainer import DownstreamConfig
+
+app = typer.Typer(help="Installed downstream-task plugins (entry-point group audiossl.plugins).", no_args_is_help=True)
+
+#: Plugins mounted at start-up and the errors of those that failed (filled by :func:`mount_plugins`).
+MOUNTED: dict[str, Plugin] = {}
+ERRORS: list[PluginError] = []
+
+
+def _command_names(root: typer.Typer) -> set[str]:
+    names = {group.name for group in root.registered_groups if group.name}
+    for command in root.registered_commands:
+        names.add(command.name or command.callback.__name__.replace("_", "-"))
+    return names
+
+
+def mount_plugins(root: typer.Typer) -> list[PluginError]:
+    """Add every installed plugin's commands to ``root`` as ``<plugin name> ...``; return the failures.
+
+    Never raises: failures (import errors, a name already used by a command) are logged and
+    returned; :func:`check_strict` turns them into an error when strict mode is on.
+    """
+    from audiossl.downstream.plugin import PluginError, discover_plugins
+
+    plugins, errors = discover_plugins(strict=False)
+    taken = _command_names(root)
+    for name, plugin in plugins.items():
+        if name in taken:
+            error = PluginError(name, "name clashes with a built-in command", plugin.distribution)
+            import logging
+
+            logging.getLogger(__name__).warning("%s", error)
+            errors.append(error)
+            continue
+        if plugin.cli is not None:
+            root.add_typer(plugin.cli, name=name, help=plugin.description or None)
+        MOUNTED[name] = plugin
+        taken.add(name)
+    ERRORS[:] = errors
+    return errors
+
+
+def check_strict() -> None:
+    """In strict mode (``AUDIOSSL_STRICT_PLUGINS=1``), raise the first plugin failure found at start-up."""
+    from audiossl.downstream.plugin import strict_plugins
+
+    if ERRORS and strict_plugins():
+        raise ERRORS[0]
+
+
+@app.command("list")
+def list_plugins() -> None:
+    """List installed plugins: name, version, distribution, labels, description; then broken ones."""
+    from audiossl.downstream.plugin import discover_plugins
+
+    plugins, errors = discover_plugins(strict=False, warn=False)
+    if not plugins and not errors:
+        typer.echo("no plugins installed (entry-point group audiossl.plugins)")
+        return
+    rows = [("name", "version", "distribution", "labels", "description")]
+    for name, plugin in sorted(plugins.items()):
+        labels = ",".join(plugin.labels) or "-"
+        rows.append((name, plugin.version, plugin.distribution or "-", labels, plugin.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    for error in errors:
+        typer.echo(f"BROKEN {error.plugin}: {error.error}" + (f" ({error.distribution})" if error.distribution else ""))
+
+
+# ----------------------------------------------------------------------------- helpers for plugin commands
+
+DataArgument = Annotated[Path, typer.Argument(help="Kaldi data dir with the task's labels.", show_default=False)]
+RunDirArgument = Annotated[Path, typer.Argument(help="Downstream run dir (from `train --out`).", show_default=False)]
+UpstreamOption = Annotated[
+    str,
+    typer.Option(
+        "--upstream",
+        "-u",
+        help="Pretrained checkpoint or run dir; random:<checkpoint> (random weights); fbank[:RATE[:BINS]].",
+    ),
+]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output dir (the run dir for train).")]
+ValidOption = Annotated[Path | None, typer.Option("--valid", help="Validation data dir (loss at checkpoints).")]
+ModeOption = Annotated[str | None, typer.Option("--mode", help="frozen (weighted layer sum, SUPERB) or finetune.")]
+FreezeStepsOption = Annotated[
+    int | None, typer.Option("--freeze-steps", help="finetune: encoder frozen for the first N steps.")
+]
+MaxStepsOption = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps [default: 2000].")]
+LrOption = Annotated[float | None, typer.Option("--lr", help="Learning rate of head and layer weights.")]
+UpstreamLrOption = Annotated[float | None, typer.Option("--upstream-lr", help="finetune: encoder learning rate.")]
+BatchSecondsOption = Annotated[float | None, typer.Option("--batch-seconds", help="Padded seconds per batch.")]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of weights, batch order and crops.")]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML DownstreamConfig to start from; flags override it.")
+]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a DownstreamConfig field: key=value.")]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint.")]
+CheckpointOption = Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint to use [default: newest].")]
+
+
+def downstream_config(config_file: Path | None = None, sets: list[str] | None = None, **flags: Any) -> DownstreamConfig:
+    """A :class:`DownstreamConfig` from an optional YAML file, then the flags that were given, then ``--set``."""
+    from audiossl.config import apply_overrides, load_yaml
+    from audiossl.downstream.trainer import DownstreamConfig
+
+    base = load_yaml(DownstreamConfig, config_file) if config_file is not None else DownstreamConfig()
+    given = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    return apply_overrides(base, given + list(sets or []))
+
+
+def run_training(
+    task: DownstreamTask,
+    upstream: str,
+    data: Path,
+    out: Path,
+    config: DownstreamConfig,
+    valid: Path | None = None,
+    resume: bool = False,
+) -> None:
+    """Train and print where the run ended (the body of every plugin's ``train`` command)."""
+    from audiossl.downstream.trainer import train_downstream
+
+    result = train_downstream(task, upstream, data, out, config, valid_dir=valid, resume=resume)
+    valid_text = "" if result.valid_loss is None else f", valid loss {result.valid_loss:.4f}"
+    typer.echo(f"finished step {result.step}: loss {result.loss:.4f}{valid_text}; {result.checkpoint}")
+
+
+def run_evaluation(
+    run_dir: Path,
+    data: Path,
+    out: Path,
+    *,
+    task: DownstreamTask | None = None,
+    checkpoint: Path | None = None,
+    device: str | None = None,
+) -> dict[str, float]:
+    """Evaluate a run on a data dir and print its metrics (the body of every plugin's ``evaluate`` command)."""
+    from audiossl.downstream.trainer import evaluate_downstream
+
+    metrics = evaluate_downstream(run_dir, data, out, checkpoint=checkpoint, task=task, device=device or "auto")
+    width = max((len(name) for name in metrics), default=0)
+    for name, value in metrics.items():
+        typer.echo(f"{name:<{width}}  {value:.4f}" if isinstance(value, float) else f"{name:<{width}}  {value}")
+    typer.echo(f"wrote {out / 'metrics.json'}")
+    return metrics

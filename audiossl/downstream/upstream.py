@@ -1,0 +1,223 @@
+"""The upstream of a downstream task: a pretrained encoder (or a baseline) seen through a layer mix.
+
+:class:`Upstream` maps padded waveforms to one (B, S, D) feature sequence with its lengths.
+It wraps any module ``(waveforms (B, T), lengths (B,)) -> EncoderOutput`` that has a
+``sample_rate`` (an audiossl checkpoint through :func:`~audiossl.train.load_pretrained`, or
+what :func:`audiossl.load` returns) and mixes all its layers with a learned
+:class:`~audiossl.downstream.featurizer.WeightedLayerSum` (s3prl's featurizer, SUPERB).
+
+Two modes, as in SUPERB and its fine-tuning follow-ups:
+
+* ``frozen``: the encoder never gets gradients and stays in eval mode; only the layer
+  weights (and the task's head) learn.
+* ``finetune``: gradients flow into the encoder, except during the first ``freeze_steps``
+  optimizer steps (the head settles before it disturbs the encoder); the trainer reports the
+  step with :meth:`Upstream.set_step`.
+
+Upstream specs (:func:`load_upstream`): a checkpoint file or a pretraining run dir;
+``random:<checkpoint>`` for the same architecture and input pipeline with random weights;
+``fbank[:RATE[:BINS]]`` for no encoder at all: Kaldi fbank (80 bins at 16 kHz by default)
+with per-utterance mean and variance normalisation, the usual baseline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from audiossl.downstream.featurizer import WeightedLayerSum
+from audiossl.errors import ConfigError, DataError
+
+Mode = Literal["frozen", "finetune"]
+MODES = ("frozen", "finetune")
+
+#: Seconds of noise fed to an encoder to measure its layers, width and frame rate.
+_PROBE_SECONDS = (1, 2)
+
+
+class FbankBaseline(nn.Module):
+    """Kaldi fbank + utterance CMVN as a one-layer "encoder": ``(waveforms, lengths) -> EncoderOutput``."""
+
+    def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80):
+        super().__init__()
+        from audiossl.audio.frontends import create_frontend
+
+        self.sample_rate = sample_rate
+        self.frontend = create_frontend("fbank", {"sample_rate": sample_rate, "num_mel_bins": num_mel_bins})
+        self.dim = num_mel_bins
+        self.frame_rate = sample_rate / self.frontend.frame_shift
+
+    @torch.no_grad()
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor):
+        from audiossl.audio.normalize import cmvn
+        from audiossl.encoders.base import EncoderOutput
+        from audiossl.nn.masking import lengths_to_padding_mask
+
+        features, frame_lengths = self.frontend(waveforms.float(), lengths)  # (B, F, C), (B,)
+        features = cmvn(features, frame_lengths)
+        padding = lengths_to_padding_mask(frame_lengths.to(features.device), features.shape[1])  # (B, F)
+        return EncoderOutput(last=features, layers=[features], lengths=frame_lengths, padding_mask=padding)
+
+
+class Upstream(nn.Module):
+    """``(waveforms (B, T), lengths (B,)) -> (hidden (B, S, D), lengths (B,))`` from an encoder's layers.
+
+    ``encoder`` is any module returning :class:`~audiossl.encoders.EncoderOutput` with a
+    ``sample_rate`` attribute. Prefix (cls) tokens are dropped. ``dim``, ``num_layers`` and
+    ``frame_rate`` (frames per second of ``hidden``) are measured once on a short noise input.
+    ``spec`` records where the encoder came from (for the run config).
+    """
+
+    def __init__(self, encoder: nn.Module, *, mode: Mode = "frozen", freeze_steps: int = 0, spec: str = ""):
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"upstream mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if freeze_steps < 0:
+            raise ConfigError(f"freeze_steps must be >= 0, got {freeze_steps}")
+        if not hasattr(encoder, "sample_rate"):
+            raise ConfigError(f"the upstream encoder ({type(encoder).__name__}) has no sample_rate attribute")
+        self.encoder = encoder
+        self.mode = mode
+        self.freeze_steps = freeze_steps if mode == "finetune" else 0
+        self.spec = spec
+        self.sample_rate = int(encoder.sample_rate)
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # follows .to(device)
+        self.num_layers, self.dim, self.frame_rate = self._probe()
+        self.featurizer = WeightedLayerSum(self.num_layers) if self.num_layers > 1 else None
+        self.step = 0
+        if mode == "frozen":
+            self.encoder.requires_grad_(False)
+        self.train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def encoder_frozen(self) -> bool:
+        """True when the encoder gets no gradient now (frozen mode, or within ``freeze_steps``)."""
+        return self.mode == "frozen" or self.step < self.freeze_steps
+
+    def set_step(self, step: int) -> None:
+        """Tell the upstream which optimizer step comes next (ends the ``freeze_steps`` phase)."""
+        self.step = step
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Upstream:
+        """Like ``nn.Module.train``, but a frozen encoder always stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The encoder's trainable parameters (empty in frozen mode)."""
+        return [p for p in self.encoder.parameters() if p.requires_grad]
+
+    def featurizer_parameters(self) -> list[nn.Parameter]:
+        """The layer weights (empty for a one-layer upstream such as fbank)."""
+        return [] if self.featurizer is None else list(self.featurizer.parameters())
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        waveforms, lengths = waveforms.to(self.device), lengths.to(self.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
+            output = self.encoder(waveforms, lengths).without_prefix()
+        if self.featurizer is None:
+            hidden = output.last  # (B, S, D)
+        else:
+            hidden = self.featurizer(output.layers)  # (B, S, D)
+        return hidden, output.lengths
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """What a downstream checkpoint must keep: the layer weights, plus the encoder when it changed.
+
+        A frozen pretrained encoder is reloaded from its spec, so it is not copied into every
+        checkpoint; a fine-tuned or randomly initialised one is.
+        """
+        state = self.state_dict()
+        if self.mode == "frozen" and not self.spec.startswith("random:"):
+            state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        return state
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`checkpoint_state` (a frozen encoder keeps the weights it was built with)."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("encoder.")]
+        if missing or unexpected:
+            raise DataError(f"upstream weights do not match this upstream (missing {missing}, unexpected {unexpected})")
+
+    @torch.no_grad()
+    def _probe(self) -> tuple[int, int, float]:
+        """Layers, width and frames per second, from the encoder's output on 1 s and 2 s of noise."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        generator = torch.Generator().manual_seed(0)  # never the global generator: runs stay reproducible
+        frames = []
+        for seconds in _PROBE_SECONDS:
+            samples = seconds * self.sample_rate
+            noise = 0.1 * torch.randn(1, samples, generator=generator)  # (1, T)
+            device = next((p.device for p in self.encoder.parameters()), torch.device("cpu"))
+            output = self.encoder(noise.to(device), torch.tensor([samples], device=device)).without_prefix()
+            frames.append(int(output.lengths[0]))
+        self.encoder.train(was_training)
+        frame_rate = getattr(self.encoder, "frame_rate", None)
+        if frame_rate is None:
+            frame_rate = (frames[1] - frames[0]) / (_PROBE_SECONDS[1] - _PROBE_SECONDS[0])
+        return len(output.layers), int(output.last.shape[-1]), float(frame_rate)
+
+
+def parse_fbank_spec(spec: str) -> tuple[int, int] | None:
+    """``fbank[:RATE[:BINS]]`` -> (sample rate, bins); None for other specs."""
+    name, *rest = spec.split(":")
+    if name != "fbank":
+        return None
+    try:
+        rate = int(rest[0]) if rest else 16000
+        bins = int(rest[1]) if len(rest) > 1 else (80 if rate >= 16000 else 64)
+    except ValueError:
+        raise ConfigError(f"upstream {spec!r}: expected fbank[:SAMPLE_RATE[:NUM_MEL_BINS]]") from None
+    if len(rest) > 2:
+        raise ConfigError(f"upstream {spec!r}: expected fbank[:SAMPLE_RATE[:NUM_MEL_BINS]]")
+    return rate, bins
+
+
+def canonical_spec(spec: str) -> str:
+    """The spec with checkpoint paths made absolute, so a run's config works from any directory."""
+    if parse_fbank_spec(spec) is not None:
+        return spec
+    prefix, path = ("random:", spec[len("random:") :]) if spec.startswith("random:") else ("", spec)
+    return prefix + str(Path(path).resolve()) if Path(path).exists() else spec
+
+
+def load_encoder(spec: str, *, seed: int = 0) -> nn.Module:
+    """The module behind an upstream spec (see the module docstring), in eval mode on the CPU."""
+    fbank = parse_fbank_spec(spec)
+    if fbank is not None:
+        return FbankBaseline(*fbank)
+    from audiossl.train.pretrained import load_pretrained
+
+    if spec.startswith("random:"):
+        return load_pretrained(spec[len("random:") :], random_init=True, seed=seed)
+    if Path(spec).exists():
+        return load_pretrained(spec)
+    try:  # models known to audiossl.load (other formats), when that module exists
+        from audiossl.embed import load as load_model
+    except ImportError:
+        load_model = None
+    if load_model is not None:
+        return load_model(spec)
+    raise DataError("upstream not found: expected a checkpoint, a run dir, random:<checkpoint> or fbank", spec)
+
+
+def load_upstream(spec: str, mode: Mode = "frozen", freeze_steps: int = 0, *, seed: int = 0) -> Upstream:
+    """An :class:`Upstream` from a spec string (checkpoint, run dir, ``random:<ckpt>``, ``fbank``).
+
+    ``seed`` initialises the weights of ``random:`` upstreams. Loading does not touch torch's
+    global random state beyond what :func:`~audiossl.train.load_pretrained` does, so callers
+    seed their run after this call.
+    """
+    spec = canonical_spec(spec)
+    return Upstream(load_encoder(spec, seed=seed), mode=mode, freeze_steps=freeze_steps, spec=spec)
