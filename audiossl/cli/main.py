@@ -15,6 +15,7 @@ import typer
 from audiossl import __version__
 from audiossl.cli import data as data_commands
 from audiossl.cli import encoders as encoders_commands
+from audiossl.cli import extract as extract_commands
 from audiossl.cli import features as feature_commands
 from audiossl.cli import kmeans as kmeans_commands
 from audiossl.cli import objectives as objective_commands
@@ -35,6 +36,8 @@ app.add_typer(encoders_commands.app, name="encoders")
 app.add_typer(kmeans_commands.app, name="kmeans")
 app.add_typer(objective_commands.app, name="objectives")
 app.command("pretrain")(pretrain_commands.pretrain)
+app.command("extract")(extract_commands.extract)
+app.command("export")(extract_commands.export)
 app.add_typer(plugin_commands.app, name="plugins")
 
 

@@ -34,6 +34,26 @@ class PretrainedEncoder(nn.Module):
         """Rate (Hz) the waveforms must have."""
         return self.config.data.sample_rate
 
+    @property
+    def dim(self) -> int:
+        """Width D of the hidden states."""
+        return self.encoder.dim
+
+    @property
+    def num_layers(self) -> int:
+        """Blocks L of the encoder (``len(EncoderOutput.layers)``)."""
+        return self.encoder.num_layers
+
+    @property
+    def frame_rate(self) -> float:
+        """Output tokens per second of audio (prefix tokens excluded), measured on 10 s of input.
+
+        For patch inputs this counts every frequency patch of a time step.
+        """
+        samples = torch.tensor([10 * self.sample_rate])
+        tokens = self.encoder.token_lengths(self.inputs.output_lengths(samples))
+        return float(tokens[0]) / 10.0
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         features, feature_lengths = self.inputs(waveforms, lengths)
         return self.encoder(features, feature_lengths)

@@ -1,0 +1,72 @@
+"""``audiossl extract`` (features of a data dir to disk) and ``audiossl export`` (TorchScript / ONNX).
+
+``audiossl extract --model exp/ssl1 --data data/test --layer 6 --pool mean --format ark -o feats/test``
+writes one feature array per utterance; run again with the same options to resume an
+interrupted extraction. ``audiossl export --model exp/ssl1 --format onnx -o encoder.onnx`` writes
+the encoder for inference outside Python. Both wrap library functions
+(:func:`audiossl.embed.extract.extract`, :func:`audiossl.export.export_model`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def extract(
+    model: Annotated[str, typer.Option("--model", "-m", help="audiossl checkpoint or run dir (or an importable one).")],
+    data: Annotated[Path, typer.Option("--data", help="Kaldi data dir whose utterances are embedded.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dir (refused if it exists, unless resuming).")],
+    layer: Annotated[
+        str, typer.Option("--layer", help="'last' (final hidden states), a block index N, or 'all'.")
+    ] = "last",
+    pool: Annotated[str, typer.Option("--pool", help="none (frames), mean or stats (mean + std).")] = "none",
+    format: Annotated[str, typer.Option("--format", help="npy, ark (Kaldi ark/scp), safetensors or hdf5.")] = "npy",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    batch_seconds: Annotated[float, typer.Option("--batch-seconds", help="Padded seconds of audio per batch.")] = 200.0,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    bf16: Annotated[bool, typer.Option("--bf16", help="Run the encoder under bfloat16 autocast.")] = False,
+    rate_mismatch: Annotated[
+        str, typer.Option("--rate-mismatch", help="Audio at another rate than the model's: resample or error.")
+    ] = "resample",
+    no_pipes: Annotated[bool, typer.Option("--no-pipes", help="Refuse wav.scp commands ending in '|'.")] = False,
+) -> int:
+    """Extract frame features or utterance embeddings of every utterance of a data dir (resumable)."""
+    from audiossl.embed.extract import extract as run_extract
+
+    result = run_extract(
+        model,
+        data,
+        out,
+        layer=layer,
+        pooling=pool,
+        format=format,
+        overwrite=overwrite,
+        batch_seconds=batch_seconds,
+        device=device,
+        bf16=bf16,
+        allow_pipes=not no_pipes,
+        on_rate_mismatch=rate_mismatch,
+    )
+    resumed = f" ({result.skipped} were already done)" if result.skipped else ""
+    typer.echo(f"wrote {result.computed} of {result.total} utterances{resumed}; index: {result.index}")
+    return 0
+
+
+def export(
+    model: Annotated[str, typer.Option("--model", "-m", help="audiossl checkpoint or run dir.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write (plus OUT.json describing it).")],
+    format: Annotated[str, typer.Option("--format", help="torchscript or onnx.")] = "torchscript",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest absolute difference to the eager model accepted on the check input.")
+    ] = 1e-4,
+) -> int:
+    """Export the encoder (on features) to TorchScript or ONNX, checked against the eager model."""
+    from audiossl.export import export_model
+
+    path = export_model(model, out, format, tolerance=tolerance, overwrite=overwrite)
+    typer.echo(f"wrote {path} and {path.name}.json")
+    return 0

@@ -1,0 +1,13 @@
+"""Embedding API: load a pretrained model, embed audio, extract features of a data dir to disk.
+
+``audiossl.load(path)`` gives a model; :class:`Embedder` turns audio into frame features or
+utterance embeddings; :func:`extract` writes them for a whole data dir (npy, Kaldi ark/scp,
+safetensors or HDF5), resumably. See docs/embedding.md.
+"""
+
+from __future__ import annotations
+
+from audiossl.embed.embedder import Embedder, Embeddings, length_batches, pool
+from audiossl.embed.loading import load, resolve_device
+
+__all__ = ["Embedder", "Embeddings", "length_batches", "load", "pool", "resolve_device"]

@@ -1,0 +1,226 @@
+"""Extract features of every utterance of a data dir to disk, resumably (``audiossl extract``).
+
+The output dir holds ``extract.json`` (the settings, and ``complete`` once finished), the
+format's chunk files (see :mod:`audiossl.embed.writers`) and ``done.txt``, one line per
+finished chunk: ``<chunk> <utt> <utt> ...``. A chunk counts as done only once its line is
+written whole (flushed and synced, newline included), after its files were renamed into place.
+A run that is killed therefore leaves at worst a chunk whose files exist but are not listed, or
+a last line without its newline: the next run with the same settings cuts that line, deletes
+unlisted chunk files and temporaries, skips every listed utterance and computes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiossl.audio.io import load_utterance
+from audiossl.data.kaldi import DataDir
+from audiossl.embed.embedder import Embedder
+from audiossl.embed.loading import load
+from audiossl.embed.writers import FORMATS, create_writer
+from audiossl.errors import ConfigError, DataError, UserError
+from audiossl.fileio import atomic_write
+from audiossl.progress import progress
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_NAME = "extract.json"
+DONE_NAME = "done.txt"
+
+
+class OutputExistsError(UserError):
+    """The output path exists and is not an unfinished extraction with the same settings."""
+
+
+@dataclass
+class ExtractResult:
+    """What :func:`extract` did: the index file, utterances in total, skipped (already done) and computed."""
+
+    index: Path
+    total: int
+    skipped: int
+    computed: int
+
+
+def _check_ids(utts: list[str], data_dir: Path) -> None:
+    for utt in utts:
+        if "/" in utt or "\\" in utt or utt.startswith("."):
+            raise DataError(f"utterance id {utt!r} cannot name a file (no '/', '\\' or leading '.')", data_dir)
+
+
+def read_done(out: Path) -> dict[str, list[str]]:
+    """Finished chunks of ``out`` (chunk -> utterances); an unterminated last line is cut from the file."""
+    path = out / DONE_NAME
+    if not path.is_file():
+        return {}
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    if len(complete) != len(raw):
+        logger.warning("%s: dropping an unfinished last line (an interrupted write)", path)
+        with open(path, "r+b") as handle:
+            handle.truncate(len(complete))
+    chunks: dict[str, list[str]] = {}
+    for line in complete.decode("utf-8").splitlines():
+        fields = line.split()
+        if fields:
+            chunks[fields[0]] = fields[1:]
+    return chunks
+
+
+def _append_done(out: Path, chunk: str, utts: list[str]) -> None:
+    with open(out / DONE_NAME, "a", encoding="utf-8") as handle:
+        handle.write(" ".join([chunk, *utts]) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Create ``out``, resume it (same settings, unfinished) or refuse it; ``overwrite`` removes an old one."""
+    if out.exists() or out.is_symlink():
+        previous = None
+        if out.is_dir() and (out / SETTINGS_NAME).is_file():
+            previous = json.loads((out / SETTINGS_NAME).read_text())
+        if overwrite:
+            if out.is_dir() and previous is None and any(out.iterdir()):
+                raise OutputExistsError(
+                    "--overwrite only replaces a file or an earlier extraction, and this dir is neither: remove it "
+                    "yourself if it should go",
+                    out,
+                )
+            if out.is_dir() and not out.is_symlink():
+                shutil.rmtree(out)
+            else:
+                out.unlink()
+        elif previous is None:
+            raise OutputExistsError("output path exists (use --overwrite to replace it)", out)
+        elif previous.get("complete"):
+            raise OutputExistsError("output path holds a finished extraction (use --overwrite to redo it)", out)
+        elif {k: v for k, v in previous.items() if k != "complete"} != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise OutputExistsError(
+                f"output path holds an unfinished extraction with other settings ({', '.join(changed)}); "
+                "rerun with the same settings to resume it, or use --overwrite",
+                out,
+            )
+        else:
+            return
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / SETTINGS_NAME) as handle:
+        json.dump({**settings, "complete": False}, handle, indent=1)
+
+
+def _clean_leftovers(out: Path, folder: str, keep: set[Path]) -> None:
+    """Delete chunk files that no done line lists, and temporaries of interrupted writes."""
+    directory = out / folder
+    if not directory.is_dir():
+        return
+    removed = 0
+    for path in directory.iterdir():
+        if path.is_file() and (path.name.startswith(".") or path not in keep):
+            path.unlink()
+            removed += 1
+    if removed:
+        logger.info("removed %d file(s) of an interrupted chunk in %s", removed, directory)
+
+
+def _layer_setting(layer: int | str | None) -> int | str:
+    if layer is None or layer == "last":
+        return "last"
+    if layer == "all":
+        return "all"
+    try:
+        return int(layer)
+    except (TypeError, ValueError):
+        raise ConfigError(f"layer must be an integer, 'last' or 'all', got {layer!r}") from None
+
+
+def extract(
+    model: str | Path | nn.Module,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    layer: int | str | None = None,
+    pooling: str | None = None,
+    format: str = "npy",
+    overwrite: bool = False,
+    batch_seconds: float = 200.0,
+    device: str | None = None,
+    bf16: bool = False,
+    chunk_size: int = 64,
+    allow_pipes: bool = True,
+    on_rate_mismatch: str = "resample",
+) -> ExtractResult:
+    """Write the features of every utterance of ``data_dir`` into the dir ``out`` (see the module doc).
+
+    ``model``: a path for :func:`audiossl.load`, or a loaded model. ``layer``: None/"last" (the
+    final hidden states), an index into ``EncoderOutput.layers`` or "all" (arrays (L, S, D)).
+    ``pooling``: None/"none" (frames (S, D)), "mean" (D,) or "stats" (2D,). ``format``: npy, ark,
+    safetensors or hdf5. An existing ``out`` is resumed when it is an unfinished extraction with
+    the same settings, replaced with ``overwrite``, and refused otherwise.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"unknown feature format {format!r}; known: {', '.join(FORMATS)}")
+    pooling = None if pooling in (None, "none") else pooling
+    if pooling not in (None, "mean", "stats"):
+        raise ConfigError(f"unknown pooling {pooling!r}; known: none, mean, stats")
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    layer_setting = _layer_setting(layer)
+    if format == "ark" and layer_setting == "all" and pooling is None:
+        raise ConfigError("Kaldi ark holds matrices: frames of all layers need --format npy, safetensors or hdf5")
+    data_dir, out = Path(data_dir), Path(out)
+    data = DataDir.load(data_dir)
+    utts = data.utterance_ids
+    _check_ids(utts, data_dir)
+    settings = {
+        "model": str(Path(model).resolve()) if isinstance(model, (str, Path)) else type(model).__name__,
+        "data": str(data_dir.resolve()),
+        "layer": layer_setting,
+        "pooling": pooling or "none",
+        "format": format,
+        "dtype": "bfloat16" if bf16 else "float32",
+    }
+    _prepare_output(out, settings, overwrite)
+    writer = create_writer(format, out)
+    done = {chunk: names for chunk, names in read_done(out).items() if names}
+    finished = {utt for names in done.values() for utt in names}
+    keep = {path for chunk, names in done.items() for path in writer.chunk_files(chunk, names)}
+    _clean_leftovers(out, writer.folder, keep)
+    todo = [utt for utt in utts if utt not in finished]
+    if finished:
+        logger.info("resuming %s: %d utterance(s) done, %d to go", out, len(utts) - len(todo), len(todo))
+    if todo:
+        loaded = load(model, device=device) if isinstance(model, (str, Path)) else model
+        embedder = Embedder(
+            loaded,
+            device=device,
+            dtype=torch.bfloat16 if bf16 else None,
+            max_batch_seconds=batch_seconds,
+            on_rate_mismatch=on_rate_mismatch,  # type: ignore[arg-type]
+        )
+        layers = None if layer_setting == "last" else layer_setting
+        next_index = 1 + max((int(chunk.split("-")[1]) for chunk in done), default=-1)
+        chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+        for offset, chunk_utts in enumerate(progress(chunks, desc="extract", total=len(chunks), unit="chunk")):
+            name = f"part-{next_index + offset:05d}"
+            audio = [(*load_utterance(data, utt, None, allow_pipes), utt) for utt in chunk_utts]
+            waveforms = embedder.conform_rates(audio)
+            result = embedder.embed(waveforms, sample_rate=embedder.sample_rate, layers=layers, pooling=pooling)
+            arrays = {utt: np.ascontiguousarray(result[i].numpy()) for i, utt in enumerate(chunk_utts)}
+            writer.write_chunk(name, arrays)
+            _append_done(out, name, chunk_utts)
+            done[name] = chunk_utts
+    index = writer.finish(done)
+    with atomic_write(out / SETTINGS_NAME) as handle:
+        json.dump({**settings, "complete": True}, handle, indent=1)
+    return ExtractResult(index=index, total=len(utts), skipped=len(utts) - len(todo), computed=len(todo))
