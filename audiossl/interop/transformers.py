@@ -1,0 +1,189 @@
+"""Hugging Face transformers Wav2Vec2 / HuBERT / WavLM / AST directories, wrapped.
+
+A ``save_pretrained`` directory (``config.json`` + ``model.safetensors`` or
+``pytorch_model.bin``, optionally ``preprocessor_config.json``) is read offline
+(``local_files_only=True``, no remote code) into transformers' own model, so the hidden states
+are transformers' to the last bit. Heads (``...ForCTC``, ``ASTForAudioClassification``) are
+dropped; their base model is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from audiossl.encoders import EncoderOutput
+from audiossl.errors import DataError
+from audiossl.interop.base import (
+    ImportedEncoder,
+    Importer,
+    make_output,
+    normalize_waveforms,
+    register_importer,
+    run_items_alone,
+)
+
+#: config.json ``model_type`` -> transformers base-model class name, for the speech models.
+SPEECH_MODELS = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel"}
+AST_MODEL_TYPE = "audio-spectrogram-transformer"
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+#: Parameters a base model may lack without harm at inference (the training-time mask embedding).
+OPTIONAL_KEYS = ("masked_spec_embed",)
+
+
+def read_config(path: Path) -> dict:
+    """The directory's config.json as a dict (a :class:`DataError` when absent or not JSON)."""
+    file = path / "config.json"
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read the Hugging Face config: {error}", file) from None
+
+
+def load_base_model(path: Path, class_name: str) -> nn.Module:
+    """``<class_name>.from_pretrained(path)`` offline, refusing missing or mis-shaped weights.
+
+    transformers fills missing weights with random values and only logs it; an import must
+    not do that silently, so the loading report is checked and the keys are named.
+    """
+    import transformers
+
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise DataError(f"no weights in this directory (looked for {', '.join(WEIGHT_FILES)})", path)
+    model_class = getattr(transformers, class_name)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # we report the loading problems ourselves
+    try:
+        model, info = model_class.from_pretrained(
+            path, local_files_only=True, trust_remote_code=False, output_loading_info=True
+        )
+    except OSError as error:
+        raise DataError(f"cannot load the {class_name} weights: {error}", path) from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    missing = [k for k in info["missing_keys"] if not k.endswith(OPTIONAL_KEYS)]
+    if missing or info["mismatched_keys"]:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {', '.join(sorted(missing)[:12])}")
+        if info["mismatched_keys"]:
+            shown = [f"{k} {tuple(a)} vs {tuple(b)}" for k, a, b in info["mismatched_keys"][:12]]
+            parts.append(f"mismatched shapes: {', '.join(shown)}")
+        raise DataError(f"the weights do not fit a {class_name}: " + "; ".join(parts), path)
+    if info["unexpected_keys"]:
+        logging.getLogger(__name__).debug("%s: ignoring %d head keys", path, len(info["unexpected_keys"]))
+    return model.eval()
+
+
+class LayerRecorder:
+    """Forward hooks keeping the output of every transformer block, in order."""
+
+    def __init__(self, blocks: nn.ModuleList):
+        self.outputs: list[torch.Tensor] = []
+        for block in blocks:
+            block.register_forward_hook(self._record)
+
+    def _record(self, module: nn.Module, inputs: object, output: object) -> None:
+        self.outputs.append(output[0] if isinstance(output, tuple) else output)
+
+    def take(self) -> list[torch.Tensor]:
+        outputs, self.outputs = self.outputs, []
+        return outputs
+
+
+class HFSpeechEncoder(ImportedEncoder):
+    """transformers' Wav2Vec2Model / HubertModel / WavLMModel as an audiossl encoder (wrapped).
+
+    ``layers`` are the block outputs (before the final norm of stable-layer-norm models,
+    which ``last`` has). ``exact_padding`` as in :class:`~audiossl.interop.torchaudio.TorchaudioEncoder`:
+    group-norm feature extractors are run item by item on unequal lengths.
+    """
+
+    def __init__(self, model: nn.Module, *, sample_rate: int, normalize_waveform: bool):
+        super().__init__()
+        self.model = model
+        config = model.config
+        self.sample_rate = sample_rate
+        self.normalize_waveform = normalize_waveform
+        self.dim = config.hidden_size
+        self.num_layers = config.num_hidden_layers
+        self.frame_rate = sample_rate / float(torch.tensor(config.conv_stride).prod())
+        self.group_norm = config.feat_extract_norm == "group"
+        self.exact_padding = True
+        self._recorder = LayerRecorder(model.encoder.layers)
+
+    def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
+        sample_mask = torch.arange(waveforms.shape[1], device=lengths.device) < lengths[:, None]  # (B, T)
+        self._recorder.take()
+        output = self.model(waveforms, attention_mask=sample_mask.long())
+        layers = self._recorder.take()  # L x (B, S, D)
+        frame_lengths = self.model._get_feat_extract_output_lengths(lengths).long()
+        return output.last_hidden_state, layers, frame_lengths
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        if self.normalize_waveform:
+            waveforms = normalize_waveforms(waveforms, lengths)
+        if self.group_norm and self.exact_padding:
+            last, layers, frame_lengths = run_items_alone(self._run, waveforms, lengths)
+        else:
+            last, layers, frame_lengths = self._run(waveforms, lengths)
+        return make_output(last, layers, frame_lengths)
+
+
+def _preprocessing(path: Path, config: dict) -> tuple[int, bool]:
+    """Sample rate and input normalisation from preprocessor_config.json.
+
+    Without that file, transformers' conversion convention applies: layer-norm feature
+    extractors (large-lv60k-style) were trained on normalised audio, group-norm ones were not.
+    """
+    file = path / "preprocessor_config.json"
+    if file.is_file():
+        try:
+            settings = json.loads(file.read_text())
+        except ValueError as error:
+            raise DataError(f"cannot read the preprocessor config: {error}", file) from None
+        return int(settings.get("sampling_rate", 16000)), bool(settings.get("do_normalize", True))
+    return 16000, config.get("feat_extract_norm") == "layer"
+
+
+def load_transformers(path: Path) -> ImportedEncoder:
+    """Load a Hugging Face directory by its ``model_type``; unknown types are a :class:`DataError`."""
+    config = read_config(path)
+    model_type = config.get("model_type")
+    if model_type == AST_MODEL_TYPE:
+        from audiossl.interop.ast import load_ast
+
+        return load_ast(path)
+    if model_type not in SPEECH_MODELS:
+        known = ", ".join([*SPEECH_MODELS, AST_MODEL_TYPE])
+        architectures = ", ".join(config.get("architectures") or []) or "none given"
+        raise DataError(
+            f"unsupported Hugging Face model_type {model_type!r} (architectures: {architectures}); supported: {known}",
+            path / "config.json",
+        )
+    model = load_base_model(path, SPEECH_MODELS[model_type])
+    sample_rate, normalize = _preprocessing(path, config)
+    return HFSpeechEncoder(model, sample_rate=sample_rate, normalize_waveform=normalize)
+
+
+def _detect(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+register_importer(
+    Importer(
+        name="transformers",
+        description="Hugging Face directory (config.json + safetensors/bin): Wav2Vec2, HuBERT, WavLM, AST",
+        detect=_detect,
+        load=load_transformers,
+    )
+)
