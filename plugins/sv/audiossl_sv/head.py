@@ -1,12 +1,12 @@
 """Speaker head: attentive statistics pooling, an embedding layer, and the AAM-softmax loss.
 
 * Attentive statistics pooling (Okabe et al., "Attentive statistics pooling for deep speaker
-  embedding", Interspeech 2018): a small network scores every frame, the scores are softmaxed
-  over the valid frames of the utterance, and the attention-weighted mean and standard deviation
-  of the frames are concatenated. Padding gets zero weight, so an utterance pools the same alone
-  or in a padded batch.
+  embedding", Interspeech 2018), audiossl's :class:`~audiossl.downstream.pooling.AttentiveStatsPool`:
+  attention-weighted mean and standard deviation of the valid frames.
 * Embedding layer: a linear map of the pooled statistics followed by batch norm (the x-vector /
-  ECAPA recipe); its output is the speaker embedding that is scored by cosine similarity.
+  ECAPA recipe); its output is the speaker embedding that is scored by cosine similarity. A
+  training batch of one utterance normalises with the running statistics (batch statistics of
+  a single item are undefined).
 * AAM-softmax (additive angular margin: Deng et al., "ArcFace", CVPR 2019; for speakers Xiang
   et al., "Margin matters", Interspeech 2019): cross-entropy over ``s * cos(theta_j)`` where the
   true class's angle is widened to ``theta_y + m``. Past ``theta_y + m = pi`` the cosine would turn
@@ -24,34 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiossl.nn.masking import lengths_to_mask
-
-
-class AttentiveStatsPooling(nn.Module):
-    """(B, S, D) frames + lengths (B,) -> (B, 2 D): attention-weighted mean and standard deviation.
-
-    Frame weights ``softmax_t(v^T tanh(W h_t + b) + k)`` over valid frames only (Okabe et al. 2018).
-    """
-
-    def __init__(self, dim: int, attention_dim: int = 128):
-        super().__init__()
-        self.dim = dim
-        self.attention = nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1))
-
-    @property
-    def output_dim(self) -> int:
-        return 2 * self.dim
-
-    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        valid = lengths_to_mask(lengths.to(frames.device), frames.shape[1])  # (B, S)
-        logits = self.attention(frames).squeeze(-1).float()  # (B, S)
-        logits = logits.masked_fill(~valid, float("-inf"))
-        weights = logits.softmax(dim=1).masked_fill(~valid, 0.0).unsqueeze(-1)  # (B, S, 1); 0-length rows -> 0
-        frames = frames.float().masked_fill(~valid.unsqueeze(-1), 0.0)  # padding may hold anything, even NaN
-        mean = (weights * frames).sum(dim=1)  # (B, D)
-        variance = (weights * frames.square()).sum(dim=1) - mean.square()  # (B, D)
-        std = variance.clamp_min(1e-6).sqrt()
-        return torch.cat([mean, std], dim=-1)  # (B, 2 D)
+from audiossl.downstream.pooling import AttentiveStatsPool
 
 
 @dataclass(kw_only=True)
@@ -84,13 +57,19 @@ class SpeakerHead(nn.Module):
         else:
             self.projection = nn.Identity()
             pooled_dim = input_dim
-        self.pooling = AttentiveStatsPooling(pooled_dim, config.attention_dim)
-        self.embedding = nn.Linear(self.pooling.output_dim, config.embedding_dim)
+        self.pooling = AttentiveStatsPool(pooled_dim, config.attention_dim)
+        self.embedding = nn.Linear(self.pooling.out_dim, config.embedding_dim)
         self.norm = nn.BatchNorm1d(config.embedding_dim)
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         pooled = self.pooling(self.projection(frames), lengths)  # (B, 2 H)
-        return self.norm(self.embedding(pooled))  # (B, E)
+        embeddings = self.embedding(pooled)  # (B, E)
+        if self.training and embeddings.shape[0] == 1:
+            norm = self.norm
+            return F.batch_norm(
+                embeddings, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+            )
+        return self.norm(embeddings)
 
 
 def margin_at(step: int, margin: float, warmup_steps: int) -> float:

@@ -1,0 +1,223 @@
+"""``audiossl sv``: train a speaker head, embed, score trials, evaluate, make trial lists.
+
+Each command is a thin wrapper over a library function:
+
+* ``train TRAIN -u UPSTREAM -o RUN``: :func:`~audiossl.downstream.trainer.train_downstream` with
+  :class:`~audiossl_sv.task.SVTask`; the trainer's flags are every plugin's (``--config``, ``--set``),
+  the task's come from ``--task-config`` YAML and ``--task-set margin=0.3``;
+* ``embed DATA (--run RUN | -u UPSTREAM) -o xvector.ark``: :func:`~audiossl_sv.evaluation.embed_data_dir`;
+* ``score TRIALS --embeddings ARK -o SCORES``: :func:`~audiossl_sv.scoring.score_trials` and the metrics;
+* ``evaluate DATA (--run RUN | -u UPSTREAM) -o OUT``: embed, score, EER/minDCF, DET plot; without a
+  run this is the frozen-embedding baseline (mean-pooled upstream features);
+* ``make-trials DATA -o TRIALS``: :func:`~audiossl_sv.trials.make_trials`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from audiossl.cli import plugins as plugin_cli
+
+app = typer.Typer(
+    name="sv",
+    help="Speaker verification: AAM-softmax speaker head, cosine scoring (AS-norm), EER and minDCF, DET plots.",
+    no_args_is_help=True,
+)
+
+
+def _echo_metrics(metrics: dict[str, Any]) -> None:
+    width = max((len(name) for name in metrics), default=0)
+    for name, value in metrics.items():
+        typer.echo(f"{name:<{width}}  {value:.4f}" if isinstance(value, float) else f"{name:<{width}}  {value}")
+
+
+RunOption = Annotated[Path | None, typer.Option("--run", help="Trained sv run dir (its newest checkpoint).")]
+UpstreamOption = Annotated[
+    str | None,
+    typer.Option("--upstream", "-u", help="Without --run: checkpoint, run dir, random:<ckpt> or fbank[:RATE[:BINS]]."),
+]
+LayerOption = Annotated[
+    int | None, typer.Option("--layer", help="Without --run: mean-pool this encoder layer instead of the layer mix.")
+]
+
+
+def _one_source(run: Path | None, upstream: str | None) -> None:
+    if (run is None) == (upstream is None):
+        raise typer.BadParameter("give exactly one of --run RUN_DIR and --upstream SPEC", param_hint="--run/--upstream")
+
+
+@app.command()
+def train(
+    data: plugin_cli.DataArgument,
+    upstream: plugin_cli.UpstreamOption,
+    out: plugin_cli.OutOption,
+    valid: Annotated[
+        Path | None, typer.Option("--valid", help="Validation data dir (other utterances of the training speakers).")
+    ] = None,
+    mode: plugin_cli.ModeOption = None,
+    freeze_steps: plugin_cli.FreezeStepsOption = None,
+    max_steps: plugin_cli.MaxStepsOption = None,
+    lr: plugin_cli.LrOption = None,
+    upstream_lr: plugin_cli.UpstreamLrOption = None,
+    batch_seconds: plugin_cli.BatchSecondsOption = None,
+    max_utt_seconds: Annotated[
+        float | None, typer.Option("--max-utt-seconds", help="Train on random crops of this length (e.g. 3).")
+    ] = None,
+    seed: plugin_cli.SeedOption = None,
+    device: plugin_cli.DeviceOption = None,
+    config: plugin_cli.ConfigOption = None,
+    sets: plugin_cli.SetOption = None,
+    task_config: Annotated[
+        Path | None, typer.Option("--task-config", help="YAML of the sv task (head, AAM-softmax, scoring).")
+    ] = None,
+    task_sets: Annotated[
+        list[str] | None,
+        typer.Option("--task-set", help="Override a task field: margin=0.3, embedding_dim=128 (repeatable)."),
+    ] = None,
+    resume: plugin_cli.ResumeOption = False,
+) -> None:
+    """Train a speaker head (attentive stats pooling, AAM-softmax) on an upstream's layer mix."""
+    from audiossl.config import apply_overrides, load_yaml
+    from audiossl_sv.task import SVTask, SVTaskConfig
+
+    settings = plugin_cli.downstream_config(
+        config,
+        sets,
+        mode=mode,
+        freeze_steps=freeze_steps,
+        max_steps=max_steps,
+        lr=lr,
+        upstream_lr=upstream_lr,
+        batch_seconds=batch_seconds,
+        max_utt_seconds=max_utt_seconds,
+        seed=seed,
+        device=device,
+    )
+    task = load_yaml(SVTaskConfig, task_config) if task_config is not None else SVTaskConfig()
+    task = apply_overrides(task, list(task_sets or []))
+    plugin_cli.run_training(SVTask(task), upstream, data, out, settings, valid=valid, resume=resume)
+
+
+@app.command()
+def embed(
+    data_dir: Annotated[Path, typer.Argument(help="Data dir whose utterances are embedded.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Kaldi archive of embeddings to write (xvector.ark).")],
+    run: RunOption = None,
+    upstream: UpstreamOption = None,
+    layer: LayerOption = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+) -> None:
+    """Embed every utterance of a data dir: a trained head's embeddings, or mean-pooled upstream features."""
+    from audiossl.downstream.trainer import load_downstream, resolve_device
+    from audiossl.downstream.upstream import load_upstream
+    from audiossl_sv.evaluation import embed_data_dir
+    from audiossl_sv.scoring import save_embeddings
+
+    _one_source(run, upstream)
+    if run is not None:
+        model = load_downstream(run, device=device)
+        table = embed_data_dir(model.upstream, data_dir, head=model.head, layer=layer)
+    else:
+        source = load_upstream(upstream).to(resolve_device(device))
+        table = embed_data_dir(source, data_dir, layer=layer)
+    save_embeddings(out, table)
+    typer.echo(f"wrote {len(table)} embeddings of size {len(next(iter(table.values())))} to {out}")
+
+
+@app.command()
+def score(
+    trials: Annotated[Path, typer.Argument(help="Trials file: '<label 1/0> <enroll> <test>' lines.")],
+    embeddings: Annotated[Path, typer.Option("--embeddings", "-e", help="Kaldi archive of the trials' embeddings.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Scores file to write ('<label> <enroll> <test> <score>').")],
+    mean_from: Annotated[
+        Path | None, typer.Option("--mean-from", help="Archive whose mean embedding is subtracted (training data).")
+    ] = None,
+    cohort: Annotated[Path | None, typer.Option("--cohort", help="Cohort embeddings (archive): AS-norm.")] = None,
+    top_n: Annotated[int, typer.Option("--top-n", help="AS-norm: closest cohort embeddings per side.")] = 300,
+    det: Annotated[Path | None, typer.Option("--det", help="Also write a DET plot (PNG) here.")] = None,
+) -> None:
+    """Cosine-score a trials file (optional mean subtraction and AS-norm); print EER and minDCF."""
+    import numpy as np
+
+    from audiossl_sv.metrics import plot_det, verification_metrics
+    from audiossl_sv.scoring import load_embeddings, score_trials, write_scores
+    from audiossl_sv.trials import read_trials
+
+    table = load_embeddings(embeddings)
+    trial_list = read_trials(trials, known=table)
+    mean = np.stack(list(load_embeddings(mean_from).values())).mean(axis=0) if mean_from is not None else None
+    cohort_matrix = np.stack(list(load_embeddings(cohort).values())) if cohort is not None else None
+    scores = score_trials(table, trial_list, mean=mean, cohort=cohort_matrix, top_n=top_n)
+    write_scores(out, trial_list, scores)
+    labels = np.array([t.label for t in trial_list])
+    if det is not None:
+        plot_det({trials.name: (scores, labels)}, det)
+    _echo_metrics(verification_metrics(scores, labels))
+
+
+@app.command()
+def evaluate(
+    data_dir: Annotated[Path, typer.Argument(help="Evaluation data dir (unseen speakers).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dir: scores, det.png, metrics.json...")],
+    run: RunOption = None,
+    upstream: UpstreamOption = None,
+    layer: LayerOption = None,
+    trials: Annotated[
+        Path | None, typer.Option("--trials", help="Trials file; default DATA/trials, else a generated list.")
+    ] = None,
+    num_trials: Annotated[int | None, typer.Option("--num-trials", help="Size of a generated trial list.")] = None,
+    score_norm: Annotated[
+        str | None, typer.Option("--score-norm", help="none, mean, asnorm or mean+asnorm (default: the run's).")
+    ] = None,
+    cohort_dir: Annotated[
+        Path | None, typer.Option("--cohort-dir", help="Without --run: data dir for the mean and the AS-norm cohort.")
+    ] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="With --run: this checkpoint.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+) -> None:
+    """Embed, cosine-score the trials, report EER and minDCF (p_target 0.01, 0.05) with a DET plot."""
+    from audiossl.config import from_dict
+    from audiossl.downstream.trainer import read_run_info
+    from audiossl_sv.evaluation import evaluate_frozen
+    from audiossl_sv.task import SVTask, SVTaskConfig
+
+    _one_source(run, upstream)
+    changes: dict[str, Any] = {}
+    if trials is not None:
+        changes["trials"] = str(trials)
+    if num_trials is not None:
+        changes["num_trials"] = num_trials
+    if score_norm is not None:
+        changes["score_norm"] = score_norm
+    if run is not None:
+        if layer is not None or cohort_dir is not None:
+            raise typer.BadParameter("--layer and --cohort-dir are for the frozen baseline (--upstream)")
+        options = read_run_info(run).get("task_options", {})
+        task = SVTask(from_dict(SVTaskConfig, {**options, **changes}))
+        plugin_cli.run_evaluation(run, data_dir, out, task=task, checkpoint=checkpoint, device=device)
+        return
+    config = from_dict(SVTaskConfig, changes)
+    metrics = evaluate_frozen(upstream, data_dir, out, config, layer=layer, cohort_dir=cohort_dir, device=device)
+    _echo_metrics(metrics)
+    typer.echo(f"wrote {out / 'metrics.json'}")
+
+
+@app.command("make-trials")
+def make_trials_command(
+    data_dir: Annotated[Path, typer.Argument(help="Data dir with utt2spk.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Trials file to write.")],
+    num_trials: Annotated[
+        int | None, typer.Option("--num-trials", help="Total trials (half target); default: every target pair.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the draw; the same seed gives the same list.")] = 0,
+) -> None:
+    """Write a balanced trial list (target / non-target) drawn from a data dir's speakers."""
+    from audiossl_sv.trials import make_trials, write_trials
+
+    trials = make_trials(data_dir, num_trials=num_trials, seed=seed)
+    write_trials(out, trials)
+    targets = sum(t.label for t in trials)
+    typer.echo(f"wrote {len(trials)} trials ({targets} target, {len(trials) - targets} non-target) to {out}")

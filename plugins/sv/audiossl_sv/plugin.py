@@ -1,0 +1,21 @@
+"""The ``sv`` plugin object, loaded through the ``audiossl.plugins`` entry point."""
+
+from __future__ import annotations
+
+from audiossl.downstream.plugin import Plugin
+from audiossl_sv import __version__
+
+
+def plugin() -> Plugin:
+    """Speaker verification: task factory (labels ``spk``) and the ``audiossl sv`` commands."""
+    from audiossl_sv.cli import app
+    from audiossl_sv.task import create_task
+
+    return Plugin(
+        name="sv",
+        version=__version__,
+        description="Speaker verification: AAM-softmax speaker head, cosine scoring with AS-norm, EER/minDCF, DET.",
+        labels=("spk",),
+        task_factory=create_task,
+        cli=app,
+    )
