@@ -74,6 +74,13 @@ class Tokenizer:
         return len(self.units)
 
     @property
+    def model_proto(self) -> bytes:
+        """The serialised sentencepiece model (sentencepiece kinds only)."""
+        if self._processor is None:
+            raise AttributeError("a character tokenizer has no sentencepiece model")
+        return self._model_proto
+
+    @property
     def word_boundary(self) -> str | None:
         """The unit that ends a word (characters only), the beam decoder's silence token."""
         return WORD_BOUNDARY if self.kind == "char" else None

@@ -1,0 +1,147 @@
+"""``audiossl asr train | decode | score``: thin commands over :mod:`audiossl_asr.recognize` and the downstream trainer.
+
+Heavy imports (torch, the task) happen inside the commands, so mounting the plugin at every
+``audiossl`` start-up stays cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audiossl.cli.plugins import (
+    BatchSecondsOption,
+    CheckpointOption,
+    ConfigOption,
+    DataArgument,
+    DeviceOption,
+    FreezeStepsOption,
+    LrOption,
+    MaxStepsOption,
+    ModeOption,
+    OutOption,
+    ResumeOption,
+    RunDirArgument,
+    SeedOption,
+    SetOption,
+    UpstreamLrOption,
+    UpstreamOption,
+    ValidOption,
+    downstream_config,
+    run_training,
+)
+
+app = typer.Typer(help="CTC speech recognition on any upstream: train, decode, score (WER/CER).", no_args_is_help=True)
+
+
+@app.command()
+def train(
+    data: DataArgument,
+    out: OutOption,
+    upstream: UpstreamOption,
+    valid: ValidOption = None,
+    tokenizer: Annotated[str, typer.Option(help="Output units: char, unigram or bpe (sentencepiece).")] = "char",
+    vocab_size: Annotated[
+        int, typer.Option(help="Sentencepiece units, blank and <unk> included (ignored for char).")
+    ] = 64,
+    head: Annotated[str, typer.Option(help="CTC head: linear, mlp or bilstm.")] = "linear",
+    hidden: Annotated[int, typer.Option(help="Hidden size of the mlp / each bilstm direction.")] = 256,
+    layers: Annotated[int, typer.Option(help="bilstm layers.")] = 2,
+    dropout: Annotated[float, typer.Option(help="Dropout in the head.")] = 0.1,
+    mode: ModeOption = None,
+    freeze_steps: FreezeStepsOption = None,
+    max_steps: MaxStepsOption = None,
+    lr: LrOption = None,
+    upstream_lr: UpstreamLrOption = None,
+    batch_seconds: BatchSecondsOption = None,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    resume: ResumeOption = False,
+) -> None:
+    """Train a CTC head (tokenizer learned from DATA's text) on an upstream; the run goes to --out."""
+    from audiossl_asr.task import ASRTask
+
+    task = ASRTask(tokenizer=tokenizer, vocab_size=vocab_size, head=head, hidden=hidden, layers=layers, dropout=dropout)
+    downstream = downstream_config(
+        config,
+        set_,
+        mode=mode,
+        freeze_steps=freeze_steps,
+        max_steps=max_steps,
+        lr=lr,
+        upstream_lr=upstream_lr,
+        batch_seconds=batch_seconds,
+        seed=seed,
+        device=device,
+    )
+    run_training(task, upstream, data, out, downstream, valid=valid, resume=resume)
+
+
+@app.command()
+def decode(
+    run_dir: RunDirArgument,
+    data: Annotated[Path, typer.Argument(help="Kaldi data dir to transcribe (its text, if any, is scored).")],
+    out: OutOption,
+    beam: Annotated[
+        bool, typer.Option("--beam/--greedy", help="Beam search (torchaudio/flashlight) or greedy.")
+    ] = False,
+    beam_size: Annotated[int, typer.Option(help="Beam: hypotheses kept per frame.")] = 50,
+    lexicon: Annotated[Path | None, typer.Option(help="Beam: file of allowed words (first column).")] = None,
+    lm: Annotated[Path | None, typer.Option(help="Beam: KenLM n-gram model (.arpa or .bin).")] = None,
+    lm_weight: Annotated[float, typer.Option(help="Beam: language-model weight.")] = 2.0,
+    word_score: Annotated[float, typer.Option(help="Beam: score per word (lexicon decoding).")] = 0.0,
+    log_add: Annotated[bool, typer.Option(help="Beam: merge equal prefixes by log-sum-exp.")] = False,
+    checkpoint: CheckpointOption = None,
+    device: DeviceOption = None,
+    batch_seconds: Annotated[float, typer.Option(help="Padded seconds of audio per batch.")] = 60.0,
+) -> None:
+    """Transcribe DATA with a trained run into OUT/hyp.txt (Kaldi text); score it when DATA has a text."""
+    from audiossl_asr.decoding import BeamSearchOptions
+    from audiossl_asr.recognize import decode_run
+
+    options = None
+    if beam or lexicon is not None or lm is not None:
+        options = BeamSearchOptions(
+            beam_size=beam_size,
+            lexicon=None if lexicon is None else str(lexicon),
+            lm=None if lm is None else str(lm),
+            lm_weight=lm_weight,
+            word_score=word_score,
+            log_add=log_add,
+        )
+    result = decode_run(
+        run_dir, data, out, beam=options, checkpoint=checkpoint, device=device or "auto", batch_seconds=batch_seconds
+    )
+    typer.echo(f"wrote {result.hypotheses}")
+    if result.score is not None:
+        _echo_score(result.score)
+        typer.echo(f"wrote {result.metrics}")
+
+
+@app.command()
+def score(
+    references: Annotated[Path, typer.Argument(help="Reference transcripts: a data dir or its Kaldi text file.")],
+    hypotheses: Annotated[Path, typer.Argument(help="Hypotheses in Kaldi text format (e.g. OUT/hyp.txt).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the scores as JSON here.")] = None,
+) -> None:
+    """Print WER and CER (corpus rates with their edit counts) of hypotheses against references."""
+    from audiossl_asr.recognize import score_files
+    from audiossl_asr.task import write_score
+
+    result = score_files(references, hypotheses)
+    _echo_score(result)
+    if out is not None:
+        write_score(result, out, references=str(references), hypotheses=str(hypotheses))
+        typer.echo(f"wrote {out}")
+
+
+def _echo_score(result) -> None:
+    typer.echo(
+        f"WER {100 * result.wer.rate:.2f}% ({result.wer.edits}/{result.wer.reference_units} words)  "
+        f"CER {100 * result.cer.rate:.2f}% ({result.cer.edits}/{result.cer.reference_units} chars)  "
+        f"{result.utterances} utterances"
+    )

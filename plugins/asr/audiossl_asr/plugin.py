@@ -1,0 +1,31 @@
+"""The ``asr`` plugin object, found through the ``audiossl.plugins`` entry point of this distribution."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from audiossl.downstream.plugin import Plugin
+from audiossl_asr.cli import app
+
+
+def _version() -> str:
+    try:
+        return metadata.version("audiossl-asr")
+    except metadata.PackageNotFoundError:  # imported from a source tree that is not installed
+        return "0+unknown"
+
+
+def _task(**options):
+    from audiossl_asr.task import ASRTask
+
+    return ASRTask(**options)
+
+
+plugin = Plugin(
+    name="asr",
+    version=_version(),
+    description="CTC speech recognition: char/sentencepiece units, greedy and beam decoding, WER/CER.",
+    labels=("text",),
+    task_factory=_task,
+    cli=app,
+)

@@ -1,0 +1,174 @@
+"""The ASR downstream task: a CTC head over the upstream's frames, trained on a data dir's ``text``.
+
+``prepare`` learns the tokenizer from the training transcripts (characters, or a
+sentencepiece unigram/BPE model) and saves it in the run dir; ``loss`` is CTC on the head's
+log-probabilities; ``evaluate`` decodes (greedy, or beam search when :attr:`ASRTask.beam` is
+set), writes the hypotheses as a Kaldi ``text`` file and scores them (WER, CER).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from audiossl.data.kaldi import kaldi_sort_key, read_table
+from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches
+from audiossl.errors import DataError
+from audiossl.fileio import atomic_write
+from audiossl.objectives.base import LossOutput
+from audiossl_asr.decoding import BeamSearchDecoder, BeamSearchOptions, greedy_decode
+from audiossl_asr.head import CTCHead, CTCHeadConfig, ctc_loss
+from audiossl_asr.metrics import Score, score_transcripts
+from audiossl_asr.tokenizer import Tokenizer, read_transcripts, train_tokenizer
+
+#: Hypotheses written by evaluation and ``audiossl asr decode`` (Kaldi ``text`` format).
+HYP_FILE = "hyp.txt"
+#: Key of the in-memory tokenizer in a task state (never saved: the state's JSON rebuilds it).
+_TOKENIZER = "_tokenizer"
+
+
+class ASRTask(DownstreamTask):
+    """CTC speech recognition: tokenizer options, head options; decoding is chosen at evaluation time."""
+
+    name = "asr"
+    labels = ("text",)
+    level = "frame"
+
+    def __init__(
+        self,
+        tokenizer: str = "char",
+        vocab_size: int = 64,
+        head: str = "linear",
+        hidden: int = 256,
+        layers: int = 2,
+        dropout: float = 0.1,
+    ):
+        self.tokenizer_kind = tokenizer
+        self.vocab_size = vocab_size
+        self.head_config = CTCHeadConfig(kind=head, hidden=hidden, layers=layers, dropout=dropout)
+        #: Beam-search options for :meth:`evaluate`; None decodes greedily. Not a training option.
+        self.beam: BeamSearchOptions | None = None
+
+    def options(self) -> dict[str, Any]:
+        config = self.head_config
+        return {
+            "tokenizer": self.tokenizer_kind,
+            "vocab_size": self.vocab_size,
+            "head": config.kind,
+            "hidden": config.hidden,
+            "layers": config.layers,
+            "dropout": config.dropout,
+        }
+
+    def prepare(self, train_dir: Path, out_dir: Path) -> TaskState:
+        text = Path(train_dir) / "text"
+        tokenizer = train_tokenizer(read_transcripts(text), self.tokenizer_kind, self.vocab_size, source=text)
+        tokenizer.save(out_dir)
+        return _state(tokenizer)
+
+    def check_data(self, data_dir: Path, state: TaskState) -> None:
+        check_labels(data_dir, self.labels)
+        read_transcripts(Path(data_dir) / "text")  # empty transcripts: DataError at their line
+
+    def save_state(self, state: TaskState, run_dir: Path) -> None:
+        super().save_state({k: v for k, v in state.items() if not k.startswith("_")}, run_dir)
+
+    def load_state(self, run_dir: Path) -> TaskState:
+        state = super().load_state(run_dir)
+        state[_TOKENIZER] = _tokenizer_from_state(state)
+        return state
+
+    def make_head(self, dim: int, state: TaskState) -> nn.Module:
+        return CTCHead(dim, tokenizer_of(state).vocab_size, self.head_config)
+
+    def loss(self, head: nn.Module, hidden: torch.Tensor, lengths: torch.Tensor, batch, state: TaskState) -> LossOutput:
+        tokenizer = tokenizer_of(state)
+        log_probs, frame_lengths = head(hidden, lengths)  # (B, S, V), (B,)
+        targets = [tokenizer.encode(text) for text in batch.labels["text"]]
+        total = ctc_loss(log_probs, frame_lengths, targets, batch.ids, blank=tokenizer.blank)
+        units = sum(len(t) for t in targets)
+        metrics = {"units_per_frame": units / max(int(frame_lengths.sum()), 1)}
+        return LossOutput(total=total, parts={"ctc": total.detach()}, metrics=metrics)
+
+    def evaluate(
+        self, head: nn.Module, upstream: nn.Module, data_dir: Path, state: TaskState, out_dir: Path
+    ) -> dict[str, float]:
+        hypotheses = transcribe(head, upstream, data_dir, tokenizer_of(state), self.beam)
+        write_hypotheses(hypotheses, Path(out_dir) / HYP_FILE)
+        text = Path(data_dir) / "text"
+        score = score_transcripts(read_transcripts(text), hypotheses, text, Path(out_dir) / HYP_FILE)
+        return score.as_dict()
+
+
+def tokenizer_of(state: TaskState) -> Tokenizer:
+    """The tokenizer of a task state (built from its JSON once, then kept in the state)."""
+    if _TOKENIZER not in state:
+        state[_TOKENIZER] = _tokenizer_from_state(state)
+    return state[_TOKENIZER]
+
+
+def _state(tokenizer: Tokenizer) -> TaskState:
+    state: TaskState = {"tokenizer": tokenizer.kind, "vocab_size": tokenizer.vocab_size}
+    if tokenizer.kind == "char":
+        state["units"] = tokenizer.units
+    else:
+        state["sentencepiece_model"] = base64.b64encode(tokenizer.model_proto).decode("ascii")
+    state[_TOKENIZER] = tokenizer
+    return state
+
+
+def _tokenizer_from_state(state: Mapping[str, Any]) -> Tokenizer:
+    if state["tokenizer"] == "char":
+        return Tokenizer("char", units=list(state["units"]))
+    return Tokenizer(state["tokenizer"], model_proto=base64.b64decode(state["sentencepiece_model"]))
+
+
+@torch.no_grad()
+def transcribe(
+    head: nn.Module,
+    upstream: nn.Module,
+    data_dir: str | Path,
+    tokenizer: Tokenizer,
+    beam: BeamSearchOptions | None = None,
+    batch_seconds: float = 60.0,
+) -> dict[str, str]:
+    """Hypothesis per utterance of ``data_dir`` (no labels needed): greedy, or beam search with ``beam``."""
+    decoder = BeamSearchDecoder(tokenizer, beam) if beam is not None else None
+    hypotheses: dict[str, str] = {}
+    for batch, hidden, lengths in eval_batches(upstream, data_dir, (), batch_seconds=batch_seconds):
+        log_probs, frame_lengths = head(hidden, lengths)  # (B, S, V), (B,)
+        if decoder is None:
+            texts = [tokenizer.decode(units) for units in greedy_decode(log_probs, frame_lengths, tokenizer.blank)]
+        else:
+            texts = decoder(log_probs, frame_lengths)
+        hypotheses.update(zip(batch.ids, texts, strict=True))
+    if not hypotheses:
+        raise DataError("no utterances to decode", Path(data_dir) / "wav.scp")
+    return hypotheses
+
+
+def write_hypotheses(hypotheses: Mapping[str, str], path: str | Path) -> Path:
+    """Write ``<utt> <words>`` lines in Kaldi order, atomically (an empty hypothesis is just the id)."""
+    with atomic_write(path) as handle:
+        for utt in sorted(hypotheses, key=kaldi_sort_key):
+            handle.write(f"{utt} {' '.join(hypotheses[utt].split())}".rstrip() + "\n")
+    return Path(path)
+
+
+def read_hypotheses(path: str | Path) -> dict[str, str]:
+    """Read a hypothesis file in Kaldi ``text`` format; empty hypotheses are allowed."""
+    return {utt: " ".join(text.split()) for utt, text in read_table(path, allow_empty_value=True).items()}
+
+
+def write_score(score: Score, path: str | Path, **context: Any) -> Path:
+    """Write WER/CER and their counts (plus ``context``) as JSON, atomically."""
+    with atomic_write(path) as handle:
+        json.dump({**context, "metrics": score.as_dict()}, handle, indent=2)
+        handle.write("\n")
+    return Path(path)
