@@ -18,7 +18,11 @@ def fit(
     data: Annotated[list[Path], typer.Option("--data", help="Kaldi data dir to fit on; repeat for several.")],
     out: Annotated[Path, typer.Option("--out", help="k-means dir to write (model, config.yaml, quality report).")],
     features: Annotated[
-        str | None, typer.Option(help="Front-end name: mfcc (39-dim MFCC+deltas, the default), fbank, log_mel.")
+        str | None,
+        typer.Option(
+            help="Front-end name: mfcc (39-dim MFCC+deltas, the default), fbank, log_mel; or a checkpoint / run dir "
+            "of `audiossl pretrain` with --set layer=N (HuBERT iteration >= 2)."
+        ),
     ] = None,
     n_clusters: Annotated[int | None, typer.Option(help="Number of clusters k [default: 100].")] = None,
     sample_fraction: Annotated[

@@ -12,6 +12,7 @@ Each HuBERT iteration keeps its own k-means dir and label dir, so no earlier one
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import torch
 import yaml
 
 from audiossl.cluster.features import (
+    EncoderFeatures,
     FeatureDump,
     dump_features,
     frame_rate,
@@ -34,7 +36,7 @@ from audiossl.cluster.kmeans import KMeans, KMeansConfig
 from audiossl.cluster.labels import label_data_dir
 from audiossl.cluster.quality import QualityAccumulator, QualityReport, write_report
 from audiossl.config import load_yaml, to_dict
-from audiossl.errors import DataError
+from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,11 @@ class FitConfig:
     """What ``audiossl kmeans fit`` does: which features, how many of them, and the k-means options."""
 
     features: str = "mfcc"
-    """Front-end name the features come from (``mfcc`` = 13 MFCCs + deltas + delta-deltas, HuBERT iteration 1)."""
+    """Front-end name the features come from (``mfcc`` = 13 MFCCs + deltas + delta-deltas, HuBERT iteration 1),
+    or a checkpoint / run dir of ``audiossl pretrain`` whose block ``layer`` is clustered (HuBERT iteration >= 2)."""
+    layer: int | None = None
+    """Block (1-based; negative counts from the last) of the checkpoint's encoder to cluster; set exactly when
+    ``features`` is a checkpoint (HuBERT BASE clusters block 6 of its first iteration)."""
     feature_options: dict[str, Any] = field(default_factory=dict)
     """Front-end config fields that differ from its defaults (after the source defaults, e.g. mfcc deltas=2)."""
     sample_rate: int = 16000
@@ -81,7 +87,7 @@ def fit_kmeans_dir(
     computed over the same features.
     """
     out_dir = Path(out_dir)
-    source = resolve_source(config.features, config.sample_rate, config.feature_options)
+    source, config = feature_source(config)
     seed = config.kmeans.seed
 
     def audio_pass(epoch: int):
@@ -129,6 +135,40 @@ def fit_kmeans_dir(
         yaml.safe_dump(to_dict(config), handle, sort_keys=False)
     write_report(report, out_dir)
     return kmeans, report
+
+
+def feature_source(config: FitConfig) -> tuple[torch.nn.Module, FitConfig]:
+    """The feature module of ``config`` and the config as it must be recorded.
+
+    A front-end name resolves to the front-end. A checkpoint (or a run dir: its newest
+    checkpoint) gives :class:`EncoderFeatures` of block ``config.layer`` fed by the checkpoint's
+    own input pipeline; the recorded config then names the checkpoint file and its sample rate,
+    so labelling later reads exactly the same features.
+    """
+    if config.layer is None:
+        from audiossl.audio.frontends import FRONTENDS
+
+        if config.features not in FRONTENDS and Path(config.features).exists():
+            raise ConfigError(f"features {config.features!r} is a path: set layer=N to cluster block N of a checkpoint")
+        return resolve_source(config.features, config.sample_rate, config.feature_options), config
+    if config.feature_options:
+        raise ConfigError("feature_options apply to a front-end, not to the layer of a checkpoint")
+    # Checkpoints are the trainer's format: read them with its loader (imported here, on demand).
+    from audiossl.train.checkpoint import latest_checkpoint
+    from audiossl.train.pretrained import load_pretrained
+
+    path = Path(config.features)
+    if path.is_dir():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise DataError("no checkpoint (ckpt-*.pt) in this run dir", path)
+        path = newest
+    if not path.is_file():
+        raise ConfigError(f"features {config.features!r} is neither a front-end name nor a checkpoint")
+    model = load_pretrained(path)
+    source = EncoderFeatures(model.inputs, model.encoder, config.layer)
+    recorded = dataclasses.replace(config, features=str(path.resolve()), sample_rate=model.sample_rate)
+    return source.eval(), recorded
 
 
 class FeatureCache:
@@ -188,18 +228,18 @@ def label_with_kmeans_dir(
 ) -> QualityReport:
     """Label ``data_dir`` with the k-means dir ``model_dir`` (same features), write the label dir and its report."""
     kmeans, config = load_kmeans_dir(model_dir, device)
+    source, config = feature_source(config)
     report = label_data_dir(
         kmeans,
         data_dir,
-        config.features,
+        source,
         out_dir,
         batch_seconds=config.batch_seconds,
         sample_rate=config.sample_rate,
-        options=config.feature_options,
         device=str(kmeans.device),
         ark=ark,
         reference=reference,
-        info={"kmeans": str(Path(model_dir).resolve()), "features": config.features},
+        info={"kmeans": str(Path(model_dir).resolve()), "features": config.features, "layer": config.layer},
         progress=progress,
     )
     write_report(report, out_dir)
