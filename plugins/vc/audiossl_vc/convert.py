@@ -1,0 +1,144 @@
+"""Convert an utterance to a target voice: encode, match against the target pool, vocode.
+
+``audiossl vc convert SRC.wav --target DIR_OR_WAVS --model CKPT --vocoder RUN -o OUT.wav``.
+The vocoder decides which features are matched (its layer or learned mix), so the matched frames
+are exactly what it was trained to render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile
+import torch
+
+from audiossl.audio.io import load_audio
+from audiossl.errors import ConfigError
+from audiossl.fileio import atomic_path
+from audiossl.train.pretrained import PretrainedEncoder, load_pretrained
+from audiossl_vc.features import LayerSpec, encode_utterance, feature_dim, frame_hop
+from audiossl_vc.matching import knn_match
+from audiossl_vc.pool import TargetPool, build_pool, target_source
+from audiossl_vc.vocoder import Vocoder, load_vocoder
+
+
+@dataclass
+class Converter:
+    """A pretrained encoder and a vocoder trained on its features: the two halves of conversion."""
+
+    model: PretrainedEncoder
+    vocoder: Vocoder
+
+    @staticmethod
+    def load(model_path: str | Path, vocoder_run: str | Path, layer: str | None = None) -> Converter:
+        """Load both and check they fit (rate, hop, width; ``layer`` if given must be the vocoder's)."""
+        model = load_pretrained(model_path)
+        vocoder = load_vocoder(vocoder_run)
+        spec = vocoder.spec
+        found = (model.sample_rate, frame_hop(model), feature_dim(model))
+        if found != (spec.sample_rate, spec.hop, spec.in_dim):
+            raise ConfigError(
+                f"the vocoder was trained on features of {spec.encoder} (rate {spec.sample_rate}, hop {spec.hop}, "
+                f"width {spec.in_dim}); this encoder gives rate {found[0]}, hop {found[1]}, width {found[2]}",
+                vocoder_run,
+            )
+        if layer is not None:
+            wanted = LayerSpec.parse(layer, model.encoder.num_layers)
+            if wanted != spec.layer_spec:
+                raise ConfigError(
+                    f"the vocoder renders layer {spec.layer_spec} features, not layer {wanted}; "
+                    "train a vocoder on that layer (audiossl vc train-vocoder --layer)",
+                    vocoder_run,
+                )
+        return Converter(model, vocoder)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The vocoder's features (N, D) of a waveform (T,) at the encoder's rate."""
+        return encode_utterance(self.model, waveform, self.vocoder.spec.layer_spec, self.vocoder.selector)
+
+    def pool(
+        self, target: str | Path | Sequence[str | Path], *, speaker: str | None = None, exclude: Sequence[str] = (),
+        min_seconds: float = 5.0,
+    ) -> TargetPool:  # fmt: skip
+        """The target pool (see :func:`audiossl_vc.pool.target_source`)."""
+        source = target_source(target, speaker, exclude)
+        return build_pool(
+            self.model, self.vocoder.spec.layer_spec, source, selector=self.vocoder.selector, min_seconds=min_seconds
+        )
+
+    @torch.no_grad()
+    def vocode(self, features: torch.Tensor) -> torch.Tensor:
+        """Waveform (N x hop,) of features (N, D)."""
+        waveforms, _ = self.vocoder(features.unsqueeze(0), torch.tensor([features.shape[0]]))
+        return waveforms[0]
+
+    @torch.no_grad()
+    def convert(self, waveform: torch.Tensor, pool: TargetPool, k: int = 4) -> torch.Tensor:
+        """``waveform`` (T,) spoken in the pool's voice: (N x hop,) samples at the encoder's rate."""
+        matched = knn_match(self.features(waveform), pool.features, k)  # (N, D)
+        return self.vocode(matched)
+
+
+def write_wav(path: str | Path, waveform: torch.Tensor, sample_rate: int) -> Path:
+    """Write a mono float waveform as 16-bit PCM WAV, atomically; peaks above 0.99 are scaled down."""
+    samples = waveform.detach().float().cpu()
+    peak = float(samples.abs().max()) if samples.numel() else 0.0
+    if peak > 0.99:
+        samples = samples * (0.99 / peak)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        soundfile.write(tmp, samples.numpy(), sample_rate, subtype="PCM_16", format="WAV")
+    return path
+
+
+def plot_conversion(source: torch.Tensor, converted: torch.Tensor, sample_rate: int, path: str | Path) -> Path:
+    """Log-mel spectrograms of the source and the converted speech, one above the other, as a PNG (atomic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import librosa
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5), dpi=100)
+    for row, (title, wave) in enumerate([("source", source), ("converted", converted)]):
+        mel = librosa.feature.melspectrogram(y=wave.detach().cpu().numpy(), sr=sample_rate, n_mels=64)
+        axes = figure.add_subplot(2, 1, row + 1)
+        axes.imshow(librosa.power_to_db(mel, ref=1.0, top_db=80), origin="lower", aspect="auto", cmap="magma")
+        axes.set_title(title)
+        axes.set_ylabel("mel band")
+    axes.set_xlabel("frame")
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
+
+
+def convert_file(
+    source: str | Path,
+    target: str | Path | Sequence[str | Path],
+    model_path: str | Path,
+    vocoder_run: str | Path,
+    out: str | Path,
+    *,
+    k: int = 4,
+    layer: str | None = None,
+    target_speaker: str | None = None,
+    min_seconds: float = 5.0,
+    plot: str | Path | None = None,
+) -> Path:
+    """The library function behind ``audiossl vc convert``: write ``out`` (WAV at the encoder's rate)."""
+    converter = Converter.load(model_path, vocoder_run, layer)
+    waveform, _ = load_audio(source, converter.sample_rate)
+    pool = converter.pool(target, speaker=target_speaker, exclude=[str(source)], min_seconds=min_seconds)
+    converted = converter.convert(waveform, pool, k)
+    written = write_wav(out, converted, converter.sample_rate)
+    if plot is not None:
+        plot_conversion(waveform, converted, converter.sample_rate, plot)
+    return written

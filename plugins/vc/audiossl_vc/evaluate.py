@@ -1,0 +1,247 @@
+"""Evaluate conversions on cross-speaker pairs of a data dir: target-speaker similarity and content.
+
+For every pair (an utterance of speaker A converted to speaker B) three versions are scored:
+the source as it is, its *resynthesis* (source features through the vocoder, no matching: what
+the vocoder alone does to the voice) and the *conversion*. Each speaker's utterances are split
+once: B's pool (what conversion matches against) and B's held-out references are disjoint, and A's
+reference excludes the source utterance, so no score compares a recording with itself.
+
+* Similarity: cosine of speaker embeddings to B's reference (mean embedding) and to A's;
+  ``gain = to_target - to_source`` and ``target_wins`` (fraction of pairs closer to B).
+  Embeddings come from a trained speaker-verification run of the ``sv`` plugin when given
+  (``sv_run``), otherwise from the encoder itself: the mean over frames of the average of its
+  layer-normalised layers (the frozen baseline of SUPERB-style probing; weaker than a trained
+  SV model, and in the same feature family the matching used, so read it as indicative).
+* Content: WER of a trained ``asr`` run on the converted, resynthesised and source speech,
+  when ``asr_run`` is given and the data dir has transcripts; otherwise not measured (said so).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audiossl.audio.io import load_audio, load_utterance
+from audiossl.data.kaldi import DataDir
+from audiossl.errors import DataError
+from audiossl.fileio import atomic_write
+from audiossl.progress import progress
+from audiossl_vc.convert import Converter, write_wav
+from audiossl_vc.features import encode_layers
+from audiossl_vc.pool import TargetSource, build_pool
+
+CONDITIONS = ("source", "resynthesis", "converted")
+
+
+@dataclass
+class EvaluationReport:
+    """Per-condition similarity means, content error rates (or None), and how they were measured."""
+
+    pairs: list[dict]
+    similarity: dict[str, dict[str, float]]
+    embedding: str
+    content: dict[str, float] | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        lines = [f"{len(self.pairs)} cross-speaker pairs; speaker embedding: {self.embedding}"]
+        lines.append(f"{'condition':<12} {'cos->target':>11} {'cos->source':>11} {'gain':>7} {'target wins':>11}")
+        for name in CONDITIONS:
+            s = self.similarity[name]
+            numbers = f"{s['to_target']:>11.3f} {s['to_source']:>11.3f} {s['gain']:>7.3f} {s['target_wins']:>11.2f}"
+            lines.append(f"{name:<12} {numbers}")
+        if self.content is not None:
+            lines.append("content (ASR WER %): " + ", ".join(f"{k} {v:.1f}" for k, v in self.content.items()))
+        lines.extend(f"note: {note}" for note in self.notes)
+        return "\n".join(lines) + "\n"
+
+
+def encoder_embedding(converter: Converter, waveform: torch.Tensor) -> np.ndarray:
+    """Frozen speaker embedding (D,): frame mean of the average of the encoder's layer-normalised layers."""
+    model = converter.model
+    layers = tuple(range(model.encoder.num_layers))
+    stacked, lengths = encode_layers(model, waveform[None], torch.tensor([waveform.shape[-1]]), layers)  # (L,1,N,D)
+    frames = F.layer_norm(stacked[:, 0, : int(lengths[0])], stacked.shape[-1:]).mean(dim=0)  # (N, D)
+    return frames.mean(dim=0).numpy()
+
+
+def _split_speakers(data: DataDir, rng: random.Random) -> dict[str, tuple[list[str], list[str]]]:
+    """Per speaker: (pool utterances, held-out reference utterances); a quarter (at least one) is held out."""
+    by_speaker: dict[str, list[str]] = {}
+    for utt, speaker in data.utt2spk.items():
+        by_speaker.setdefault(speaker, []).append(utt)
+    splits = {}
+    for speaker, utts in sorted(by_speaker.items()):
+        utts = sorted(utts)
+        if len(utts) < 2:
+            continue
+        rng.shuffle(utts)
+        held = max(1, len(utts) // 4)
+        splits[speaker] = (sorted(utts[held:]), sorted(utts[:held]))
+    return splits
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+def evaluate_conversions(
+    model_path: str | Path,
+    vocoder_run: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    pairs: int = 8,
+    k: int = 4,
+    seed: int = 0,
+    min_seconds: float = 5.0,
+    sv_run: str | Path | None = None,
+    asr_run: str | Path | None = None,
+) -> EvaluationReport:
+    """Convert ``pairs`` random cross-speaker pairs of ``data_dir``, write them under ``out_dir``, score them."""
+    out_dir = Path(out_dir)
+    data = DataDir.load(data_dir)
+    rng = random.Random(seed)
+    splits = _split_speakers(data, rng)
+    if len(splits) < 2:
+        raise DataError("need at least two speakers with two or more utterances each in utt2spk", Path(data_dir))
+    converter = Converter.load(model_path, vocoder_run)
+    rate = converter.sample_rate
+    speakers = sorted(splits)
+    chosen = []
+    for index in range(pairs):
+        source_spk, target_spk = rng.sample(speakers, 2)
+        utt = rng.choice(splits[source_spk][0] + splits[source_spk][1])
+        chosen.append((f"pair{index:03d}", utt, source_spk, target_spk))
+    pools = {}
+    converted_dir = DataDir(text={} if data.text is not None else None)
+    resynth_dir = DataDir(text={} if data.text is not None else None)
+    for pair_id, utt, source_spk, target_spk in progress(chosen, desc="convert", total=len(chosen)):
+        if target_spk not in pools:
+            source = TargetSource(
+                f"speaker {target_spk!r} of {data_dir}", Path(data_dir) / "utt2spk",
+                [(u, None) for u in splits[target_spk][0]], data,
+            )  # fmt: skip
+            pools[target_spk] = build_pool(
+                converter.model, converter.vocoder.spec.layer_spec, source,
+                selector=converter.vocoder.selector, min_seconds=min_seconds,
+            )  # fmt: skip
+        waveform, _ = load_utterance(data, utt, rate)
+        features = converter.features(waveform)
+        outputs = [
+            ("converted", converted_dir, converter.vocode(converter_match(features, pools[target_spk], k))),
+            ("resynthesis", resynth_dir, converter.vocode(features)),
+        ]
+        for name, table, wave in outputs:
+            path = write_wav(out_dir / name / "wav" / f"{pair_id}.wav", wave, rate).resolve()
+            table.wav_scp[pair_id] = str(path)
+            table.utt2spk[pair_id] = target_spk if name == "converted" else source_spk
+            if table.text is not None:
+                table.text[pair_id] = data.text.get(utt, "")
+    converted_dir.save(out_dir / "converted")
+    resynth_dir.save(out_dir / "resynthesis")
+    sources = DataDir(text={} if data.text is not None else None)
+    for pair_id, utt, source_spk, _ in chosen:
+        sources.wav_scp[pair_id] = (
+            str(Path(data.wav_scp[utt]).resolve()) if data.segments is None else data.wav_scp[utt]
+        )
+        sources.utt2spk[pair_id] = source_spk
+        if sources.text is not None:
+            sources.text[pair_id] = data.text.get(utt, "")
+    if data.segments is None:
+        sources.save(out_dir / "sources")
+
+    notes = []
+    if sv_run is not None:
+        embed, embed_rate, embedding = *_sv_embedder(sv_run), f"trained sv run {sv_run}"
+    else:
+        embed, embed_rate = (lambda w: encoder_embedding(converter, w)), rate
+        embedding = "mean-pooled layer average of the encoder"
+        notes.append("similarity from frozen encoder features, not a trained speaker model (pass --sv-run for one)")
+    cache: dict[str, np.ndarray] = {}
+
+    def original(utt: str) -> np.ndarray:
+        if utt not in cache:
+            cache[utt] = embed(load_utterance(data, utt, embed_rate)[0])
+        return cache[utt]
+
+    def reference(utts: list[str]) -> np.ndarray:
+        return np.mean([original(u) for u in utts], axis=0)
+
+    records, sums = [], {c: {"to_target": 0.0, "to_source": 0.0, "gain": 0.0, "target_wins": 0.0} for c in CONDITIONS}
+    for pair_id, utt, source_spk, target_spk in progress(chosen, desc="score", total=len(chosen)):
+        target_ref = reference(splits[target_spk][1])
+        source_utts = [u for u in splits[source_spk][0] + splits[source_spk][1] if u != utt]
+        source_ref = reference(source_utts)
+        record = {"pair": pair_id, "utterance": utt, "source_speaker": source_spk, "target_speaker": target_spk}
+        for condition in CONDITIONS:
+            if condition == "source":
+                vector = original(utt)
+            else:
+                vector = embed(load_audio(out_dir / condition / "wav" / f"{pair_id}.wav", embed_rate)[0])
+            to_target, to_source = _cosine(vector, target_ref), _cosine(vector, source_ref)
+            record[condition] = {"to_target": to_target, "to_source": to_source}
+            for key, value in (("to_target", to_target), ("to_source", to_source), ("gain", to_target - to_source),
+                               ("target_wins", float(to_target > to_source))):  # fmt: skip
+                sums[condition][key] += value
+        records.append(record)
+    similarity = {c: {key: value / len(chosen) for key, value in sums[c].items()} for c in CONDITIONS}
+
+    content = None
+    if asr_run is None:
+        notes.append("content preservation not measured (pass --asr-run with a trained asr run)")
+    elif data.text is None:
+        notes.append(f"content preservation not measured: {data_dir} has no text")
+    else:
+        content = _asr_content(asr_run, out_dir, data.segments is None)
+    report = EvaluationReport(records, similarity, embedding, content, notes)
+    with atomic_write(out_dir / "metrics.json") as handle:
+        json.dump({"task": "vc", "k": k, "seed": seed, **asdict(report)}, handle, indent=2)
+        handle.write("\n")
+    return report
+
+
+def converter_match(features: torch.Tensor, pool, k: int) -> torch.Tensor:
+    """Matched features (N, D) of ``features`` against a :class:`~audiossl_vc.pool.TargetPool`."""
+    from audiossl_vc.matching import knn_match
+
+    return knn_match(features, pool.features, k)
+
+
+def _sv_embedder(sv_run: str | Path):
+    """Embedding function of a trained ``sv`` run (its head on its upstream's layer mix) and its sample rate."""
+    try:
+        from audiossl_sv.evaluation import embed_data_dir  # noqa: F401  (checks the plugin is there)
+    except ImportError as error:
+        raise DataError(f"--sv-run needs the sv plugin (audiossl-sv): {error}", sv_run) from None
+    from audiossl.downstream.trainer import load_downstream
+
+    model = load_downstream(sv_run, device="cpu")
+
+    @torch.no_grad()
+    def embed(waveform: torch.Tensor) -> np.ndarray:
+        hidden, lengths = model.upstream(waveform[None], torch.tensor([waveform.shape[-1]]))
+        return model.head.embed(hidden, lengths)[0].float().numpy()
+
+    return embed, model.upstream.sample_rate
+
+
+def _asr_content(asr_run: str | Path, out_dir: Path, with_sources: bool) -> dict[str, float]:
+    """WER (%) of a trained ``asr`` run on the converted, resynthesised and (when written) source dirs."""
+    try:
+        from audiossl_asr.recognize import decode_run
+    except ImportError as error:
+        raise DataError(f"--asr-run needs the asr plugin (audiossl-asr): {error}", asr_run) from None
+    content = {}
+    for name in ("converted", "resynthesis", "sources") if with_sources else ("converted", "resynthesis"):
+        result = decode_run(asr_run, out_dir / name, out_dir / "asr" / name, device="cpu")
+        rate = result.score.wer.rate if result.score is not None else math.nan
+        content[f"wer_{name}"] = 100.0 * rate
+    return content
