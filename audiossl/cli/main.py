@@ -14,6 +14,7 @@ import typer
 
 from audiossl import __version__
 from audiossl.cli import data as data_commands
+from audiossl.cli import dino as dino_commands
 from audiossl.cli import encoders as encoders_commands
 from audiossl.cli import extract as extract_commands
 from audiossl.cli import features as feature_commands
@@ -34,6 +35,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(feature_commands.app, name="features")
 app.add_typer(encoders_commands.app, name="encoders")
 app.add_typer(kmeans_commands.app, name="kmeans")
+app.add_typer(dino_commands.app, name="dino")
 app.add_typer(objective_commands.app, name="objectives")
 app.command("pretrain")(pretrain_commands.pretrain)
 app.command("extract")(extract_commands.extract)

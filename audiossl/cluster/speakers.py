@@ -221,8 +221,8 @@ class PseudoSpeakerHead(nn.Module):
     """AAM-softmax over pseudo-speakers with the loss-gate and label correction (see the module doc).
 
     Buffers (saved with the model): ``labels`` (N,) current label of every utterance of the
-    table, ``losses`` (N,) its latest loss (NaN until seen), ``gate`` the loss threshold (+inf
-    until the first fit). ``rows(ids)`` maps utterance ids to table rows.
+    table, ``losses`` (N,) its latest loss (valid where ``seen`` (N,) is True), ``gate`` the loss threshold (the
+    largest float until the first fit). ``rows(ids)`` maps utterance ids to table rows.
     """
 
     def __init__(self, config: ClusterConfig, input_dim: int, table: Mapping[str, int]):
@@ -234,8 +234,10 @@ class PseudoSpeakerHead(nn.Module):
         self.num_classes = int(labels.max()) + 1
         self.weight = nn.Parameter(torch.randn(self.num_classes, input_dim) * input_dim**-0.5)  # (C, D)
         self.register_buffer("labels", labels)
-        self.register_buffer("losses", torch.full((len(self.ids),), math.nan))
-        self.register_buffer("gate", torch.tensor(math.inf, dtype=torch.float64))
+        self.register_buffer("losses", torch.zeros(len(self.ids)))
+        self.register_buffer("seen", torch.zeros(len(self.ids), dtype=torch.bool))
+        # Finite (checkpoints refuse non-finite tensors): the largest float64 keeps every sample.
+        self.register_buffer("gate", torch.tensor(torch.finfo(torch.float64).max, dtype=torch.float64))
 
     def rows(self, ids: Sequence[str], *, strict: bool = True) -> torch.Tensor:
         """Table rows (B,) of ``ids``; unknown ids are an error with ``strict``, else row -1."""
@@ -280,6 +282,7 @@ class PseudoSpeakerHead(nn.Module):
             with torch.no_grad():
                 self.labels[rows[changed & known]] = corrected[changed & known]
                 self.losses[rows[known]] = loss.detach()[known].to(self.losses.dtype)
+                self.seen[rows[known]] = True
         accuracy = (
             (probabilities.argmax(dim=-1) == corrected).float()[known].mean() if known.any() else loss.new_zeros(())
         )
@@ -293,9 +296,58 @@ class PseudoSpeakerHead(nn.Module):
     @torch.no_grad()
     def refit_gate(self, seed: int = 0) -> float:
         """Refit the loss-gate on the latest per-utterance losses; returns (and stores) the threshold."""
-        seen = torch.isfinite(self.losses)
-        if int(seen.sum()) < 2:
+        if int(self.seen.sum()) < 2:
             return float(self.gate)
-        threshold, _ = loss_gate(self.losses[seen], seed)
-        self.gate.fill_(threshold)
+        threshold, _ = loss_gate(self.losses[self.seen], seed)
+        self.gate.fill_(min(threshold, torch.finfo(torch.float64).max))
         return threshold
+
+
+# ----------------------------------------------------------------------------- the whole clustering step
+
+
+def label_pseudo_speakers(
+    model: nn.Module,
+    data_dir: str | Path,
+    num_speakers: int,
+    out_dir: str | Path,
+    *,
+    method: Literal["kmeans", "agglomerative"] = "kmeans",
+    seed: int = 0,
+    subtract_mean: bool = True,
+) -> dict:
+    """Embed, cluster and write ``out_dir/utt2pseudo`` plus ``out_dir/report.json``; returns the report.
+
+    The report gives the cluster sizes and, when the data dir has ``utt2spk``, the adjusted
+    rand index and normalised mutual information of the pseudo-speakers against it (a check
+    only: the labels themselves never use it). ``subtract_mean`` centres the embeddings before
+    their L2 normalisation (mean-pooled encoder outputs share a large common component).
+    """
+    import json
+
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from audiossl.data.kaldi import DataDir
+    from audiossl.fileio import atomic_write
+
+    ids, embeddings = extract_embeddings(model, data_dir)
+    if subtract_mean:
+        embeddings = embeddings - embeddings.mean(dim=0)
+    pseudo = cluster_speakers(embeddings, num_speakers, method=method, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_pseudo_labels(out / "utt2pseudo", ids, pseudo)
+    report: dict = {
+        "utterances": len(ids),
+        "num_speakers": num_speakers,
+        "method": method,
+        "cluster_sizes": torch.bincount(pseudo, minlength=num_speakers).tolist(),
+    }
+    utt2spk = DataDir.load(data_dir).utt2spk
+    if utt2spk and all(utt in utt2spk for utt in ids):
+        truth = [utt2spk[utt] for utt in ids]
+        report["ari_vs_utt2spk"] = float(adjusted_rand_score(truth, pseudo.numpy()))
+        report["nmi_vs_utt2spk"] = float(normalized_mutual_info_score(truth, pseudo.numpy()))
+    with atomic_write(out / "report.json") as handle:
+        json.dump(report, handle, indent=1)
+    return report
