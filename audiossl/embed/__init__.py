@@ -8,6 +8,19 @@ safetensors or HDF5), resumably. See docs/embedding.md.
 from __future__ import annotations
 
 from audiossl.embed.embedder import Embedder, Embeddings, length_batches, pool
+from audiossl.embed.extract import ExtractResult, extract
 from audiossl.embed.loading import load, resolve_device
+from audiossl.embed.writers import FORMATS, read_features
 
-__all__ = ["Embedder", "Embeddings", "length_batches", "load", "pool", "resolve_device"]
+__all__ = [
+    "FORMATS",
+    "Embedder",
+    "Embeddings",
+    "ExtractResult",
+    "extract",
+    "length_batches",
+    "load",
+    "pool",
+    "read_features",
+    "resolve_device",
+]

@@ -25,6 +25,7 @@ from torch import nn
 from audiossl.audio.io import load_audio
 from audiossl.embed.loading import resolve_device
 from audiossl.errors import AudioError, ConfigError
+from audiossl.train.pretrained import PretrainedEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -203,12 +204,10 @@ class Embedder:
         """Hidden states (L or 1, B, S, D) of the chosen layers without prefix tokens, and frame lengths (B,)."""
         waveforms, lengths = waveforms.to(self.device), lengths.to(self.device)
         autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
-        inputs = getattr(self.model, "inputs", None)
-        encoder = getattr(self.model, "encoder", None)
-        if inputs is not None and encoder is not None:  # a PretrainedEncoder: the front-end stays float32
-            features, feature_lengths = inputs(waveforms, lengths)
+        if isinstance(self.model, PretrainedEncoder):  # the front-end stays float32
+            features, feature_lengths = self.model.inputs(waveforms, lengths)
             with autocast:
-                output = encoder(features, feature_lengths)
+                output = self.model.encoder(features, feature_lengths)
         else:
             with autocast:
                 output = self.model(waveforms, lengths)

@@ -46,13 +46,14 @@ class PretrainedEncoder(nn.Module):
 
     @property
     def frame_rate(self) -> float:
-        """Output tokens per second of audio (prefix tokens excluded), measured on 10 s of input.
+        """Output time steps per second of audio (prefix tokens excluded), measured on 10 s of input.
 
-        For patch inputs this counts every frequency patch of a time step.
+        For patch inputs a time step is one column of the patch grid (``freq_patches`` tokens).
         """
         samples = torch.tensor([10 * self.sample_rate])
         tokens = self.encoder.token_lengths(self.inputs.output_lengths(samples))
-        return float(tokens[0]) / 10.0
+        per_step = getattr(getattr(self.encoder, "embedding", None), "freq_patches", 1)
+        return float(tokens[0]) / per_step / 10.0
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         features, feature_lengths = self.inputs(waveforms, lengths)

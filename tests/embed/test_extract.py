@@ -1,0 +1,167 @@
+"""Extraction to disk: every format round-trips, an interrupted run resumes without recomputing, outputs are guarded."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import kaldiio
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from audiossl.audio.io import load_utterance
+from audiossl.cli.main import main
+from audiossl.data.kaldi import DataDir
+from audiossl.embed import Embedder, extract, load, read_features
+from audiossl.embed import embedder as embedder_module
+from audiossl.embed.extract import DONE_NAME, OutputExistsError
+from audiossl.errors import ConfigError
+
+_REFERENCES: dict[tuple, dict[str, np.ndarray]] = {}
+
+
+def reference(checkpoint, data_dir, layers=None, pooling=None) -> dict[str, np.ndarray]:
+    """Every utterance embedded alone, in memory (computed once per setting)."""
+    key = (str(checkpoint), str(data_dir), str(layers), pooling)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = _reference(checkpoint, data_dir, layers, pooling)
+    return _REFERENCES[key]
+
+
+def _reference(checkpoint, data_dir, layers, pooling) -> dict[str, np.ndarray]:
+    data = DataDir.load(data_dir)
+    embedder = Embedder(load(checkpoint, device="cpu"), device="cpu")
+    out = {}
+    for utt in data.utterance_ids:
+        waveform, rate = load_utterance(data, utt)
+        out[utt] = embedder.embed(waveform, sample_rate=rate, layers=layers, pooling=pooling)[0].numpy()
+    return out
+
+
+def read_natively(out, fmt: str) -> dict[str, np.ndarray]:
+    """The output read with the format's own library, not with read_features."""
+    if fmt == "npy":
+        lines = (out / "index.scp").read_text().splitlines()
+        return {utt: np.load(out / rel) for utt, rel in (line.split() for line in lines)}
+    if fmt == "ark":
+        return {utt: np.asarray(array) for utt, array in kaldiio.load_scp(str(out / "feats.scp")).items()}
+    if fmt == "safetensors":
+        files = json.loads((out / "index.json").read_text())["files"]
+        return {utt: load_file(str(out / rel))[utt] for utt, rel in files.items()}
+    with h5py.File(out / "feats.h5", "r") as handle:
+        return {utt: handle[utt][()] for utt in handle}
+
+
+@pytest.mark.parametrize("fmt", ["npy", "ark", "safetensors", "hdf5"])
+@pytest.mark.parametrize(("layer", "pooling"), [(None, None), (0, "stats")])
+def test_every_format_round_trips(fmt, layer, pooling, ast_checkpoint, data_dir, tmp_path):
+    out = tmp_path / "feats"
+    result = extract(ast_checkpoint, data_dir, out, layer=layer, pooling=pooling, format=fmt, chunk_size=3)
+    assert (result.total, result.skipped, result.computed) == (7, 0, 7)
+    expected = reference(ast_checkpoint, data_dir, layers=layer, pooling=pooling)
+    for got in (read_natively(out, fmt), read_features(out)):
+        assert sorted(got) == sorted(expected)
+        for utt, array in expected.items():
+            assert got[utt].shape == array.shape and got[utt].dtype == np.float32
+            np.testing.assert_allclose(got[utt], array, atol=1e-5)
+
+
+def test_all_layers_of_frames_in_hdf5_and_refused_in_ark(ast_checkpoint, data_dir, tmp_path):
+    extract(ast_checkpoint, data_dir, tmp_path / "h5", layer="all", format="hdf5")
+    got = read_features(tmp_path / "h5")
+    expected = reference(ast_checkpoint, data_dir, layers="all")
+    assert all(got[utt].shape == expected[utt].shape and got[utt].shape[0] == 2 for utt in expected)
+    with pytest.raises(ConfigError, match="Kaldi ark holds matrices"):
+        extract(ast_checkpoint, data_dir, tmp_path / "ark", layer="all", format="ark")
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fmt", ["ark", "npy"])
+def test_interrupted_extraction_resumes_without_recomputing(fmt, ast_checkpoint, data_dir, tmp_path, monkeypatch):
+    clean = tmp_path / "clean"
+    extract(ast_checkpoint, data_dir, clean, pooling="mean", format=fmt, chunk_size=2)
+
+    embedded: list[int] = []
+    original = embedder_module.Embedder.embed
+
+    def counting(self, inputs, *args, crash_after=None, **kwargs):
+        if crash_after is not None and sum(embedded) >= crash_after:
+            raise Crash("killed")
+        result = original(self, inputs, *args, **kwargs)
+        embedded.append(len(result))
+        return result
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(embedder_module.Embedder, "embed", lambda *a, **k: counting(*a, crash_after=4, **k))
+    with pytest.raises(Crash):
+        extract(ast_checkpoint, data_dir, out, pooling="mean", format=fmt, chunk_size=2)
+    assert sum(embedded) == 4
+    done_lines = (out / DONE_NAME).read_text().splitlines()
+    assert len(done_lines) == 2  # two chunks of two finished before the crash
+    finished = [path for path in (out / fmt).iterdir()]
+    stamps = {path: (path.stat().st_mtime_ns, path.stat().st_ino) for path in finished}
+    # A crash while appending the next done line leaves half a line: it must not count.
+    with open(out / DONE_NAME, "a") as handle:
+        handle.write("part-00002 spk0-utt0")
+    (out / fmt / "orphan.tmp").write_text("left by a killed write")
+
+    embedded.clear()
+    monkeypatch.setattr(embedder_module.Embedder, "embed", lambda *a, **k: counting(*a, **k))
+    result = extract(ast_checkpoint, data_dir, out, pooling="mean", format=fmt, chunk_size=2)
+    assert (result.skipped, result.computed) == (4, 3) and sum(embedded) == 3  # only the rest was computed
+    for path, stamp in stamps.items():
+        assert (path.stat().st_mtime_ns, path.stat().st_ino) == stamp  # finished entries untouched
+    assert not (out / fmt / "orphan.tmp").exists()
+    assert all(line.count(" ") >= 1 for line in (out / DONE_NAME).read_text().splitlines())
+    got, want = read_natively(out, fmt), read_natively(clean, fmt)
+    assert sorted(got) == sorted(want)
+    for utt in want:
+        np.testing.assert_allclose(got[utt], want[utt], atol=1e-6)
+
+
+def test_existing_outputs_are_refused_unless_overwrite(ast_checkpoint, data_dir, tmp_path):
+    out = tmp_path / "feats"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    with pytest.raises(OutputExistsError, match="output path exists"):
+        extract(ast_checkpoint, data_dir, out, pooling="mean")
+    with pytest.raises(OutputExistsError, match="neither"):  # --overwrite never deletes a foreign dir
+        extract(ast_checkpoint, data_dir, out, pooling="mean", overwrite=True)
+    assert (out / "mine.txt").read_text() == "precious"
+
+    done = tmp_path / "done"
+    extract(ast_checkpoint, data_dir, done, pooling="mean")
+    with pytest.raises(OutputExistsError, match="finished extraction"):
+        extract(ast_checkpoint, data_dir, done, pooling="mean")
+    result = extract(ast_checkpoint, data_dir, done, pooling="stats", overwrite=True)
+    assert result.computed == 7 and read_features(done)["spk0-utt00"].shape == (64,)
+
+    args = ["extract", "--model", str(ast_checkpoint), "--data", str(data_dir), "-o", str(done), "--pool", "stats"]
+    assert main(args) == 2
+    assert main([*args, "--overwrite", "--format", "safetensors"]) == 0
+    assert (done / "index.json").is_file() and json.loads((done / "extract.json").read_text())["complete"]
+
+
+def test_unfinished_output_with_other_settings_is_refused(ast_checkpoint, data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "feats"
+    monkeypatch.setattr(embedder_module.Embedder, "embed", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        extract(ast_checkpoint, data_dir, out, pooling="mean")
+    monkeypatch.undo()
+    with pytest.raises(OutputExistsError, match=r"other settings \(pooling\)"):
+        extract(ast_checkpoint, data_dir, out, pooling="stats")
+
+
+def test_cli_rate_mismatch_error(ast_checkpoint, tmp_path, capsys):
+    from embed_helpers import write_data_dir
+
+    slow = write_data_dir(tmp_path / "slow", [0.4, 0.5], sample_rate=8000)
+    args = ["extract", "--model", str(ast_checkpoint), "--data", str(slow), "--pool", "mean"]
+    assert main([*args, "-o", str(tmp_path / "a"), "--rate-mismatch", "error"]) == 2
+    assert "8000 Hz" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="resampling"):
+        assert main([*args, "-o", str(tmp_path / "b"), "--layer", "1"]) == 0
