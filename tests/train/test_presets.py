@@ -27,6 +27,23 @@ SMALL_OBJECTIVE = {
     ],
 }
 SMALL_OBJECTIVE["w2vbert"] = [*SMALL_OBJECTIVE["wav2vec2"], "objective.config.contrastive_layer=1"]
+SMALL_OBJECTIVE["hubert"] = [
+    "objective.config.code_dim=16",
+    "objective.config.mask.span_length=3",
+    "objective.config.mask.min_spans=1",
+]
+
+
+def cluster_labels(data_dir, out):
+    """A label dir of ``data_dir`` for objectives that predict cluster labels (MFCC k-means, k=8)."""
+    from audiossl.cluster.kmeans import KMeansConfig
+    from audiossl.cluster.pipeline import FitConfig, fit_kmeans_dir, label_with_kmeans_dir
+
+    kmeans = KMeansConfig(n_clusters=8, batch_size=256, n_init=1, max_iter=2)
+    fit_kmeans_dir([data_dir], out / "kmeans", FitConfig(kmeans=kmeans), progress=False)
+    label_with_kmeans_dir(out / "kmeans", data_dir, out / "labels", progress=False)
+    return out / "labels"
+
 
 COMMON = [
     "encoder.overrides.dim=32",
@@ -48,6 +65,8 @@ COMMON = [
 def test_preset_trains_two_steps(name, synth_dir, tmp_path):
     base = resolve_config(name)
     sets = COMMON + SHRINK[base.encoder.family] + SMALL_OBJECTIVE[base.objective.name]
+    if "labels" in base.objective.config:
+        sets.append(f"objective.config.labels={cluster_labels(synth_dir, tmp_path)}")
     config = resolve_config(name, sets)
     result = pretrain(config, [synth_dir], tmp_path / "run")
     assert result.step == 2 and result.stopped_by is None
