@@ -124,11 +124,11 @@ P_TARGETS = (0.01, 0.05)
 def verification_metrics(
     scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray, p_targets: Sequence[float] = P_TARGETS
 ) -> dict[str, float]:
-    """EER (%, and its threshold) and minDCF at each prior, named for reports: ``eer``, ``min_dcf_0.01``, ..."""
+    """EER in percent (``eer_percent``, and its threshold) and minDCF at each prior (``min_dcf_0.01``, ...)."""
     eer = compute_eer(scores, labels)
     labels_arr = np.asarray(labels)
     out = {
-        "eer": 100.0 * eer.eer,
+        "eer_percent": 100.0 * eer.eer,
         "eer_threshold": eer.threshold,
         "num_trials": int(labels_arr.size),
         "num_targets": int((labels_arr == 1).sum()),
@@ -139,7 +139,7 @@ def verification_metrics(
 
 
 #: Probability ticks of the DET plot (fractions).
-_DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99)
+_DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
 
 
 def plot_det(
@@ -155,8 +155,8 @@ def plot_det(
     from scipy.special import ndtri  # the probit: inverse of the standard normal CDF
 
     # Rates of exactly 0 or 1 sit at +-infinity on probit axes: clip them to the plot's edges.
-    floor = 0.5 * _DET_TICKS[0]
-    probit = lambda p: ndtri(np.clip(p, floor, 1.0 - floor))  # noqa: E731
+    floor, ceiling = 0.5 * _DET_TICKS[0], 0.995
+    probit = lambda p: ndtri(np.clip(p, floor, ceiling))  # noqa: E731
 
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     for name, (scores, labels) in curves.items():
@@ -166,7 +166,7 @@ def plot_det(
         ax.plot(probit(eer.eer), probit(eer.eer), "o", color=line.get_color())
     ticks = probit(np.asarray(_DET_TICKS))
     labels_text = [f"{100 * t:g}" for t in _DET_TICKS]
-    limits = (probit(floor), probit(1.0 - floor))
+    limits = (probit(floor), probit(ceiling))
     ax.plot(limits, limits, ":", color="grey", linewidth=0.8)  # the EER diagonal
     ax.set_xticks(ticks, labels_text)
     ax.set_yticks(ticks, labels_text)
@@ -176,7 +176,7 @@ def plot_det(
     ax.set_ylabel("Miss rate (%)")
     ax.set_title(title)
     ax.grid(True, linewidth=0.4)
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     path = Path(path)
     try:

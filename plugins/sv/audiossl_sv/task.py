@@ -86,7 +86,7 @@ class SVHead(nn.Module):
 
 
 class SVTask(DownstreamTask):
-    """Speaker verification: labels ``spk``; metrics EER (%) and minDCF at p_target 0.01 and 0.05."""
+    """Speaker verification: labels ``spk``; metrics ``eer_percent`` and ``min_dcf_0.01`` / ``min_dcf_0.05``."""
 
     name = "sv"
     labels = ("spk",)

@@ -47,7 +47,7 @@ def trained(corpus, tmp_path_factory) -> Path:
 
 
 def _check_outputs(out: Path, metrics: dict) -> None:
-    assert 0.0 <= metrics["eer"] <= 100.0
+    assert 0.0 <= metrics["eer_percent"] <= 100.0
     for p in ("0.01", "0.05"):
         assert 0.0 <= metrics[f"min_dcf_{p}"] <= 1.0
     assert metrics["num_trials"] > 0 and 0 < metrics["num_targets"] < metrics["num_trials"]
@@ -69,7 +69,7 @@ def test_train_and_evaluate(corpus, trained, tmp_path):
     trials = read_trials(tmp_path / "eval" / "trials")  # generated: every target pair, as many non-targets
     assert sum(t.label for t in trials) == 6 and len(trials) == 12
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert report["task"] == "sv" and report["metrics"]["eer"] == pytest.approx(metrics["eer"])
+    assert report["task"] == "sv" and report["metrics"]["eer_percent"] == pytest.approx(metrics["eer_percent"])
 
 
 def test_frozen_baseline(corpus, tmp_path):
@@ -77,7 +77,7 @@ def test_frozen_baseline(corpus, tmp_path):
     metrics = evaluate_frozen("fbank", corpus["test"], tmp_path / "fbank", config, device="cpu")
     _check_outputs(tmp_path / "fbank", metrics)
     layer = evaluate_frozen(str(corpus["pretrained"]), corpus["test"], tmp_path / "l0", config, layer=0, device="cpu")
-    assert 0.0 <= layer["eer"] <= 100.0
+    assert 0.0 <= layer["eer_percent"] <= 100.0
     assert json.loads((tmp_path / "l0" / "metrics.json").read_text())["baseline"].startswith("mean-pooled layer 0")
 
 

@@ -115,8 +115,8 @@ def test_bad_inputs():
 
 def test_verification_metrics_names():
     metrics = verification_metrics([0.9, 0.8, 0.3, 0.7, 0.2, 0.1], [1, 1, 1, 0, 0, 0])
-    assert metrics["eer"] == pytest.approx(100 / 3)
-    assert set(metrics) >= {"eer", "eer_threshold", "min_dcf_0.01", "min_dcf_0.05", "num_trials"}
+    assert metrics["eer_percent"] == pytest.approx(100 / 3)
+    assert set(metrics) >= {"eer_percent", "eer_threshold", "min_dcf_0.01", "min_dcf_0.05", "num_trials"}
 
 
 def test_det_png(tmp_path):
