@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from audiossl_asr.decoding import BeamSearchDecoder, BeamSearchOptions, greedy_d
 from audiossl_asr.head import CTCHead, CTCHeadConfig, ctc_loss
 from audiossl_asr.metrics import Score, score_transcripts
 from audiossl_asr.tokenizer import Tokenizer, read_transcripts, train_tokenizer
+
+logger = logging.getLogger(__name__)
 
 #: Hypotheses written by evaluation and ``audiossl asr decode`` (Kaldi ``text`` format).
 HYP_FILE = "hyp.txt"
@@ -73,8 +76,18 @@ class ASRTask(DownstreamTask):
         return _state(tokenizer)
 
     def check_data(self, data_dir: Path, state: TaskState) -> None:
+        """Labels present, no empty transcript (DataError at its line); warn about units the tokenizer lacks."""
         check_labels(data_dir, self.labels)
-        read_transcripts(Path(data_dir) / "text")  # empty transcripts: DataError at their line
+        text = Path(data_dir) / "text"
+        tokenizer = tokenizer_of(state)
+        unknown = [utt for utt, words in read_transcripts(text).items() if tokenizer.unk in tokenizer.encode(words)]
+        if unknown:
+            logger.warning(
+                "%s: %d transcript(s) have characters never seen in training (e.g. %s); they count as errors",
+                text,
+                len(unknown),
+                unknown[0],
+            )
 
     def save_state(self, state: TaskState, run_dir: Path) -> None:
         super().save_state({k: v for k, v in state.items() if not k.startswith("_")}, run_dir)

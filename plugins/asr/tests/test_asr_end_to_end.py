@@ -121,3 +121,19 @@ def test_empty_transcript_and_missing_text_are_named(corpus, tmp_path):
     with pytest.raises(DataError) as error:
         train_downstream(ASRTask(), "fbank:16000:32", broken, tmp_path / "run2", config)
     assert "text" in str(error.value)
+
+
+def test_check_data_warns_about_unseen_characters(corpus, tmp_path, caplog):
+    from audiossl_asr.task import _state
+    from audiossl_asr.tokenizer import read_transcripts, train_tokenizer
+
+    state = _state(train_tokenizer(read_transcripts(corpus / "text"), "char"))
+    ASRTask().check_data(corpus, state)
+    assert "never seen" not in caplog.text
+    other = tmp_path / "other"
+    shutil.copytree(corpus, other)
+    lines = (other / "text").read_text(encoding="utf-8").splitlines()
+    lines[0] += " zebra"
+    (other / "text").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ASRTask().check_data(other, state)
+    assert "1 transcript(s) have characters never seen" in caplog.text and lines[0].split()[0] in caplog.text

@@ -29,3 +29,14 @@ def test_plugin_import_does_not_load_torch():
     code = "import sys, audiossl_asr.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_root_cli_mounts_asr_and_reports_user_errors(tmp_path, capsys):
+    from audiossl.cli.main import main
+
+    (tmp_path / "text").write_text("u1 sun moon\nu2 tea\n", encoding="utf-8")
+    (tmp_path / "hyp.txt").write_text("u1 sun\nu2\n", encoding="utf-8")
+    assert main(["asr", "score", str(tmp_path), str(tmp_path / "hyp.txt")]) == 0
+    assert "WER 66.67% (2/3 words)" in capsys.readouterr().out
+    assert main(["asr", "score", str(tmp_path), str(tmp_path / "missing.txt")]) == 2
+    assert f"{tmp_path / 'missing.txt'}: file not found" in capsys.readouterr().err
