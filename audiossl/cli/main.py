@@ -18,6 +18,7 @@ from audiossl.cli import dino as dino_commands
 from audiossl.cli import encoders as encoders_commands
 from audiossl.cli import extract as extract_commands
 from audiossl.cli import features as feature_commands
+from audiossl.cli import interop as interop_commands
 from audiossl.cli import kmeans as kmeans_commands
 from audiossl.cli import objectives as objective_commands
 from audiossl.cli import plugins as plugin_commands
@@ -37,6 +38,7 @@ app.add_typer(encoders_commands.app, name="encoders")
 app.add_typer(kmeans_commands.app, name="kmeans")
 app.add_typer(dino_commands.app, name="dino")
 app.add_typer(objective_commands.app, name="objectives")
+app.add_typer(interop_commands.app, name="interop")
 app.command("pretrain")(pretrain_commands.pretrain)
 app.command("extract")(extract_commands.extract)
 app.command("export")(extract_commands.export)
