@@ -18,6 +18,7 @@ from audiossl.cli import dino as dino_commands
 from audiossl.cli import encoders as encoders_commands
 from audiossl.cli import extract as extract_commands
 from audiossl.cli import features as feature_commands
+from audiossl.cli import hubert as hubert_commands
 from audiossl.cli import interop as interop_commands
 from audiossl.cli import kmeans as kmeans_commands
 from audiossl.cli import objectives as objective_commands
@@ -36,6 +37,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(feature_commands.app, name="features")
 app.add_typer(encoders_commands.app, name="encoders")
 app.add_typer(kmeans_commands.app, name="kmeans")
+app.add_typer(hubert_commands.app, name="hubert")
 app.add_typer(dino_commands.app, name="dino")
 app.add_typer(objective_commands.app, name="objectives")
 app.add_typer(interop_commands.app, name="interop")
