@@ -12,12 +12,16 @@ takes the same upstream, mode and optimiser options.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from audiossl.downstream.plugin import Plugin, PluginError
     from audiossl.downstream.task import DownstreamTask
     from audiossl.downstream.trainer import DownstreamConfig
@@ -36,21 +40,20 @@ def _command_names(root: typer.Typer) -> set[str]:
     return names
 
 
-def mount_plugins(root: typer.Typer) -> list[PluginError]:
+def mount_plugins(root: typer.Typer, entry_points: Iterable[EntryPoint] | None = None) -> list[PluginError]:
     """Add every installed plugin's commands to ``root`` as ``<plugin name> ...``; return the failures.
 
     Never raises: failures (import errors, a name already used by a command) are logged and
     returned; :func:`check_strict` turns them into an error when strict mode is on.
+    ``entry_points`` defaults to the installed ones.
     """
     from audiossl.downstream.plugin import PluginError, discover_plugins
 
-    plugins, errors = discover_plugins(strict=False)
+    plugins, errors = discover_plugins(entry_points, strict=False)
     taken = _command_names(root)
     for name, plugin in plugins.items():
         if name in taken:
             error = PluginError(name, "name clashes with a built-in command", plugin.distribution)
-            import logging
-
             logging.getLogger(__name__).warning("%s", error)
             errors.append(error)
             continue

@@ -151,7 +151,13 @@ class Upstream(nn.Module):
 
     @torch.no_grad()
     def _probe(self) -> tuple[int, int, float]:
-        """Layers, width and frames per second, from the encoder's output on 1 s and 2 s of noise."""
+        """Layers, width and frames per second: the encoder's own attributes, else measured on noise.
+
+        Measured from its output on 1 s and 2 s of noise (the difference cancels edge effects).
+        """
+        known = [getattr(self.encoder, name, None) for name in ("num_layers", "dim", "frame_rate")]
+        if all(isinstance(value, (int, float)) for value in known):
+            return int(known[0]), int(known[1]), float(known[2])
         was_training = self.encoder.training
         self.encoder.eval()
         generator = torch.Generator().manual_seed(0)  # never the global generator: runs stay reproducible

@@ -1,0 +1,41 @@
+"""audiossl plugin: emotion recognition from pooled SSL features (``audiossl er ...``).
+
+Utterance pooling (mean, mean + std, or attentive statistics) and a linear or MLP classifier
+on an upstream's weighted layer sum; optional inverse-frequency class weights; reports name
+both WA (weighted accuracy: overall accuracy) and UA (unweighted accuracy: mean per-class
+recall), the two figures emotion papers give since IEMOCAP's classes are imbalanced; a
+confusion-matrix PNG; leave-speaker-out folds. This module stays light (no torch import):
+audiossl imports it at every start-up to mount the commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audiossl.downstream.plugin import Plugin
+
+__version__ = "0.1.0"
+
+#: The label table the task reads (utt2emo).
+LABEL = "emo"
+
+
+def make_task(**options: Any):
+    """An :class:`audiossl_er.task.EmotionTask` with ``options`` (pooling, hidden_dim, class_weights, dropout)."""
+    from audiossl_er.task import EmotionTask
+
+    return EmotionTask(**options)
+
+
+def plugin() -> Plugin:
+    """The entry point (group ``audiossl.plugins``, name ``er``)."""
+    from audiossl_er.cli import app
+
+    return Plugin(
+        name="er",
+        version=__version__,
+        description="Emotion recognition: pooled features + classifier, WA and UA, confusion matrix, speaker folds.",
+        labels=(LABEL,),
+        task_factory=make_task,
+        cli=app,
+    )

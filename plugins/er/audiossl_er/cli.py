@@ -1,0 +1,154 @@
+"""``audiossl er``: train, evaluate, leave-speaker-out folds and cross-validation for emotion recognition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audiossl.cli.plugins import (
+    BatchSecondsOption,
+    CheckpointOption,
+    ConfigOption,
+    DataArgument,
+    DeviceOption,
+    FreezeStepsOption,
+    LrOption,
+    MaxStepsOption,
+    ModeOption,
+    OutOption,
+    ResumeOption,
+    RunDirArgument,
+    SeedOption,
+    SetOption,
+    UpstreamLrOption,
+    UpstreamOption,
+    ValidOption,
+    downstream_config,
+    run_evaluation,
+    run_training,
+)
+
+app = typer.Typer(
+    help="Emotion recognition: pooled features + classifier; WA (overall accuracy) and UA (mean per-class recall).",
+    no_args_is_help=True,
+)
+
+PoolingOption = Annotated[str, typer.Option("--pooling", help="Utterance pooling: mean, stats or attentive.")]
+HiddenOption = Annotated[int, typer.Option("--hidden-dim", help="MLP hidden width; 0 = linear classifier.")]
+WeightsOption = Annotated[
+    bool, typer.Option("--class-weights/--no-class-weights", help="Weight the loss by inverse class frequency.")
+]
+DropoutOption = Annotated[float, typer.Option("--dropout", help="Dropout before the last linear layer.")]
+NumFoldsOption = Annotated[
+    int | None, typer.Option("--num-folds", help="Speaker groups (default: one speaker per fold).")
+]
+
+
+@app.command()
+def train(
+    data: DataArgument,
+    upstream: UpstreamOption,
+    out: OutOption,
+    valid: ValidOption = None,
+    pooling: PoolingOption = "mean",
+    hidden_dim: HiddenOption = 0,
+    class_weights: WeightsOption = False,
+    dropout: DropoutOption = 0.1,
+    mode: ModeOption = None,
+    freeze_steps: FreezeStepsOption = None,
+    max_steps: MaxStepsOption = None,
+    lr: LrOption = None,
+    upstream_lr: UpstreamLrOption = None,
+    batch_seconds: BatchSecondsOption = None,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    resume: ResumeOption = False,
+) -> None:
+    """Train an emotion classifier on DATA (utt2emo) over an upstream."""
+    from audiossl_er import make_task
+
+    settings = downstream_config(
+        config,
+        sets,
+        mode=mode,
+        freeze_steps=freeze_steps,
+        max_steps=max_steps,
+        lr=lr,
+        upstream_lr=upstream_lr,
+        batch_seconds=batch_seconds,
+        seed=seed,
+        device=device,
+    )
+    task = make_task(pooling=pooling, hidden_dim=hidden_dim, class_weights=class_weights, dropout=dropout)
+    run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
+
+
+@app.command()
+def evaluate(
+    run_dir: RunDirArgument,
+    data: DataArgument,
+    out: OutOption,
+    checkpoint: CheckpointOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Score a trained run on DATA: WA, UA, per-class recall, report.txt, confusion.png, utt2emo_pred."""
+    run_evaluation(run_dir, data, out, checkpoint=checkpoint, device=device)
+
+
+@app.command()
+def folds(
+    data: DataArgument,
+    out: OutOption,
+    num_folds: NumFoldsOption = None,
+) -> None:
+    """Write leave-speaker-out folds of DATA: OUT/fold<k>/train and OUT/fold<k>/test."""
+    from audiossl_er.folds import leave_speaker_out_folds
+
+    for fold_dir in leave_speaker_out_folds(data, out, num_folds):
+        typer.echo(str(fold_dir))
+
+
+@app.command("cross-validate")
+def cross_validate_command(
+    data: DataArgument,
+    upstream: UpstreamOption,
+    out: OutOption,
+    num_folds: NumFoldsOption = None,
+    pooling: PoolingOption = "mean",
+    hidden_dim: HiddenOption = 0,
+    class_weights: WeightsOption = False,
+    dropout: DropoutOption = 0.1,
+    mode: ModeOption = None,
+    max_steps: MaxStepsOption = None,
+    lr: LrOption = None,
+    batch_seconds: BatchSecondsOption = None,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+    config: ConfigOption = None,
+    sets: SetOption = None,
+) -> None:
+    """Leave-speaker-out cross-validation: train and evaluate every fold; print per-fold and mean WA and UA."""
+    from audiossl.downstream.trainer import evaluate_downstream, train_downstream
+    from audiossl_er import make_task
+    from audiossl_er.folds import cross_validate
+
+    settings = downstream_config(
+        config, sets, mode=mode, max_steps=max_steps, lr=lr, batch_seconds=batch_seconds, seed=seed, device=device
+    )
+    task = make_task(pooling=pooling, hidden_dim=hidden_dim, class_weights=class_weights, dropout=dropout)
+
+    def train_fold(train_dir: Path, run_dir: Path) -> Path:
+        return train_downstream(task, upstream, train_dir, run_dir, settings).run_dir
+
+    def evaluate_fold(run_dir: Path, test_dir: Path, eval_dir: Path) -> dict[str, float]:
+        return evaluate_downstream(run_dir, test_dir, eval_dir, task=task, device=settings.device)
+
+    summary = cross_validate(train_fold, evaluate_fold, data, out, num_folds)
+    for name, metrics in summary["folds"].items():
+        typer.echo(f"{name}  WA {metrics['WA']:.4f}  UA {metrics['UA']:.4f}")
+    typer.echo(f"mean    WA {summary['mean']['WA']:.4f}  UA {summary['mean']['UA']:.4f}")
+    typer.echo(f"wrote {out / 'summary.json'}")
