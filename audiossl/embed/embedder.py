@@ -151,15 +151,17 @@ class Embedder:
             raise AudioError(f"{name}: the waveform has NaN or Inf samples")
         return waveform.float(), int(sample_rate), name
 
-    def conform_rates(self, items: Sequence[tuple[torch.Tensor, int, str]]) -> list[torch.Tensor]:
-        """Waveforms (T,) at the model's rate: others are resampled (one warning) or refused (``on_rate_mismatch``)."""
+    def conform_rates(self, items: Sequence[tuple[torch.Tensor, int, str]], warn: bool = True) -> list[torch.Tensor]:
+        """Waveforms (T,) at the model's rate: others are resampled (one warning unless ``warn`` is False)
+        or refused (``on_rate_mismatch``)."""
         off = [(rate, name) for _, rate, name in items if rate != self.sample_rate]
         if off:
             rate, name = off[0]
             message = f"{len(off)} input(s) are not at the model's {self.sample_rate} Hz (e.g. {name} at {rate} Hz)"
             if self.on_rate_mismatch == "error":
                 raise AudioError(message + "; resample them, or use on_rate_mismatch='resample'")
-            warnings.warn(message + f"; resampling them to {self.sample_rate} Hz", stacklevel=3)
+            if warn:
+                warnings.warn(message + f"; resampling them to {self.sample_rate} Hz", stacklevel=3)
         return [
             w if rate == self.sample_rate else torchaudio.functional.resample(w, rate, self.sample_rate)
             for w, rate, _ in items

@@ -210,11 +210,13 @@ def extract(
         )
         layers = None if layer_setting == "last" else layer_setting
         next_index = 1 + max((int(chunk.split("-")[1]) for chunk in done), default=-1)
+        warned = False
         chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
         for offset, chunk_utts in enumerate(progress(chunks, desc="extract", total=len(chunks), unit="chunk")):
             name = f"part-{next_index + offset:05d}"
             audio = [(*load_utterance(data, utt, None, allow_pipes), utt) for utt in chunk_utts]
-            waveforms = embedder.conform_rates(audio)
+            waveforms = embedder.conform_rates(audio, warn=not warned)  # one warning per extraction
+            warned = warned or any(rate != embedder.sample_rate for _, rate, _ in audio)
             result = embedder.embed(waveforms, sample_rate=embedder.sample_rate, layers=layers, pooling=pooling)
             arrays = {utt: np.ascontiguousarray(result[i].numpy()) for i, utt in enumerate(chunk_utts)}
             writer.write_chunk(name, arrays)

@@ -172,3 +172,39 @@ def test_foreign_checkpoints_go_to_interop_or_fail_clearly(tmp_path, monkeypatch
     monkeypatch.setattr(loading_module, "_interop_available", lambda: True)
     assert isinstance(load(foreign, device="cpu"), torch.nn.Linear)
     assert seen == [foreign]
+
+
+def test_imported_torchaudio_checkpoint_loads_and_embeds(tmp_path):
+    import torchaudio.models
+
+    from audiossl.interop.torchaudio import save_torchaudio_checkpoint
+
+    kwargs = dict(
+        extractor_mode="layer_norm",
+        extractor_conv_layer_config=[(16, 10, 5), (16, 3, 2), (16, 2, 2)],
+        extractor_conv_bias=False,
+        encoder_embed_dim=32,
+        encoder_projection_dropout=0.0,
+        encoder_pos_conv_kernel=8,
+        encoder_pos_conv_groups=4,
+        encoder_num_layers=2,
+        encoder_num_heads=2,
+        encoder_attention_dropout=0.0,
+        encoder_ff_interm_features=48,
+        encoder_ff_interm_dropout=0.0,
+        encoder_dropout=0.0,
+        encoder_layer_norm_first=True,
+        encoder_layer_drop=0.0,
+        aux_num_out=None,
+    )
+    torch.manual_seed(0)
+    peer = torchaudio.models.wav2vec2_model(**kwargs).eval()
+    save_torchaudio_checkpoint(tmp_path / "w2v.pt", peer.state_dict(), "wav2vec2_model", kwargs)
+    model = load(tmp_path / "w2v.pt", device="cpu")  # not an audiossl checkpoint: imported
+    embedder = Embedder(model, device="cpu")
+    audio = waveforms([0.3, 0.2], seed=9)
+    result = embedder.embed(audio, sample_rate=RATE, layers=1)
+    for i, waveform in enumerate(audio):
+        with torch.no_grad():
+            reference, _ = peer.extract_features(waveform.unsqueeze(0))
+        torch.testing.assert_close(result.features[i], reference[1][0], atol=1e-4, rtol=0)

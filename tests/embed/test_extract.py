@@ -156,12 +156,18 @@ def test_unfinished_output_with_other_settings_is_refused(ast_checkpoint, data_d
         extract(ast_checkpoint, data_dir, out, pooling="stats")
 
 
-def test_cli_rate_mismatch_error(ast_checkpoint, tmp_path, capsys):
+def test_rate_mismatch_resamples_with_one_warning_or_fails(ast_checkpoint, tmp_path, capsys):
     from embed_helpers import write_data_dir
 
-    slow = write_data_dir(tmp_path / "slow", [0.4, 0.5], sample_rate=8000)
+    slow = write_data_dir(tmp_path / "slow", [0.4, 0.5, 0.3], sample_rate=8000)
     args = ["extract", "--model", str(ast_checkpoint), "--data", str(slow), "--pool", "mean"]
     assert main([*args, "-o", str(tmp_path / "a"), "--rate-mismatch", "error"]) == 2
     assert "8000 Hz" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="resampling") as caught:
+        extract(ast_checkpoint, slow, tmp_path / "b", pooling="mean", layer=1, chunk_size=1)
+    assert len([w for w in caught if "resampling" in str(w.message)]) == 1  # not one per chunk
     with pytest.warns(UserWarning, match="resampling"):
-        assert main([*args, "-o", str(tmp_path / "b"), "--layer", "1"]) == 0
+        expected = reference(ast_checkpoint, slow, layers=1, pooling="mean")
+    got = read_features(tmp_path / "b")
+    for utt, array in expected.items():
+        np.testing.assert_allclose(got[utt], array, atol=1e-5)
