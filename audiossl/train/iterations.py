@@ -5,7 +5,7 @@ frames (39 dims with deltas, k = 100); iteration n >= 2 predicts k-means cluster
 layer of iteration n-1's model (k = 500). :func:`run_iterations` runs that loop with every
 iteration in its own directory, so nothing from an earlier iteration is ever overwritten::
 
-    RUN/plan.yaml                  the IterationsConfig of the run
+    RUN/plan.yaml                  the IterationsConfig the run started with
     RUN/iter1/kmeans/              k-means dir (audiossl kmeans fit), with its quality report
     RUN/iter1/labels/              label dir of the training data (audiossl kmeans label): labels,
                                    frame_rate, quality report (PNMI against ``reference``), topics
@@ -145,10 +145,11 @@ def run_iterations(
     run_dir.mkdir(parents=True, exist_ok=True)
     plan_path = run_dir / "plan.yaml"
     plan = yaml.safe_dump(plain(to_dict(config)), sort_keys=False)
-    if plan_path.is_file() and plan_path.read_text(encoding="utf-8") != plan:
-        logger.warning("%s differs from this call's plan: finished stages are kept as they are", plan_path)
-    with atomic_write(plan_path) as handle:
-        handle.write(plan)
+    if not plan_path.is_file():
+        with atomic_write(plan_path) as handle:
+            handle.write(plan)
+    elif plan_path.read_text(encoding="utf-8") != plan:
+        logger.warning("this call's plan differs from %s: finished stages are kept as they are", plan_path)
     base = resolve_config(config.pretrain, list(config.overrides))
     train_dirs = [str(Path(d)) for d in data_dirs]
     labelled_dirs = train_dirs + [d for d in base.run.valid_data if d not in train_dirs]
