@@ -4,8 +4,9 @@ Two ways to get embeddings:
 
 * a trained run: the speaker head's embedding of the upstream's layer mix;
 * no training at all (the frozen-embedding baseline): the mean over valid frames of the
-  upstream's features -- its uniform layer mix, or one chosen layer -- so any checkpoint (or
-  ``fbank``) can be compared without training a head.
+  upstream's features -- its uniform layer mix, or one chosen layer -- so any checkpoint can be
+  compared without training a head. Not ``fbank``: the core's fbank upstream normalises each
+  utterance (CMVN), which leaves nothing for a mean to carry; it is refused.
 
 :func:`evaluate_embeddings` writes into the output dir: ``trials`` (when generated),
 ``scores`` (``<label> <enroll> <test> <score>``), ``embeddings.ark`` (Kaldi archive),
@@ -26,6 +27,7 @@ from torch import nn
 from audiossl.data.kaldi import DataDir
 from audiossl.downstream.featurizer import mean_pool
 from audiossl.downstream.task import eval_batches
+from audiossl.downstream.upstream import FbankBaseline
 from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_write
 from audiossl_sv.metrics import plot_det, verification_metrics
@@ -66,6 +68,11 @@ def embed_data_dir(
     """
     if head is not None and layer is not None:
         raise ConfigError("a layer can only be chosen for the frozen baseline (no trained head)")
+    if head is None and isinstance(getattr(upstream, "encoder", None), FbankBaseline):
+        raise ConfigError(
+            "the fbank upstream normalises every utterance to zero mean and unit variance, so its mean-pooled "
+            "features carry no speaker information; train a head on it instead (audiossl sv train -u fbank)"
+        )
     source = upstream if layer is None else _OneLayer(upstream, layer)
     upstream.eval()
     if head is not None:
@@ -164,7 +171,9 @@ def evaluate_frozen(
     """
     from audiossl.downstream.trainer import resolve_device
     from audiossl.downstream.upstream import load_upstream
+    from audiossl_sv.task import SVTask
 
+    SVTask(config).check_data(Path(data_dir), {})  # trials or speaker labels exist, before any audio is read
     upstream = load_upstream(upstream_spec).to(resolve_device(device)).eval()
     embeddings = embed_data_dir(upstream, data_dir, layer=layer)
     mean, cohort = norm_statistics(config, upstream, cohort_dir, layer=layer)

@@ -17,7 +17,7 @@ from audiossl.cli.main import main
 from audiossl.data.kaldi import DataDir
 from audiossl.data.subset import split
 from audiossl.downstream.trainer import DownstreamConfig, evaluate_downstream, load_downstream, train_downstream
-from audiossl.errors import DataError
+from audiossl.errors import ConfigError, DataError
 from audiossl.testing.downstream import tiny_corpus, tiny_pretrained
 
 #: A head small enough for a CPU test.
@@ -74,11 +74,14 @@ def test_train_and_evaluate(corpus, trained, tmp_path):
 
 def test_frozen_baseline(corpus, tmp_path):
     config = SVTaskConfig(**TINY_TASK)
-    metrics = evaluate_frozen("fbank", corpus["test"], tmp_path / "fbank", config, device="cpu")
-    _check_outputs(tmp_path / "fbank", metrics)
-    layer = evaluate_frozen(str(corpus["pretrained"]), corpus["test"], tmp_path / "l0", config, layer=0, device="cpu")
+    upstream = str(corpus["pretrained"])
+    metrics = evaluate_frozen(upstream, corpus["test"], tmp_path / "mix", config, device="cpu")
+    _check_outputs(tmp_path / "mix", metrics)
+    layer = evaluate_frozen(upstream, corpus["test"], tmp_path / "l0", config, layer=0, device="cpu")
     assert 0.0 <= layer["eer_percent"] <= 100.0
     assert json.loads((tmp_path / "l0" / "metrics.json").read_text())["baseline"].startswith("mean-pooled layer 0")
+    with pytest.raises(ConfigError, match="fbank upstream normalises"):
+        evaluate_frozen("fbank", corpus["test"], tmp_path / "fbank", config, device="cpu")
 
 
 def test_cli(corpus, trained, tmp_path):
@@ -110,7 +113,8 @@ def test_unknown_utterance_in_trials(corpus, trained, tmp_path, capsys):
     first, second = DataDir.load(corpus["test"]).utterance_ids[:2]
     trials = tmp_path / "trials"
     trials.write_text(f"1 {first} {second}\n0 {first} nobody\n")
-    args = ["sv", "evaluate", str(corpus["test"]), "-u", "fbank", "-o", str(tmp_path / "o"), "--trials", str(trials)]
+    args = ["sv", "evaluate", str(corpus["test"]), "-u", str(corpus["pretrained"]), "-o", str(tmp_path / "o")]
+    args += ["--trials", str(trials), "--device", "cpu"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{trials}:2:" in err and "'nobody'" in err
@@ -123,4 +127,4 @@ def test_missing_utt2spk(corpus, tmp_path):
     with pytest.raises(DataError, match="utt2spk"):
         train_downstream(SVTask(**TINY_TASK), "fbank", bare, tmp_path / "run", DownstreamConfig(max_steps=1))
     with pytest.raises(DataError, match="utt2spk"):
-        evaluate_frozen("fbank", bare, tmp_path / "o", SVTaskConfig(), device="cpu")
+        evaluate_frozen(str(corpus["pretrained"]), bare, tmp_path / "o", SVTaskConfig(), device="cpu")
