@@ -102,14 +102,17 @@ def plot_conversion(source: torch.Tensor, converted: torch.Tensor, sample_rate: 
     import matplotlib
 
     matplotlib.use("Agg")
-    import librosa
+    import torchaudio
     from matplotlib.figure import Figure
 
+    hop = max(1, sample_rate // 100)
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=4 * hop, hop_length=hop, n_mels=64)
+    to_db = torchaudio.transforms.AmplitudeToDB(top_db=80.0)
     figure = Figure(figsize=(8, 5), dpi=100)
     for row, (title, wave) in enumerate([("source", source), ("converted", converted)]):
-        mel = librosa.feature.melspectrogram(y=wave.detach().cpu().numpy(), sr=sample_rate, n_mels=64)
+        image = to_db(mel(wave.detach().float().cpu()))  # (64, frames)
         axes = figure.add_subplot(2, 1, row + 1)
-        axes.imshow(librosa.power_to_db(mel, ref=1.0, top_db=80), origin="lower", aspect="auto", cmap="magma")
+        axes.imshow(image.numpy(), origin="lower", aspect="auto", cmap="magma")
         axes.set_title(title)
         axes.set_ylabel("mel band")
     axes.set_xlabel("frame")

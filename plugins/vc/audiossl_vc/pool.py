@@ -4,8 +4,8 @@ A target is given as a directory of audio files, a list of files, or a Kaldi dat
 speaker id (its utterances from utt2spk). kNN-VC's quality grows with the amount of target
 speech (Baas et al. report a clear drop below about 30 s), so a pool with less speech than
 ``min_seconds`` is refused with a :class:`~audiossl.errors.DataError` naming where it came from.
-"Speech" is measured as the non-silent part of the audio (``librosa.effects.split`` at 40 dB
-below the peak), so long silences do not count.
+"Speech" is measured as the non-silent part of the audio (frames within 40 dB of the loudest,
+as ``librosa.effects.split`` decides), so long silences do not count.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import librosa
 import torch
 
 from audiossl.audio.io import SOUNDFILE_EXTENSIONS, load_audio, load_utterance
@@ -78,12 +77,19 @@ def target_source(
 
 
 def speech_seconds(waveform: torch.Tensor, sample_rate: int, top_db: float = SILENCE_TOP_DB) -> float:
-    """Seconds of ``waveform`` (T,) that are not silence (within ``top_db`` of its loudest frame)."""
-    samples = waveform.detach().cpu().numpy()
-    if samples.size == 0 or not (abs(samples) > 0).any():
+    """Seconds of ``waveform`` (T,) that are not silence: ~32 ms frames (hop 8 ms) whose RMS is within
+    ``top_db`` of the loudest frame's (the rule of ``librosa.effects.split``)."""
+    samples = waveform.detach().float().cpu().flatten()
+    if samples.numel() == 0 or not bool((samples != 0).any()):
         return 0.0
-    intervals = librosa.effects.split(samples, top_db=top_db, frame_length=1024, hop_length=256)
-    return float(sum(end - start for start, end in intervals)) / sample_rate
+    frame = 1 << max(6, int(0.032 * sample_rate - 1).bit_length())  # a power of two
+    hop = frame // 4
+    padded = torch.nn.functional.pad(samples, (frame // 2, frame // 2))
+    if padded.numel() < frame:
+        padded = torch.nn.functional.pad(padded, (0, frame - padded.numel()))
+    rms = padded.unfold(0, frame, hop).square().mean(dim=1).sqrt()  # (frames,)
+    loud = 20 * torch.log10(rms.clamp_min(1e-10) / rms.max()) > -top_db
+    return min(float(loud.sum()) * hop, samples.numel()) / sample_rate
 
 
 @dataclass
