@@ -23,7 +23,7 @@ import torchaudio.functional
 from torch import nn
 
 from audiossl.audio.io import load_audio
-from audiossl.embed.loading import resolve_device
+from audiossl.embed.loading import load, resolve_device
 from audiossl.errors import AudioError, ConfigError
 from audiossl.train.pretrained import PretrainedEncoder
 
@@ -99,15 +99,15 @@ class Embedder:
     """Runs a pretrained model over audio; see the module doc.
 
     ``model``: what :func:`audiossl.load` returns (``(waveforms, lengths) -> EncoderOutput`` with
-    ``sample_rate``). ``device`` None: CUDA when available. ``dtype`` torch.bfloat16: the encoder
-    runs under bf16 autocast (the input pipeline stays float32). ``max_batch_seconds``: padded
-    audio per batch. ``on_rate_mismatch``: "resample" (with a warning) or "error" when audio
-    does not have the model's rate.
+    ``sample_rate``; it is moved to ``device``), or a path to load. ``device`` None: CUDA when
+    available. ``dtype`` torch.bfloat16: the encoder runs under bf16 autocast (the input pipeline
+    stays float32). ``max_batch_seconds``: padded audio per batch. ``on_rate_mismatch``:
+    "resample" (with a warning) or "error" when audio does not have the model's rate.
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | str | Path,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         max_batch_seconds: float = 200.0,
@@ -120,6 +120,8 @@ class Embedder:
         if on_rate_mismatch not in ("resample", "error"):
             raise ConfigError(f"on_rate_mismatch must be 'resample' or 'error', got {on_rate_mismatch!r}")
         self.device = resolve_device(device)
+        if isinstance(model, (str, Path)):
+            model = load(model, device=self.device)
         self.model = model.to(self.device).eval()
         self.dtype = None if dtype == torch.float32 else dtype
         self.max_batch_seconds = max_batch_seconds

@@ -208,3 +208,18 @@ def test_imported_torchaudio_checkpoint_loads_and_embeds(tmp_path):
         with torch.no_grad():
             reference, _ = peer.extract_features(waveform.unsqueeze(0))
         torch.testing.assert_close(result.features[i], reference[1][0], atol=1e-4, rtol=0)
+
+
+def test_real_recordings_by_path(fsdd_recordings, ast_checkpoint):
+    paths = sorted(fsdd_recordings.glob("*_jackson_*.wav"))[:3]  # 8 kHz: resampled to the model's 16 kHz
+    embedder = Embedder(str(ast_checkpoint), device="cpu")
+    with pytest.warns(UserWarning, match=r"3 input\(s\) are not at the model's 16000 Hz"):
+        batched = embedder.embed(paths, pooling="stats")
+    assert batched.features.shape == (3, 64) and bool(torch.isfinite(batched.features).all())
+    for i, path in enumerate(paths):
+        with pytest.warns(UserWarning):
+            alone = embedder.embed(path, pooling="stats").features[0]
+        torch.testing.assert_close(batched.features[i], alone, atol=1e-5, rtol=0)
+        samples, rate = soundfile.read(path)
+        fbank_frames = 1 + (2 * len(samples) - 400) // 160  # 25 ms / 10 ms Kaldi frames of the resampled audio
+        assert rate == 8000 and int(batched.lengths[i]) == fbank_frames // 2  # tokens stack two frames
