@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +32,12 @@ from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_path, atomic_write
 
 FORMATS = ("npy", "ark", "safetensors", "hdf5")
+
+
+def _sync(path: Path) -> None:
+    """Flush a file a library wrote by name to disk, so a done line never outlives its data after a power loss."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 class Writer:
@@ -93,6 +100,7 @@ class ArkWriter(Writer):
         scp = io.StringIO()
         with atomic_path(ark) as tmp:
             kaldiio.save_ark(str(tmp), dict(items), scp=scp)
+            _sync(tmp)
         # kaldiio wrote the temporary name into the scp lines: point them at the final one.
         lines = []
         for line in scp.getvalue().splitlines():
@@ -119,6 +127,7 @@ class SafetensorsWriter(Writer):
 
         with atomic_path(self.out / self.folder / f"{chunk}.safetensors") as tmp:
             save_file({utt: np.ascontiguousarray(array) for utt, array in items.items()}, str(tmp))
+            _sync(tmp)
 
     def finish(self, chunks: Mapping[str, list[str]]) -> Path:
         files = {utt: f"{self.folder}/{chunk}.safetensors" for chunk, utts in chunks.items() for utt in utts}
@@ -141,6 +150,7 @@ class Hdf5Writer(Writer):
             with h5py.File(tmp, "w") as handle:
                 for utt, array in items.items():
                     handle.create_dataset(utt, data=array)
+            _sync(tmp)
 
     def finish(self, chunks: Mapping[str, list[str]]) -> Path:
         import h5py
