@@ -51,9 +51,8 @@ class HFASTEncoder(ImportedEncoder):
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         values = self.features(waveforms, lengths)  # (B, F, C)
-        self._recorder.take()
-        output = self.model(values)
-        layers = self._recorder.take()  # L x (B, S, D)
+        with self._recorder.record() as layers:  # L x (B, S, D)
+            output = self.model(values)
         tokens = output.last_hidden_state.shape[1]
         token_lengths = torch.full((waveforms.shape[0],), tokens, dtype=torch.long, device=waveforms.device)
         return make_output(output.last_hidden_state, layers, token_lengths, self.num_prefix_tokens)

@@ -61,12 +61,13 @@ class Fairseq2Wav2Vec2Encoder(ImportedEncoder):
         self.frame_rate = sample_rate / float(torch.tensor(strides).prod())
         self.group_norm = not encoder_config.feature_extractor_layer_norm_convs
         self.exact_padding = True
-        self._layers: list[torch.Tensor] = []
+        self._layers: list[torch.Tensor] | None = None  # a list only while _run records
         self.encoder.register_layer_hook(self._record)
 
     def _record(self, layer_idx: int, layer_output: torch.Tensor, layout: object, num_layers: int) -> bool:
-        self._layers.append(layer_output)
-        return True
+        if self._layers is not None:
+            self._layers.append(layer_output)
+        return True  # run every layer
 
     def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
         from fairseq2.nn import BatchLayout
@@ -74,9 +75,11 @@ class Fairseq2Wav2Vec2Encoder(ImportedEncoder):
         layout = BatchLayout(tuple(waveforms.shape), lengths.tolist(), device=waveforms.device)
         seqs, layout, _ = self.encoder_frontend.extract_features(waveforms, layout)  # (B, S, C)
         seqs, _ = self.encoder_frontend.process_features(seqs, layout)  # (B, S, D)
-        self._layers = []
-        last = self.encoder(seqs, layout)
-        layers, self._layers = self._layers, []
+        self._layers = layers = []  # L x (B, S, D)
+        try:
+            last = self.encoder(seqs, layout)
+        finally:
+            self._layers = None
         frame_lengths = torch.as_tensor(list(layout.seq_lens), dtype=torch.long, device=waveforms.device)
         return last, layers, frame_lengths
 

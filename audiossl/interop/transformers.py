@@ -9,8 +9,10 @@ dropped; their base model is kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -85,19 +87,29 @@ def load_base_model(path: Path, class_name: str) -> nn.Module:
 
 
 class LayerRecorder:
-    """Forward hooks keeping the output of every transformer block, in order."""
+    """Forward hooks keeping the output of every transformer block, in order, while :meth:`record` is on.
+
+    Outside :meth:`record` the hooks keep nothing, so running the peer module directly does
+    not accumulate tensors.
+    """
 
     def __init__(self, blocks: nn.ModuleList):
-        self.outputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] | None = None
         for block in blocks:
-            block.register_forward_hook(self._record)
+            block.register_forward_hook(self._keep)
 
-    def _record(self, module: nn.Module, inputs: object, output: object) -> None:
-        self.outputs.append(output[0] if isinstance(output, tuple) else output)
+    def _keep(self, module: nn.Module, inputs: object, output: object) -> None:
+        if self.outputs is not None:
+            self.outputs.append(output[0] if isinstance(output, tuple) else output)
 
-    def take(self) -> list[torch.Tensor]:
-        outputs, self.outputs = self.outputs, []
-        return outputs
+    @contextlib.contextmanager
+    def record(self) -> Iterator[list[torch.Tensor]]:
+        """Collect block outputs into the yielded list for the duration of the block."""
+        self.outputs = outputs = []
+        try:
+            yield outputs
+        finally:
+            self.outputs = None
 
 
 class HFSpeechEncoder(ImportedEncoder):
@@ -123,9 +135,8 @@ class HFSpeechEncoder(ImportedEncoder):
 
     def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
         sample_mask = torch.arange(waveforms.shape[1], device=lengths.device) < lengths[:, None]  # (B, T)
-        self._recorder.take()
-        output = self.model(waveforms, attention_mask=sample_mask.long())
-        layers = self._recorder.take()  # L x (B, S, D)
+        with self._recorder.record() as layers:  # L x (B, S, D)
+            output = self.model(waveforms, attention_mask=sample_mask.long())
         frame_lengths = self.model._get_feat_extract_output_lengths(lengths).long()
         return output.last_hidden_state, layers, frame_lengths
 
