@@ -40,6 +40,9 @@ def train_vocoder_command(
     batch_size: Annotated[int, typer.Option(help="Segments per step.")] = 8,
     segment_frames: Annotated[int, typer.Option(help="Feature frames per training segment.")] = 24,
     lr: Annotated[float | None, typer.Option(help="Learning rate [default: 2e-4 hifigan, 1e-3 mel-gl].")] = None,
+    prematch_k: Annotated[
+        int, typer.Option(help="Train on k-NN matched features of the same speaker (kNN-VC's prematching); 0 = off.")
+    ] = 0,
     max_utterances: Annotated[int | None, typer.Option(help="Use at most this many utterances per data dir.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the segment draws.")] = 0,
@@ -52,7 +55,7 @@ def train_vocoder_command(
 
     config = VocoderTrainConfig(
         kind=kind, layer=layer, preset=preset, steps=steps, batch_size=batch_size, segment_frames=segment_frames,
-        lr=lr, max_utterances=max_utterances, checkpoint_every=checkpoint_every, seed=seed,
+        lr=lr, prematch_k=prematch_k, max_utterances=max_utterances, checkpoint_every=checkpoint_every, seed=seed,
     )  # fmt: skip
     result = train_vocoder(model, data, out, config, resume=resume)
     typer.echo(f"step {result.step}: loss {result.last_loss:.4f}")

@@ -40,7 +40,7 @@ from audiossl.train.checkpoint import (
 )
 from audiossl.train.logging import RunLogger, plot_loss_curve
 from audiossl.train.pretrained import load_pretrained
-from audiossl_vc.features import LayerSpec, encode_layers, feature_dim, frame_hop
+from audiossl_vc.features import LayerSelector, LayerSpec, encode_layers, feature_dim, frame_hop
 from audiossl_vc.hifigan import (
     Discriminators,
     HifiGanConfig,
@@ -48,6 +48,7 @@ from audiossl_vc.hifigan import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
+from audiossl_vc.matching import knn_match
 from audiossl_vc.mel import LogMel, MelConfig
 from audiossl_vc.vocoder import Vocoder, VocoderSpec
 
@@ -84,6 +85,10 @@ class VocoderTrainConfig:
     """Griffin-Lim iterations at synthesis (mel-gl)."""
     n_mels: int = 80
     """Mel bands of the mel loss / mel target (fewer at low rates, see MelConfig.for_features)."""
+    prematch_k: int = 0
+    """kNN-VC's prematched training: every training utterance's features are replaced by their ``k``-NN
+    match against the same speaker's other utterances, so the vocoder learns to render matched frames
+    (0 = off; needs a fixed layer spec, not ``mix``)."""
     max_utterances: int | None = None
     """Use at most this many utterances (the first in Kaldi order); None = all."""
     log_every: int = 10
@@ -98,6 +103,8 @@ class VocoderTrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("hifigan", "mel-gl"):
             raise ConfigError(f"kind must be hifigan or mel-gl, got {self.kind!r}")
+        if self.prematch_k < 0:
+            raise ConfigError(f"prematch_k must be >= 0, got {self.prematch_k}")
         if min(self.steps, self.batch_size, self.segment_frames, self.log_every, self.checkpoint_every) < 1:
             raise ConfigError("steps, batch_size, segment_frames, log_every and checkpoint_every must be positive")
 
@@ -109,15 +116,16 @@ class FeatureCache:
     layers: list[torch.Tensor]
     waveforms: list[torch.Tensor]
     ids: list[str]
+    speakers: list[str]
 
 
 def cache_features(model, spec: LayerSpec, data_dirs: Sequence[str | Path], config: VocoderTrainConfig) -> FeatureCache:
     """Encode the training utterances once; keep those with at least ``segment_frames`` frames."""
     hop = frame_hop(model)
-    cache = FeatureCache([], [], [])
+    cache = FeatureCache([], [], [], [])
     skipped = 0
-    for data_dir in data_dirs:
-        dataset = AudioDataset(data_dir, sample_rate=model.sample_rate)
+    for dir_index, data_dir in enumerate(data_dirs):
+        dataset = AudioDataset(data_dir, sample_rate=model.sample_rate, labels=("spk",))
         count = len(dataset) if config.max_utterances is None else min(len(dataset), config.max_utterances)
         for index in progress(range(count), desc=f"features {Path(data_dir).name}", total=count):
             item = dataset[index]
@@ -132,6 +140,7 @@ def cache_features(model, spec: LayerSpec, data_dirs: Sequence[str | Path], conf
             cache.layers.append(stacked[:, 0, :frames].clone())  # (K, N, D)
             cache.waveforms.append(wave[: frames * hop].clone())  # (N * hop,)
             cache.ids.append(item.id)
+            cache.speakers.append(f"{dir_index}:{item.labels['spk']}")
     if not cache.ids:
         seconds = config.segment_frames * hop / model.sample_rate
         raise DataError(
@@ -141,6 +150,30 @@ def cache_features(model, spec: LayerSpec, data_dirs: Sequence[str | Path], conf
     if skipped:
         logger.warning("skipped %d utterance(s) shorter than %d frames", skipped, config.segment_frames)
     return cache
+
+
+def prematch(cache: FeatureCache, spec: LayerSpec, k: int) -> int:
+    """Replace every utterance's features by their k-NN match among its speaker's other utterances, in place.
+
+    Returns how many utterances were matched (a speaker with one utterance keeps its own features).
+    """
+    if spec.mode == "mix":
+        raise ConfigError("prematch_k needs a fixed layer spec (an index or 'i,j'), not 'mix'")
+    selector = LayerSelector(spec)
+    reduced = [selector(layers.unsqueeze(1))[0] for layers in cache.layers]  # each (N, D)
+    by_speaker: dict[str, list[int]] = {}
+    for index, speaker in enumerate(cache.speakers):
+        by_speaker.setdefault(speaker, []).append(index)
+    matched = 0
+    for members in progress(list(by_speaker.values()), desc="prematch"):
+        for index in members:
+            others = [reduced[j] for j in members if j != index]
+            if not others:
+                continue
+            features = knn_match(reduced[index], torch.cat(others), k)  # (N, D)
+            cache.layers[index] = features.unsqueeze(0).expand(len(spec.layers), -1, -1)  # (K, N, D), K equal copies
+            matched += 1
+    return matched
 
 
 def draw_batch(
@@ -294,6 +327,12 @@ def train_vocoder(
     with atomic_write(run_dir / "config.yaml") as handle:
         yaml.safe_dump({"model": str(model_path), "data": [str(d) for d in data_dirs], **to_dict(config)}, handle)
     cache = cache_features(model, spec.layer_spec, data_dirs, config)
+    if config.prematch_k > 0:
+        logger.info(
+            "prematched %d utterance(s) with k=%d",
+            prematch(cache, spec.layer_spec, config.prematch_k),
+            config.prematch_k,
+        )
     log = RunLogger(run_dir, tensorboard=False)
     log.write({"kind": "event", "event": "resume" if step else "start", "step": step, "utterances": len(cache.ids)})
     started, values, checkpoint = time.monotonic(), {"loss": float("nan")}, existing
