@@ -68,13 +68,35 @@ def register_importer(importer: Importer) -> Importer:
     return IMPORTERS.register(importer.name)(importer)
 
 
+def _data_only_globals() -> list:
+    """Classes that rebuild plain data, found in fairseq1 files: its args and numpy scalars/arrays.
+
+    (numpy arrays of Python objects still need their objects' classes, which stay refused.)
+    """
+    import numpy
+
+    core = getattr(numpy, "_core", None) or numpy.core  # numpy 2 / numpy 1
+    scalar, reconstruct = core.multiarray.scalar, core.multiarray._reconstruct
+    dtypes = [getattr(numpy.dtypes, name) for name in numpy.dtypes.__all__]
+    return [
+        argparse.Namespace,
+        numpy.ndarray,
+        numpy.dtype,
+        *dtypes,
+        scalar,
+        reconstruct,
+        (scalar, "numpy.core.multiarray.scalar"),  # names in files pickled under numpy 1.x
+        (reconstruct, "numpy.core.multiarray._reconstruct"),
+    ]
+
+
 def read_torch_file(path: Path, *, mmap: bool = False) -> object:
-    """``torch.load`` with ``weights_only=True`` (argparse.Namespace allowed, as fairseq1 stores its args).
+    """``torch.load`` with ``weights_only=True``, allowing only :func:`_data_only_globals` beyond tensors.
 
     A file torch refuses (foreign classes, truncation) is a :class:`DataError` naming the file.
     """
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals(_data_only_globals()):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for foreign or truncated files
         if mmap:  # old (non-zip) torch files cannot be memory-mapped; read them whole

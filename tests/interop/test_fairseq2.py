@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 
+import numpy
 import pytest
 import torch
 import transformers
@@ -169,8 +170,9 @@ def test_fairseq1_checkpoint_matches_transformers(tmp_path, pre_norm, style):
     settings = fairseq1_model_settings(pre_norm)
     if style == "cfg":  # fairseq >= 0.10 stores a plain dict
         state = {"cfg": {"model": settings, "task": {"normalize": pre_norm, "sample_rate": 16000}}}
-    else:  # older fairseq stores an argparse.Namespace
+    else:  # older fairseq stores an argparse.Namespace, and numpy values in its training state
         state = {"args": argparse.Namespace(arch="wav2vec2", normalize=pre_norm, sample_rate=16000, **settings)}
+        state["extra_state"] = {"val_loss": numpy.float64(3.25), "epoch_losses": numpy.array([4.0, 3.5])}
     state["model"] = hf_to_fairseq1(peer.state_dict())
     path = tmp_path / "checkpoint_best.pt"
     torch.save(state, path)
