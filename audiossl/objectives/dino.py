@@ -324,7 +324,7 @@ class DinoObjective(Objective):
         """EMA update of the teacher: teacher = m * teacher + (1 - m) * student."""
         momentum = self.momentum_at(step)
         for teacher, student in self.teacher_parameters():
-            teacher.mul_(momentum).add_(student.detach(), alpha=1.0 - momentum)
+            teacher.mul_(momentum).add_((1.0 - momentum) * student.detach())
         if (
             self.cluster is not None
             and step > self.config.cluster.gate_after
