@@ -36,7 +36,7 @@ def test_config_from_mapping_and_unknown_keys() -> None:
         create_objective("mspm", encoder, Wav2Vec2Config())
 
 
-@pytest.mark.parametrize("name", ["mspm", "wav2vec2", "w2vbert"])
+@pytest.mark.parametrize("name", ["mspm", "wav2vec2", "w2vbert", "hubert"])
 def test_every_config_field_has_a_docstring(name: str) -> None:
     """Configs document every field (a string literal right under it), nested configs included."""
     import ast
