@@ -319,10 +319,11 @@ def train_downstream(
     log = RunLogger(run_dir, tensorboard=config.tensorboard)
     log.write({"kind": "event", "event": "resume" if resume else "start", "step": step, "time": time.time()})
     result_loss, valid_loss, window, started = math.nan, None, [], time.monotonic()
-    checkpoint = newest
+    checkpoint, saved_step = newest, step
 
     def save() -> Path:
-        nonlocal valid_loss
+        nonlocal valid_loss, saved_step
+        saved_step = step
         if valid_dir is not None:
             valid_loss = validate(task, head, upstream, Path(valid_dir), state, config.batch_seconds)
             log.write({"kind": "valid", "step": step, "loss": valid_loss})
@@ -374,7 +375,7 @@ def train_downstream(
     finally:
         log.write({"kind": "event", "event": "stop", "step": step, "time": time.time()})
         log.close()
-    if checkpoint is None or int(load_checkpoint(checkpoint)["step"]) != step:
+    if checkpoint is None or saved_step != step:
         checkpoint = save()
     return DownstreamResult(run_dir, step, result_loss, valid_loss, checkpoint)
 

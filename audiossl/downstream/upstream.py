@@ -207,15 +207,13 @@ def load_encoder(spec: str, *, seed: int = 0) -> nn.Module:
 
     if spec.startswith("random:"):
         return load_pretrained(spec[len("random:") :], random_init=True, seed=seed)
-    if Path(spec).exists():
-        return load_pretrained(spec)
-    try:  # models known to audiossl.load (other formats), when that module exists
+    if not Path(spec).exists():
+        raise DataError("upstream not found: expected a checkpoint, a run dir, random:<checkpoint> or fbank", spec)
+    try:  # audiossl.load reads audiossl checkpoints (through load_pretrained) and imported formats
         from audiossl.embed import load as load_model
     except ImportError:
-        load_model = None
-    if load_model is not None:
-        return load_model(spec)
-    raise DataError("upstream not found: expected a checkpoint, a run dir, random:<checkpoint> or fbank", spec)
+        return load_pretrained(spec)
+    return load_model(spec, device="cpu")
 
 
 def load_upstream(spec: str, mode: Mode = "frozen", freeze_steps: int = 0, *, seed: int = 0) -> Upstream:

@@ -142,11 +142,16 @@ def test_start_up_mounts_plugins_and_survives_broken_ones(tmp_path):
     assert hello.returncode == 0, hello.stderr
     assert "spkid says hello to cli" in hello.stdout
     assert "broken" in hello.stderr and "audiossl_missing_module" in hello.stderr  # reported, not fatal
-    listing = _audiossl(site, "plugins", "list")
-    assert listing.returncode == 0, listing.stderr
-    row = next(line for line in listing.stdout.splitlines() if line.startswith("spkid"))
-    assert row.split()[:4] == ["spkid", "0.3.0", DIST, "spk"]
-    assert "BROKEN broken" in listing.stdout and "BROKEN notaplugin" in listing.stdout
     strict = _audiossl(site, "spkid", "hello", strict=True)
     assert strict.returncode == 2
     assert "broken" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_plugins_list_shows_versions_distributions_and_broken_ones(fake_site):
+    from audiossl.cli.main import app
+
+    listing = CliRunner().invoke(app, ["plugins", "list"])
+    assert listing.exit_code == 0, listing.output
+    row = next(line for line in listing.output.splitlines() if line.startswith("spkid"))
+    assert row.split()[:4] == ["spkid", "0.3.0", DIST, "spk"] and "third-party example" in row
+    assert "BROKEN broken: ModuleNotFoundError" in listing.output and "BROKEN notaplugin" in listing.output

@@ -99,7 +99,7 @@ def test_fbank_baseline_is_normalised_kaldi_fbank():
 
 
 def test_bad_specs_are_user_errors(tmp_path):
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="upstream not found"):
         load_upstream(str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="fbank"):
         load_upstream("fbank:fast")
