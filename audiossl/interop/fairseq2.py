@@ -6,16 +6,19 @@ fairseq2 wrote them, the quantizer and heads are dropped):
 - a fairseq2 checkpoint directory: ``model.yaml`` (``model_family: wav2vec2`` and the full
   ``model_config``, as fairseq2's trainer writes it) and ``step_<N>/model/pp_00/tp_00/sdp_00.pt``
   (the newest step is taken; a step directory itself works too);
-- a fairseq1 wav2vec2 pretraining checkpoint (``.pt`` with ``model`` and ``cfg`` or ``args``):
-  the fairseq2 config is derived from fairseq1's config and the keys are renamed by
-  ``fairseq2.models.wav2vec2.convert_wav2vec2_state_dict``. fairseq2 0.8.1's converter recognises
-  fairseq1 files by a ``mask_emb.weight`` key and has no rule for the single positional
-  convolution (``encoder.pos_conv.0.*``), while fairseq1 writes ``mask_emb`` and uses that
-  convolution; :func:`fairseq1_to_fairseq2` fills both gaps before calling it.
+- a fairseq1 wav2vec2 checkpoint (``.pt`` with ``model`` and ``cfg`` or ``args``), pretrained
+  or fine-tuned with CTC (its encoder is kept): the fairseq2 config is derived from fairseq1's
+  config and the keys are renamed by fairseq2's converters
+  (``convert_wav2vec2_state_dict``, ``convert_wav2vec2_asr_state_dict``). fairseq2 0.8.1's
+  pretraining converter recognises fairseq1 files by a ``mask_emb.weight`` key and has no rule
+  for the single positional convolution (``encoder.pos_conv.0.*``), while fairseq1 writes
+  ``mask_emb`` and uses that convolution; :func:`fairseq1_to_fairseq2` fills both gaps before
+  calling it (the ASR converter has neither gap).
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 from collections.abc import Mapping
@@ -40,6 +43,8 @@ from audiossl.interop.base import (
 MODEL_FILE = Path("model") / "pp_00" / "tp_00" / "sdp_00.pt"
 #: Parts of fairseq2's Wav2Vec2Model an encoder needs (the quantizer and projections are for pretraining).
 ENCODER_PREFIXES = ("encoder_frontend.", "encoder.")
+#: The CTC projection that marks a fine-tuned fairseq1 wav2vec2 checkpoint.
+FINE_TUNED_KEY = "w2v_encoder.proj.weight"
 
 
 class Fairseq2Wav2Vec2Encoder(ImportedEncoder):
@@ -263,19 +268,45 @@ def fairseq1_to_fairseq2(weights: Mapping[str, object], config: object) -> dict[
     return converted
 
 
+def _fine_tuned_settings(state: Mapping[str, object], path: Path) -> tuple[dict, dict, dict]:
+    """(pretraining model settings, pretraining task settings, fine-tuning task settings) of a CTC checkpoint.
+
+    fairseq1 keeps the pretrained model's config inside the fine-tuning one (``w2v_args``).
+    """
+    model_settings, task_settings = _fairseq1_settings(state, path)
+    nested = model_settings.get("w2v_args")
+    if isinstance(nested, argparse.Namespace):
+        nested = {"args": nested}
+    elif isinstance(nested, Mapping):
+        nested = {"cfg": nested}
+    else:
+        raise DataError("fine-tuned fairseq1 checkpoint without w2v_args: the encoder's architecture is unknown", path)
+    pretrained_model, pretrained_task = _fairseq1_settings(nested, path)
+    return pretrained_model, pretrained_task, task_settings
+
+
 def load_fairseq1(path: Path) -> Fairseq2Wav2Vec2Encoder:
-    """A fairseq1 wav2vec2 pretraining checkpoint, through fairseq2's model and converter."""
+    """A fairseq1 wav2vec2 checkpoint (pretrained, or fine-tuned with CTC: its encoder), through fairseq2.
+
+    Pretraining checkpoints go through :func:`fairseq1_to_fairseq2`; fine-tuned ones through
+    fairseq2's ASR converter (``convert_wav2vec2_asr_state_dict``), whose rules cover them.
+    """
     state = read_torch_file(path)
     if not isinstance(state, Mapping) or not isinstance(state.get("model"), Mapping):
         found = sorted(map(str, state)) if isinstance(state, Mapping) else type(state).__name__
         raise DataError(f"a fairseq1 checkpoint has a 'model' state dict; found {found}", path)
-    if "w2v_encoder.proj.weight" in state["model"]:
-        raise DataError(
-            "fine-tuned (CTC) fairseq1 wav2vec2 checkpoints are not supported; use the pretrained one", path
-        )
-    model_settings, task_settings = _fairseq1_settings(state, path)
-    config = fairseq1_config(model_settings, path)
-    weights = fairseq1_to_fairseq2(state["model"], config)
+    if FINE_TUNED_KEY in state["model"]:
+        from fairseq2.models.wav2vec2.asr import Wav2Vec2AsrConfig, convert_wav2vec2_asr_state_dict
+
+        model_settings, pretrained_task, task_settings = _fine_tuned_settings(state, path)
+        config = fairseq1_config(model_settings, path)
+        asr_config = Wav2Vec2AsrConfig(encoder_config=config.encoder_config)
+        weights = convert_wav2vec2_asr_state_dict(dict(state["model"]), asr_config)
+        task_settings = {**pretrained_task, **task_settings}
+    else:
+        model_settings, task_settings = _fairseq1_settings(state, path)
+        config = fairseq1_config(model_settings, path)
+        weights = fairseq1_to_fairseq2(state["model"], config)
     return build_encoder(
         config,
         weights,
@@ -304,7 +335,7 @@ def _detect(path: Path) -> bool:
     return (
         isinstance(state, Mapping)
         and isinstance(state.get("model"), Mapping)
-        and "mask_emb" in state["model"]
+        and ("mask_emb" in state["model"] or FINE_TUNED_KEY in state["model"])
         and ("cfg" in state or "args" in state)
     )
 
@@ -312,7 +343,7 @@ def _detect(path: Path) -> bool:
 register_importer(
     Importer(
         name="fairseq2",
-        description="fairseq2 wav2vec2 checkpoint dir (model.yaml + step_N/model/...), or a fairseq1 wav2vec2 .pt",
+        description="fairseq2 wav2vec2 checkpoint dir (model.yaml + step_N/model/...); fairseq1 wav2vec2 .pt (or CTC)",
         detect=_detect,
         load=load,
     )

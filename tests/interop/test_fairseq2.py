@@ -190,6 +190,34 @@ def test_fairseq1_checkpoint_matches_transformers(tmp_path, pre_norm, style):
     assert_valid_close(ours.last, reference.last_hidden_state, ours.lengths)
 
 
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["base", "large_lv60k"])
+def test_fairseq1_fine_tuned_checkpoint_keeps_the_encoder(tmp_path, pre_norm):
+    """A CTC fine-tuned fairseq1 file (w2v_encoder.*) goes through fairseq2's ASR converter."""
+    extra = dict(feat_extract_norm="layer" if pre_norm else "group", do_stable_layer_norm=pre_norm, conv_bias=pre_norm)
+    torch.manual_seed(0)
+    peer = perturb(transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**HF_TINY, **extra, vocab_size=7)))
+    encoder_weights = hf_to_fairseq1(
+        {k[len("wav2vec2.") :]: v for k, v in peer.state_dict().items() if "lm_head" not in k}
+    )
+    weights = {
+        f"w2v_encoder.w2v_model.{k}": v
+        for k, v in encoder_weights.items()
+        if not k.startswith(("quantizer", "project_q"))
+    }
+    weights["w2v_encoder.proj.weight"], weights["w2v_encoder.proj.bias"] = peer.lm_head.weight, peer.lm_head.bias
+    settings = {"_name": "wav2vec_ctc", "w2v_args": {"model": fairseq1_model_settings(pre_norm), "task": {}}}
+    path = tmp_path / "checkpoint_ctc.pt"
+    torch.save({"cfg": {"model": settings, "task": {"normalize": False}}, "model": weights}, path)
+    assert detect_format(path) == "fairseq2"
+    model = import_model(path)
+    audio, lengths = waveforms(2, 4000, seed=8), torch.tensor([4000, 4000])
+    with torch.no_grad():
+        ours = model(audio, lengths)
+        reference = peer.wav2vec2(audio, output_hidden_states=True)
+    assert_valid_close(ours.layers[0], reference.hidden_states[1], ours.lengths)
+    assert_valid_close(ours.last, reference.last_hidden_state, ours.lengths)
+
+
 def test_fairseq1_missing_keys_are_named(tmp_path):
     torch.manual_seed(0)
     peer = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**HF_TINY, feat_extract_norm="group"))
