@@ -31,6 +31,7 @@ from audiossl.embed.writers import FORMATS, create_writer
 from audiossl.errors import ConfigError, DataError, UserError
 from audiossl.fileio import atomic_write
 from audiossl.progress import progress
+from audiossl.train.checkpoint import latest_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,9 @@ def extract(
     data = DataDir.load(data_dir)
     utts = data.utterance_ids
     _check_ids(utts, data_dir)
+    if isinstance(model, (str, Path)) and Path(model).is_dir():
+        newest = latest_checkpoint(model)  # pin the run dir's checkpoint: a resume must not mix two of them
+        model = newest if newest is not None else model
     settings = {
         "model": str(Path(model).resolve()) if isinstance(model, (str, Path)) else type(model).__name__,
         "data": str(data_dir.resolve()),
