@@ -182,10 +182,11 @@ def test_fairseq1_checkpoint_matches_transformers(tmp_path, pre_norm, style):
     audio, lengths = waveforms(2, 4000, seed=7), torch.tensor([4000, 4000])
     with torch.no_grad():
         ours = model(audio, lengths)
-        inputs = model.normalize_waveform and (audio - audio.mean(1, keepdim=True)) / torch.sqrt(
-            audio.var(1, unbiased=False, keepdim=True) + 1e-7
-        )
-        reference = peer(inputs if pre_norm else audio, output_hidden_states=True)
+        if pre_norm:  # fairseq's task.normalize: zero mean, unit variance per utterance
+            audio = (audio - audio.mean(1, keepdim=True)) / torch.sqrt(
+                audio.var(1, unbiased=False, keepdim=True) + 1e-7
+            )
+        reference = peer(audio, output_hidden_states=True)
     assert_valid_close(ours.layers[0], reference.hidden_states[1], ours.lengths)
     assert_valid_close(ours.last, reference.last_hidden_state, ours.lengths)
 
