@@ -46,6 +46,7 @@ def train_vocoder_command(
     max_utterances: Annotated[int | None, typer.Option(help="Use at most this many utterances per data dir.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the weights and the segment draws.")] = 0,
+    device: Annotated[str, typer.Option(help="Where the vocoder trains: cpu or cuda.")] = "cpu",
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint.")
     ] = False,
@@ -56,6 +57,7 @@ def train_vocoder_command(
     config = VocoderTrainConfig(
         kind=kind, layer=layer, preset=preset, steps=steps, batch_size=batch_size, segment_frames=segment_frames,
         lr=lr, prematch_k=prematch_k, max_utterances=max_utterances, checkpoint_every=checkpoint_every, seed=seed,
+        device=device,
     )  # fmt: skip
     result = train_vocoder(model, data, out, config, resume=resume)
     typer.echo(f"step {result.step}: loss {result.last_loss:.4f}")

@@ -51,11 +51,12 @@ def target_source(
 
     ``exclude`` drops utterance ids (data dirs) or file paths, e.g. the source utterance itself.
     """
+    exclude = {str(item) for item in exclude} | {str(Path(item).resolve()) for item in exclude}
     if not isinstance(target, (str, Path)):
         files = [Path(item) for item in target]
         if not files:
             raise DataError("the target list of audio files is empty")
-        items = [(str(p), p) for p in files if str(p) not in exclude]
+        items = [(str(p), p) for p in files if str(p.resolve()) not in exclude]
         return TargetSource(f"{len(files)} target file(s) starting with {files[0]}", files[0], items)
     path = Path(target)
     if speaker is not None:
@@ -70,7 +71,7 @@ def target_source(
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SOUNDFILE_EXTENSIONS and p.is_file())
         if not files:
             raise DataError("no audio files in the target directory", path)
-        return TargetSource(str(path), path, [(str(p), p) for p in files if str(p) not in exclude])
+        return TargetSource(str(path), path, [(str(p), p) for p in files if str(p.resolve()) not in exclude])
     if not path.exists():
         raise DataError("target not found", path)
     return TargetSource(str(path), path, [(str(path), path)])

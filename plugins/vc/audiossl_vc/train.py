@@ -99,6 +99,8 @@ class VocoderTrainConfig:
     """Checkpoints to keep."""
     seed: int = 0
     """Seed of the initial weights and of the segment draws."""
+    device: str = "cpu"
+    """Where the vocoder trains (``cpu``, ``cuda``); the frozen encoder extracts features on the CPU."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("hifigan", "mel-gl"):
@@ -208,13 +210,14 @@ class VocoderTrainer:
         torch.manual_seed(config.seed)
         self.spec = spec
         self.config = config
-        self.vocoder = Vocoder(spec)
-        self.log_mel = LogMel(spec.mel)
+        self.device = torch.device(config.device)
+        self.vocoder = Vocoder(spec).to(self.device)
+        self.log_mel = LogMel(spec.mel).to(self.device)
         lr = config.lr if config.lr is not None else (2e-4 if spec.kind == "hifigan" else 1e-3)
         betas = (0.8, 0.99) if spec.kind == "hifigan" else (0.9, 0.99)
         params = list(self.vocoder.selector.parameters()) + list(self.vocoder.net.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=lr, betas=betas)
-        self.discriminators = Discriminators(spec.hifigan) if spec.kind == "hifigan" else None
+        self.discriminators = Discriminators(spec.hifigan).to(self.device) if spec.kind == "hifigan" else None
         self.disc_optimizer = (
             torch.optim.AdamW(self.discriminators.parameters(), lr=lr, betas=betas) if self.discriminators else None
         )
@@ -222,8 +225,9 @@ class VocoderTrainer:
     def step(self, layers: torch.Tensor, waves: torch.Tensor) -> dict[str, float]:
         """One optimiser step on a batch of stacked layers (K, B, S, D) and waveforms (B, S x hop)."""
         self.vocoder.train()
+        layers, waves = layers.to(self.device), waves.to(self.device)
         features = self.vocoder.selector(layers)  # (B, S, D)
-        lengths = torch.full((features.shape[0],), features.shape[1])
+        lengths = torch.full((features.shape[0],), features.shape[1], device=self.device)
         target_mel = self.log_mel(waves)  # (B, S * r, n_mels)
         if self.discriminators is None:
             mel, _ = self.vocoder.net(features, lengths)

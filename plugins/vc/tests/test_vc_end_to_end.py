@@ -83,3 +83,15 @@ def test_evaluate_cross_speaker_pairs(mel_gl_run, vc_checkpoint, vc_corpus, tmp_
     converted = (tmp_path / "eval" / "converted" / "utt2spk").read_text().split()
     assert converted[1] == report.pairs[0]["target_speaker"]
     assert "cos->target" in report.to_text()
+
+
+def test_plugin_is_discovered_with_its_commands():
+    from audiossl.downstream.plugin import discover_plugins
+    from audiossl_vc.cli import app
+    from audiossl_vc.plugin import PLUGIN
+
+    plugins, _ = discover_plugins(strict=False, warn=False)
+    assert plugins["vc"].cli is app and plugins["vc"].distribution == "audiossl-vc"
+    assert plugins["vc"] == PLUGIN and PLUGIN.task_factory is None
+    names = {command.name or command.callback.__name__ for command in app.registered_commands}
+    assert names == {"train-vocoder", "convert", "evaluate"}
