@@ -17,6 +17,7 @@ from objective_helpers import tiny_encoder
 from audiossl.audio.frontends import frontend_config
 from audiossl.data.dataset import Batch
 from audiossl.data.kaldi import DataDir
+from audiossl.encoders import create_encoder
 from audiossl.errors import ConfigError
 from audiossl.objectives import create_objective
 from audiossl.objectives.dino import (
@@ -302,6 +303,22 @@ def test_resume_restores_teacher_and_centre_exactly_and_load_pretrained_takes_th
     model = load_pretrained(tmp_path / "straight")
     for key, value in model.encoder.state_dict().items():
         assert torch.equal(value, straight[f"encoder.{key}"])
+    # The cluster-aware iteration: pseudo-speakers from the run (CLI), then a model started from its weights.
+    from audiossl.cli.main import main
+
+    out = tmp_path / "pseudo"
+    assert main(["dino", "cluster", str(tmp_path / "straight"), "--data", str(data), "--k", "2", "-o", str(out)]) == 0
+    table = (out / "utt2pseudo").read_text().split()
+    assert len(table) == 12 and set(table[1::2]) <= {"0", "1"}
+    changes = {"cluster": {"labels": str(out / "utt2pseudo"), "init": str(tmp_path / "straight")}, "dino_weight": 0.0}
+    config = tiny_run_config(**changes)
+    from audiossl.train.config import encoder_config, objective_config
+
+    encoder = create_encoder("ast", config=encoder_config(config))
+    second = create_objective("dino", encoder, objective_config(config))
+    for key, value in second.state_dict().items():
+        if not key.startswith("cluster."):
+            assert torch.equal(value, straight[key]), key
 
 
 def test_dino_objective_copies_do_not_share_storage():
@@ -310,3 +327,22 @@ def test_dino_objective_copies_do_not_share_storage():
     twin.teacher["head"].prototypes.data.add_(1.0)
     assert not torch.equal(twin.teacher["head"].prototypes, model.teacher["head"].prototypes)
     assert model.teacher["head"].prototypes.data_ptr() != model.head.prototypes.data_ptr()
+
+
+def test_cluster_option_adds_a_gated_pseudo_speaker_loss(tmp_path):
+    (tmp_path / "utt2pseudo").write_text("utt0 0\nutt1 1\nutt2 0\n")
+    cluster = {"labels": str(tmp_path / "utt2pseudo"), "gate_every": 2, "gate_after": 0, "scale": 5.0}
+    model = objective(cluster=cluster, dino_weight=0.0).train()
+    inputs = views(model)
+    assert inputs["rows"].tolist() == [0, 1, 2]
+    out = model(**inputs, step=0)
+    assert set(out.parts) == {"classification"} and out.metrics["kept_fraction"] == 1.0
+    out.total.backward()
+    assert model.cluster.weight.grad is not None and model.head.prototypes.grad is None
+    assert bool(model.cluster.seen.all())
+    model.on_step_end(1)
+    assert float(model.cluster.gate) == torch.finfo(torch.float64).max  # not yet due
+    model.on_step_end(2)
+    assert float(model.cluster.gate) <= float(model.cluster.losses.max())
+    both = objective(cluster=cluster, dino_weight=1.0)
+    assert set(both(**views(both), step=0).parts) == {"dino", "classification"}
