@@ -136,7 +136,7 @@ def evaluate_conversions(
         waveform, _ = load_utterance(data, utt, rate)
         features = converter.features(waveform)
         outputs = [
-            ("converted", converted_dir, converter.vocode(converter_match(features, pools[target_spk], k))),
+            ("converted", converted_dir, converter.vocode(_match(features, pools[target_spk], k))),
             ("resynthesis", resynth_dir, converter.vocode(features)),
         ]
         for name, table, wave in outputs:
@@ -208,7 +208,7 @@ def evaluate_conversions(
     return report
 
 
-def converter_match(features: torch.Tensor, pool, k: int) -> torch.Tensor:
+def _match(features: torch.Tensor, pool, k: int) -> torch.Tensor:
     """Matched features (N, D) of ``features`` against a :class:`~audiossl_vc.pool.TargetPool`."""
     from audiossl_vc.matching import knn_match
 
