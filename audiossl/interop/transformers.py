@@ -30,7 +30,19 @@ from audiossl.interop.base import (
 )
 
 #: config.json ``model_type`` -> transformers base-model class name, for the speech models.
-SPEECH_MODELS = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel", "wavlm": "WavLMModel"}
+SPEECH_MODELS = {
+    "wav2vec2": "Wav2Vec2Model",
+    "hubert": "HubertModel",
+    "wavlm": "WavLMModel",
+    "wav2vec2-conformer": "Wav2Vec2ConformerModel",
+    "data2vec-audio": "Data2VecAudioModel",
+    "unispeech": "UniSpeechModel",
+    "unispeech-sat": "UniSpeechSatModel",
+}
+#: Families whose padded batches are exact in transformers when the feature extractor uses layer
+#: norm (checked by the tests). The others (conformer convolutions, data2vec's stacked positional
+#: convolutions, unverified families) run unequal lengths item by item.
+BATCH_EXACT = ("wav2vec2", "hubert", "wavlm")
 AST_MODEL_TYPE = "audio-spectrogram-transformer"
 WEIGHT_FILES = (
     "model.safetensors",
@@ -113,11 +125,12 @@ class LayerRecorder:
 
 
 class HFSpeechEncoder(ImportedEncoder):
-    """transformers' Wav2Vec2Model / HubertModel / WavLMModel as an audiossl encoder (wrapped).
+    """transformers' Wav2Vec2Model / HubertModel / WavLMModel (and kin, :data:`SPEECH_MODELS`), wrapped.
 
     ``layers`` are the block outputs (before the final norm of stable-layer-norm models,
     which ``last`` has). ``exact_padding`` as in :class:`~audiossl.interop.torchaudio.TorchaudioEncoder`:
-    group-norm feature extractors are run item by item on unequal lengths.
+    models whose padded batches are not exact (``padding_leaks``: group-norm feature extractors,
+    families outside :data:`BATCH_EXACT`) are run item by item on unequal lengths.
     """
 
     def __init__(self, model: nn.Module, *, sample_rate: int, normalize_waveform: bool):
@@ -129,7 +142,9 @@ class HFSpeechEncoder(ImportedEncoder):
         self.dim = config.hidden_size
         self.num_layers = config.num_hidden_layers
         self.frame_rate = sample_rate / float(torch.tensor(config.conv_stride).prod())
-        self.group_norm = config.feat_extract_norm == "group"
+        norm = getattr(config, "feat_extract_norm", "layer")  # data2vec-audio: layer norm, no field
+        #: Whether a padded batch would differ from items alone (then items run alone, see exact_padding).
+        self.padding_leaks = norm == "group" or config.model_type not in BATCH_EXACT
         self.exact_padding = True
         self._recorder = LayerRecorder(model.encoder.layers)
 
@@ -143,7 +158,7 @@ class HFSpeechEncoder(ImportedEncoder):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         if self.normalize_waveform:
             waveforms = normalize_waveforms(waveforms, lengths)
-        if self.group_norm and self.exact_padding:
+        if self.padding_leaks and self.exact_padding:
             last, layers, frame_lengths = run_items_alone(self._run, waveforms, lengths)
         else:
             last, layers, frame_lengths = self._run(waveforms, lengths)
@@ -163,7 +178,7 @@ def _preprocessing(path: Path, config: dict) -> tuple[int, bool]:
         except ValueError as error:
             raise DataError(f"cannot read the preprocessor config: {error}", file) from None
         return int(settings.get("sampling_rate", 16000)), bool(settings.get("do_normalize", True))
-    return 16000, config.get("feat_extract_norm") == "layer"
+    return 16000, config.get("feat_extract_norm", "layer") == "layer"
 
 
 def load_transformers(path: Path) -> ImportedEncoder:

@@ -35,17 +35,22 @@ VARIANTS = {
     "wav2vec2-lv60": ("Wav2Vec2Config", "Wav2Vec2Model", dict(feat_extract_norm="layer", do_stable_layer_norm=True)),
     "hubert-base": ("HubertConfig", "HubertModel", dict(feat_extract_norm="group", do_stable_layer_norm=False)),
     "wavlm-large": ("WavLMConfig", "WavLMModel", dict(feat_extract_norm="layer", do_stable_layer_norm=True)),
+    "conformer": ("Wav2Vec2ConformerConfig", "Wav2Vec2ConformerModel", dict(feat_extract_norm="layer")),
+    "data2vec-audio": ("Data2VecAudioConfig", "Data2VecAudioModel", {}),  # layer-norm convolutions, no field
+    "unispeech-sat": ("UniSpeechSatConfig", "UniSpeechSatModel", dict(feat_extract_norm="group")),
 }
 
 
 def save_peer(variant: str, directory, *, safe: bool = True, extractor: bool = True):
     config_name, model_name, extra = VARIANTS[variant]
     torch.manual_seed(0)
-    config = getattr(transformers, config_name)(**TINY, **extra, conv_bias=extra["feat_extract_norm"] == "layer")
+    config = getattr(transformers, config_name)(**TINY, **extra, conv_bias=extra.get("feat_extract_norm") != "group")
+    if variant == "conformer":
+        config.conv_depthwise_kernel_size = 3
     peer = perturb(getattr(transformers, model_name)(config))
     peer.save_pretrained(directory, safe_serialization=safe)
     if extractor:
-        layer_norm = extra["feat_extract_norm"] == "layer"
+        layer_norm = extra.get("feat_extract_norm") != "group"
         transformers.Wav2Vec2FeatureExtractor(
             sampling_rate=16000, do_normalize=layer_norm, return_attention_mask=layer_norm
         ).save_pretrained(directory)
@@ -71,7 +76,7 @@ def test_same_hidden_states_as_transformers(tmp_path, variant):
     with torch.no_grad():
         ours = model(audio, lengths)
     reference = peer_hidden_states(peer, tmp_path, list(audio))
-    stable = VARIANTS[variant][2]["do_stable_layer_norm"]
+    stable = VARIANTS[variant][2].get("do_stable_layer_norm", False) or variant == "conformer"
     assert len(ours.layers) == 2
     assert_valid_close(ours.last, reference.last_hidden_state, ours.lengths)
     assert_valid_close(ours.layers[0], reference.hidden_states[1], ours.lengths)
@@ -98,10 +103,13 @@ def test_padded_batch_matches_transformers_with_attention_mask(tmp_path, variant
     assert_valid_close(together.last, reference.last_hidden_state, together.lengths)
 
 
-def test_group_norm_padding_needs_items_alone(tmp_path):
-    """wav2vec2-base's group norm spans the padding: batched is not exact, item by item is."""
-    save_peer("wav2vec2-base", tmp_path)
+@pytest.mark.parametrize("variant", ["wav2vec2-base", "conformer", "data2vec-audio"])
+def test_leaky_padding_needs_items_alone(tmp_path, variant):
+    """Group norm over time (wav2vec2-base), conformer convolutions and data2vec's stacked positional
+    convolutions all let padding reach valid frames in transformers: batched is not exact, item by item is."""
+    save_peer(variant, tmp_path)
     model = import_model(tmp_path)
+    assert model.padding_leaks
     lengths = torch.tensor([4000, 1500])
     batch = waveforms(2, 4000, seed=2)
     batch[1, 1500:] = 0
