@@ -137,3 +137,15 @@ def test_check_data_warns_about_unseen_characters(corpus, tmp_path, caplog):
     (other / "text").write_text("\n".join(lines) + "\n", encoding="utf-8")
     ASRTask().check_data(other, state)
     assert "1 transcript(s) have characters never seen" in caplog.text and lines[0].split()[0] in caplog.text
+
+
+def test_decode_without_transcripts_writes_hypotheses_only(trained, corpus, tmp_path):
+    from audiossl_asr.recognize import decode_run
+
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(corpus, unlabelled)
+    (unlabelled / "text").unlink()
+    result = decode_run(trained, unlabelled, tmp_path / "out", device="cpu")
+    assert result.score is None and result.metrics is None
+    assert set(read_table(result.hypotheses, allow_empty_value=True)) == set(read_table(corpus / "utt2spk"))
+    assert not (tmp_path / "out" / "metrics.json").exists()
