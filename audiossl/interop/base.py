@@ -41,6 +41,11 @@ class ImportedEncoder(nn.Module):
     num_prefix_tokens: int = 0
     #: Which importer built this model (a name of :data:`IMPORTERS`).
     source: str = ""
+    #: Whether, run batched, padding would reach valid frames (group norm over time, convolutions
+    #: over padded frames); such models run a batch of unequal lengths item by item.
+    padding_leaks: bool = False
+    #: Set to False to run leaky models batched anyway, as the peer does (faster, not exact).
+    exact_padding: bool = True
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         raise NotImplementedError

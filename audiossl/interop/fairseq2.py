@@ -64,7 +64,11 @@ class Fairseq2Wav2Vec2Encoder(ImportedEncoder):
         self.num_layers = encoder_config.num_encoder_layers
         strides = [stride for _, _, stride in encoder_config.feature_extractor_layer_descs]
         self.frame_rate = sample_rate / float(torch.tensor(strides).prod())
-        self.group_norm = not encoder_config.feature_extractor_layer_norm_convs
+        # Padding reaches valid frames through a group norm over time in the first convolution, and
+        # through stacked positional convolutions (fairseq2 zeroes padding only before the first).
+        self.padding_leaks = (
+            not encoder_config.feature_extractor_layer_norm_convs or encoder_config.pos_encoder_depth > 1
+        )
         self.exact_padding = True
         self._layers: list[torch.Tensor] | None = None  # a list only while _run records
         self.encoder.register_layer_hook(self._record)
@@ -91,7 +95,7 @@ class Fairseq2Wav2Vec2Encoder(ImportedEncoder):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         if self.normalize_waveform:
             waveforms = normalize_waveforms(waveforms, lengths)
-        if self.group_norm and self.exact_padding:
+        if self.padding_leaks and self.exact_padding:
             last, layers, frame_lengths = run_items_alone(self._run, waveforms, lengths)
         else:
             last, layers, frame_lengths = self._run(waveforms, lengths)

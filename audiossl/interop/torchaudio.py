@@ -76,7 +76,8 @@ class TorchaudioEncoder(ImportedEncoder):
         self.num_layers = len(model.encoder.transformer.layers)
         self.frame_rate = sample_rate / float(torch.tensor([c.stride[0] for c in convs]).prod())
         self.kernels_strides = [(c.kernel_size[0], c.stride[0]) for c in convs]
-        self.group_norm = isinstance(model.feature_extractor.conv_layers[0].layer_norm, nn.GroupNorm)
+        #: Whether padding reaches valid frames batched (a group norm over time in the first convolution).
+        self.padding_leaks = isinstance(model.feature_extractor.conv_layers[0].layer_norm, nn.GroupNorm)
         self.exact_padding = True
         # torchaudio's WavLM attention takes no attention mask (its Transformer passes no key padding
         # mask either), so WavLM always runs unequal lengths item by item, without lengths.
@@ -96,7 +97,7 @@ class TorchaudioEncoder(ImportedEncoder):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         if self.normalize_waveform:
             waveforms = normalize_waveforms(waveforms, lengths)
-        if (self.group_norm and self.exact_padding) or not self.takes_lengths:
+        if (self.padding_leaks and self.exact_padding) or not self.takes_lengths:
             last, layers, frame_lengths = run_items_alone(self._run, waveforms, lengths)
         else:
             last, layers, frame_lengths = self._run(waveforms, lengths)

@@ -99,11 +99,23 @@ def test_fairseq2_checkpoint_same_hidden_states(tmp_path, pre_norm):
 def test_fairseq2_padding(tmp_path):
     peer = save_fairseq2_checkpoint(tmp_path, pre_norm=True)
     model = import_model(tmp_path)
+    assert not model.padding_leaks
     model.exact_padding = False  # layer-norm convolutions: fairseq2's padded batch is exact
     audio, lengths = waveforms(3, 4000, seed=6), torch.tensor([4000, 3100, 1000])
     together = assert_batch_equals_alone(model, audio, lengths)
     last, _ = fairseq2_reference(peer, audio, lengths)
     assert_valid_close(together.last, last, together.lengths)
+
+
+def test_fairseq2_group_norm_padding_runs_items_alone(tmp_path):
+    save_fairseq2_checkpoint(tmp_path, pre_norm=False)
+    model = import_model(tmp_path)
+    assert model.padding_leaks
+    audio, lengths = waveforms(2, 4000, seed=9), torch.tensor([4000, 1300])
+    assert_batch_equals_alone(model, audio, lengths)
+    model.exact_padding = False
+    with pytest.raises(AssertionError, match="batch vs alone"):
+        assert_batch_equals_alone(model, audio, lengths)
 
 
 def hf_to_fairseq1(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
