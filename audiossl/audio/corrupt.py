@@ -109,8 +109,9 @@ def exponential_rir(
 ) -> torch.Tensor:
     """A synthetic room impulse response (L,), L = RT60 seconds of samples, unit energy.
 
-    A unit direct path followed by Gaussian noise whose amplitude decays by 60 dB over
-    ``rt60_s`` (energy envelope exp(-6.91 t / RT60) · 2 → amplitude exp(-6.91 t / RT60)).
+    A unit direct path followed by Gaussian noise whose amplitude envelope is
+    exp(-ln(1000) t / RT60): down 60 dB at t = RT60. ``direct_delay_s`` puts silence before
+    the direct path (a source away from the microphone).
     """
     length = max(int(round(rt60_s * sample_rate)), 2)
     t = torch.arange(length, dtype=torch.float32) / sample_rate
