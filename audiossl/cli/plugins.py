@@ -102,7 +102,8 @@ UpstreamOption = Annotated[
     typer.Option(
         "--upstream",
         "-u",
-        help="Pretrained checkpoint or run dir; random:<checkpoint> (random weights); fbank[:RATE[:BINS]].",
+        help="Pretrained checkpoint or run dir; random:<checkpoint> (random weights); fbank[:RATE[:BINS]] "
+        "(utterance CMVN); fbank-raw[:RATE[:BINS]].",
     ),
 ]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output dir (the run dir for train).")]

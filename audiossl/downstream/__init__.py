@@ -27,6 +27,7 @@ _EXPORTS = {
     "POOLINGS": "pooling",
     "AttentiveStatsPool": "pooling",
     "MeanPool": "pooling",
+    "PooledNorm": "pooling",
     "StatsPool": "pooling",
     "create_pooling": "pooling",
     "DownstreamTask": "task",
@@ -58,6 +59,7 @@ __all__ = [
     "MeanPool",
     "POOLINGS",
     "Plugin",
+    "PooledNorm",
     "PluginError",
     "STRICT_ENV",
     "StatsPool",
@@ -104,7 +106,14 @@ if TYPE_CHECKING:
         get_plugin,
         strict_plugins,
     )
-    from audiossl.downstream.pooling import POOLINGS, AttentiveStatsPool, MeanPool, StatsPool, create_pooling
+    from audiossl.downstream.pooling import (
+        POOLINGS,
+        AttentiveStatsPool,
+        MeanPool,
+        PooledNorm,
+        StatsPool,
+        create_pooling,
+    )
     from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches, label_file
     from audiossl.downstream.trainer import (
         DownstreamConfig,

@@ -11,6 +11,7 @@ gives alone.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from audiossl.downstream.featurizer import mean_pool
@@ -70,6 +71,25 @@ class AttentiveStatsPool(nn.Module):
         scores = self.attention(hidden).float().masked_fill(~valid, float("-inf"))  # (B, S, 1)
         weights = scores.softmax(dim=1).nan_to_num(0.0).to(hidden.dtype)  # items without frames: all zero
         return _masked_stats(hidden, weights, self.eps)
+
+
+class PooledNorm(nn.BatchNorm1d):
+    """Standardise pooled vectors (B, D) per feature, without a learned affine (MAE's linear-probe norm).
+
+    He et al. ("Masked Autoencoders Are Scalable Vision Learners", 2022) put a BatchNorm
+    without affine parameters before a linear probe: features of very different scales and
+    offsets (raw log energies, un-normalised encoder outputs) then train as fast as normalised
+    ones. Batch statistics in training (running statistics for a batch of one, which has no
+    variance), running statistics in evaluation.
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__(dim, eps=eps, momentum=momentum, affine=False)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.training and pooled.shape[0] < 2:
+            return F.batch_norm(pooled, self.running_mean, self.running_var, None, None, False, 0.0, self.eps)
+        return super().forward(pooled)
 
 
 #: Pooling modules by name; each is built as ``cls(dim)`` and has ``.out_dim``.

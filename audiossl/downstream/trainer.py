@@ -33,7 +33,7 @@ from audiossl.config import from_dict, to_dict
 from audiossl.data.dataset import AudioDataset, Batch, collate
 from audiossl.data.sampler import BucketBatchSampler
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches
-from audiossl.downstream.upstream import MODES, Upstream, load_upstream
+from audiossl.downstream.upstream import MODES, Upstream, load_upstream, parse_fbank_spec
 from audiossl.errors import ConfigError, DataError, UserError
 from audiossl.fileio import atomic_write
 from audiossl.progress import progress
@@ -278,6 +278,13 @@ def train_downstream(
     run_dir.mkdir(parents=True, exist_ok=True)
 
     upstream = load_upstream(upstream_spec, config.mode, config.freeze_steps, seed=config.seed)
+    fbank = parse_fbank_spec(upstream.spec)
+    if fbank is not None and fbank[2] and task.level == "utterance":
+        logger.warning(
+            "upstream %s normalises every utterance to zero mean and unit variance per bin, so mean and "
+            "mean+std pooling see nothing of it; use fbank-raw as the baseline of an utterance-level task",
+            upstream.spec,
+        )
     info = _run_info(task, upstream, train_dir, config)
     if resume:
         _check_same_run(read_run_info(run_dir), info, run_dir / RUN_FILE)

@@ -17,7 +17,10 @@ Two modes, as in SUPERB and its fine-tuning follow-ups:
 Upstream specs (:func:`load_upstream`): a checkpoint file or a pretraining run dir;
 ``random:<checkpoint>`` for the same architecture and input pipeline with random weights;
 ``fbank[:RATE[:BINS]]`` for no encoder at all: Kaldi fbank (80 bins at 16 kHz by default)
-with per-utterance mean and variance normalisation, the usual baseline.
+with per-utterance mean and variance normalisation, the usual baseline; ``fbank-raw[:RATE[:BINS]]``
+the same log mel energies without that normalisation. Utterance CMVN makes every utterance's
+mean (and variance) of every bin the same, so mean or mean+std pooling of ``fbank`` carries
+nothing: utterance-level tasks (emotion, speaker) compare against ``fbank-raw``.
 """
 
 from __future__ import annotations
@@ -39,10 +42,13 @@ _PROBE_SECONDS = (1, 2)
 
 
 class FbankBaseline(nn.Module):
-    """Kaldi fbank + utterance CMVN as a one-layer "encoder": ``(waveforms, lengths) -> EncoderOutput``."""
+    """Kaldi fbank (+ utterance CMVN when ``normalize``) as a one-layer encoder returning EncoderOutput."""
 
-    def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80):
+    num_layers = 1
+
+    def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80, normalize: bool = True):
         super().__init__()
+        self.normalize = normalize
         from audiossl.audio.frontends import create_frontend
 
         self.sample_rate = sample_rate
@@ -57,7 +63,8 @@ class FbankBaseline(nn.Module):
         from audiossl.nn.masking import lengths_to_padding_mask
 
         features, frame_lengths = self.frontend(waveforms.float(), lengths)  # (B, F, C), (B,)
-        features = cmvn(features, frame_lengths)
+        if self.normalize:
+            features = cmvn(features, frame_lengths)
         padding = lengths_to_padding_mask(frame_lengths.to(features.device), features.shape[1])  # (B, F)
         return EncoderOutput(last=features, layers=[features], lengths=frame_lengths, padding_mask=padding)
 
@@ -175,19 +182,19 @@ class Upstream(nn.Module):
         return len(output.layers), int(output.last.shape[-1]), float(frame_rate)
 
 
-def parse_fbank_spec(spec: str) -> tuple[int, int] | None:
-    """``fbank[:RATE[:BINS]]`` -> (sample rate, bins); None for other specs."""
+def parse_fbank_spec(spec: str) -> tuple[int, int, bool] | None:
+    """``fbank[:RATE[:BINS]]`` / ``fbank-raw[...]`` -> (sample rate, bins, utterance CMVN); None for other specs."""
     name, *rest = spec.split(":")
-    if name != "fbank":
+    if name not in ("fbank", "fbank-raw"):
         return None
     try:
         rate = int(rest[0]) if rest else 16000
         bins = int(rest[1]) if len(rest) > 1 else (80 if rate >= 16000 else 64)
     except ValueError:
-        raise ConfigError(f"upstream {spec!r}: expected fbank[:SAMPLE_RATE[:NUM_MEL_BINS]]") from None
+        raise ConfigError(f"upstream {spec!r}: expected fbank[-raw][:SAMPLE_RATE[:NUM_MEL_BINS]]") from None
     if len(rest) > 2:
-        raise ConfigError(f"upstream {spec!r}: expected fbank[:SAMPLE_RATE[:NUM_MEL_BINS]]")
-    return rate, bins
+        raise ConfigError(f"upstream {spec!r}: expected fbank[-raw][:SAMPLE_RATE[:NUM_MEL_BINS]]")
+    return rate, bins, name == "fbank"
 
 
 def canonical_spec(spec: str) -> str:

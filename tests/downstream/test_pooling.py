@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiossl.downstream import POOLINGS, AttentiveStatsPool, create_pooling
+from audiossl.downstream import POOLINGS, AttentiveStatsPool, PooledNorm, create_pooling
 
 LENGTHS = torch.tensor([7, 3, 1])
 
@@ -54,3 +54,18 @@ def test_attentive_pool_matches_a_loop_with_softmax_weights():
         torch.testing.assert_close(out[row].double(), torch.cat([mean, std]), rtol=1e-4, atol=1e-4)
     out.sum().backward()
     assert first.weight.grad is not None and bool(first.weight.grad.abs().sum() > 0)
+
+
+def test_pooled_norm_standardises_batches_and_survives_a_batch_of_one():
+    torch.manual_seed(2)
+    norm = PooledNorm(4)
+    pooled = torch.randn(6, 4) * torch.tensor([1.0, 10.0, 0.1, 3.0]) + torch.tensor([-8.0, 0.0, 5.0, 1.0])
+    out = norm(pooled)
+    expected = (pooled - pooled.mean(0)) / (pooled.var(0, unbiased=False) + 1e-5).sqrt()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    running = norm.running_mean.clone(), norm.running_var.clone()
+    single = norm(pooled[:1])  # training mode, one item: running statistics, not updated
+    torch.testing.assert_close(single, (pooled[:1] - running[0]) / (running[1] + 1e-5).sqrt())
+    assert torch.equal(norm.running_mean, running[0]) and not list(norm.parameters())
+    norm.eval()
+    torch.testing.assert_close(norm(pooled[:2]), (pooled[:2] - running[0]) / (running[1] + 1e-5).sqrt())

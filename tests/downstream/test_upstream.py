@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiossl.downstream import FbankBaseline, load_upstream
+from audiossl.downstream import FbankBaseline, load_upstream, mean_pool
 from audiossl.errors import ConfigError, DataError
 from audiossl.train import load_pretrained
 
@@ -96,6 +96,24 @@ def test_fbank_baseline_is_normalised_kaldi_fbank():
     assert int(out_lengths[1]) == reference.shape[0]
     torch.testing.assert_close(hidden[1, : reference.shape[0]], reference, rtol=1e-3, atol=2e-3)
     assert FbankBaseline(8000).dim == 80 and load_upstream("fbank:8000").dim == 64
+    # Utterance CMVN leaves nothing for mean pooling: every bin's mean over valid frames is zero.
+    pooled = mean_pool(hidden, out_lengths)
+    torch.testing.assert_close(pooled, torch.zeros_like(pooled), rtol=0, atol=1e-4)
+
+
+def test_fbank_raw_keeps_the_log_energies():
+    import torchaudio
+
+    upstream = load_upstream("fbank-raw:8000:40")
+    assert (upstream.dim, upstream.sample_rate) == (40, 8000)
+    waveforms, lengths = _batch()
+    with torch.no_grad():
+        hidden, out_lengths = upstream(waveforms[:, :8000], torch.tensor([8000, 4000]))
+    reference = torchaudio.compliance.kaldi.fbank(
+        waveforms[1:, :4000], num_mel_bins=40, sample_frequency=8000, dither=0.0
+    )  # (F, 40), of waveforms in [-1, 1] as ours (not int16-scaled)
+    assert int(out_lengths[1]) == reference.shape[0]
+    torch.testing.assert_close(hidden[1, : reference.shape[0]], reference, rtol=1e-3, atol=2e-3)
 
 
 def test_bad_specs_are_user_errors(tmp_path):

@@ -21,7 +21,7 @@ LABEL = "emo"
 
 
 def make_task(**options: Any):
-    """An :class:`audiossl_er.task.EmotionTask` with ``options`` (pooling, hidden_dim, class_weights, dropout)."""
+    """An :class:`audiossl_er.task.EmotionTask` built with ``options`` (see its docstring)."""
     from audiossl_er.task import EmotionTask
 
     return EmotionTask(**options)

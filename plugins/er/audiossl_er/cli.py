@@ -41,6 +41,9 @@ WeightsOption = Annotated[
     bool, typer.Option("--class-weights/--no-class-weights", help="Weight the loss by inverse class frequency.")
 ]
 DropoutOption = Annotated[float, typer.Option("--dropout", help="Dropout before the last linear layer.")]
+NormalizeOption = Annotated[
+    bool, typer.Option("--normalize/--no-normalize", help="Standardise pooled features (BatchNorm, no affine).")
+]
 NumFoldsOption = Annotated[
     int | None, typer.Option("--num-folds", help="Speaker groups (default: one speaker per fold).")
 ]
@@ -56,6 +59,7 @@ def train(
     hidden_dim: HiddenOption = 0,
     class_weights: WeightsOption = False,
     dropout: DropoutOption = 0.1,
+    normalize: NormalizeOption = True,
     mode: ModeOption = None,
     freeze_steps: FreezeStepsOption = None,
     max_steps: MaxStepsOption = None,
@@ -83,7 +87,9 @@ def train(
         seed=seed,
         device=device,
     )
-    task = make_task(pooling=pooling, hidden_dim=hidden_dim, class_weights=class_weights, dropout=dropout)
+    task = make_task(
+        pooling=pooling, hidden_dim=hidden_dim, class_weights=class_weights, dropout=dropout, normalize=normalize
+    )
     run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
 
 
@@ -122,6 +128,7 @@ def cross_validate_command(
     hidden_dim: HiddenOption = 0,
     class_weights: WeightsOption = False,
     dropout: DropoutOption = 0.1,
+    normalize: NormalizeOption = True,
     mode: ModeOption = None,
     max_steps: MaxStepsOption = None,
     lr: LrOption = None,
@@ -139,7 +146,9 @@ def cross_validate_command(
     settings = downstream_config(
         config, sets, mode=mode, max_steps=max_steps, lr=lr, batch_seconds=batch_seconds, seed=seed, device=device
     )
-    task = make_task(pooling=pooling, hidden_dim=hidden_dim, class_weights=class_weights, dropout=dropout)
+    task = make_task(
+        pooling=pooling, hidden_dim=hidden_dim, class_weights=class_weights, dropout=dropout, normalize=normalize
+    )
 
     def train_fold(train_dir: Path, run_dir: Path) -> Path:
         return train_downstream(task, upstream, train_dir, run_dir, settings).run_dir

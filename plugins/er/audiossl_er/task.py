@@ -17,7 +17,7 @@ from torch import nn
 
 from audiossl.data.dataset import Batch
 from audiossl.data.kaldi import read_entries
-from audiossl.downstream.pooling import POOLINGS, create_pooling
+from audiossl.downstream.pooling import POOLINGS, PooledNorm, create_pooling
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches, label_file
 from audiossl.errors import ConfigError, DataError
 from audiossl.objectives.base import LossOutput
@@ -26,12 +26,21 @@ from audiossl_er.metrics import confusion_matrix, format_report, plot_confusion,
 
 
 class EmotionHead(nn.Module):
-    """``(hidden (B, S, D), lengths (B,)) -> logits (B, K)``: pooling, then a linear or one-hidden-layer MLP."""
+    """``(hidden (B, S, D), lengths (B,)) -> logits (B, K)``: pooling, [standardise], linear or one-hidden-layer MLP."""
 
-    def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden_dim: int = 0, dropout: float = 0.1):
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        pooling: str = "mean",
+        hidden_dim: int = 0,
+        dropout: float = 0.1,
+        normalize: bool = True,
+    ):
         super().__init__()
         self.pool = create_pooling(pooling, dim)
         width = self.pool.out_dim
+        self.norm = PooledNorm(width) if normalize else nn.Identity()
         if hidden_dim > 0:
             self.classifier = nn.Sequential(
                 nn.Linear(width, hidden_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden_dim, num_classes)
@@ -40,7 +49,7 @@ class EmotionHead(nn.Module):
             self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(hidden, lengths))  # (B, K)
+        return self.classifier(self.norm(self.pool(hidden, lengths)))  # (B, K)
 
 
 class EmotionTask(DownstreamTask):
@@ -49,14 +58,23 @@ class EmotionTask(DownstreamTask):
     ``pooling``: ``mean``, ``stats`` (mean + std) or ``attentive`` (attentive statistics);
     ``hidden_dim``: 0 for a linear classifier, else the width of a one-hidden-layer MLP;
     ``class_weights``: weight the cross-entropy by inverse class frequency; ``dropout`` before
-    the (last) linear layer.
+    the (last) linear layer; ``normalize``: standardise pooled vectors per feature
+    (:class:`~audiossl.downstream.pooling.PooledNorm`), so raw features (``fbank-raw``) train
+    as well as layer-normed ones.
     """
 
     name = "er"
     labels = (LABEL,)
     level = "utterance"
 
-    def __init__(self, pooling: str = "mean", hidden_dim: int = 0, class_weights: bool = False, dropout: float = 0.1):
+    def __init__(
+        self,
+        pooling: str = "mean",
+        hidden_dim: int = 0,
+        class_weights: bool = False,
+        dropout: float = 0.1,
+        normalize: bool = True,
+    ):
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS.names())}")
         if hidden_dim < 0 or not 0.0 <= dropout < 1.0:
@@ -65,6 +83,7 @@ class EmotionTask(DownstreamTask):
         self.hidden_dim = hidden_dim
         self.class_weights = class_weights
         self.dropout = dropout
+        self.normalize = normalize
 
     def options(self) -> dict[str, Any]:
         return {
@@ -72,6 +91,7 @@ class EmotionTask(DownstreamTask):
             "hidden_dim": self.hidden_dim,
             "class_weights": self.class_weights,
             "dropout": self.dropout,
+            "normalize": self.normalize,
         }
 
     def prepare(self, train_dir: Path, out_dir: Path) -> TaskState:
@@ -102,7 +122,7 @@ class EmotionTask(DownstreamTask):
                 )
 
     def make_head(self, dim: int, state: TaskState) -> nn.Module:
-        return EmotionHead(dim, len(state["classes"]), self.pooling, self.hidden_dim, self.dropout)
+        return EmotionHead(dim, len(state["classes"]), self.pooling, self.hidden_dim, self.dropout, self.normalize)
 
     def targets(self, batch: Batch, state: TaskState, device: torch.device) -> torch.Tensor:
         """Class indices (B,) of a batch's emotions."""

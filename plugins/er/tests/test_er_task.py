@@ -115,6 +115,17 @@ def test_bad_options_are_config_errors():
         make_task(pooling="max")
     head = EmotionHead(8, 3, pooling="stats", hidden_dim=0)
     assert head(torch.randn(2, 4, 8), torch.tensor([4, 2])).shape == (2, 3)
+    assert isinstance(EmotionHead(8, 3, normalize=False).norm, torch.nn.Identity)
+
+
+def test_options_round_trip_through_the_run(corpus, tmp_path):
+    task = make_task(pooling="stats", hidden_dim=8, class_weights=True, dropout=0.0, normalize=False)
+    train_downstream(task, "fbank-raw", corpus, tmp_path / "run", fast(max_steps=1))
+    from audiossl.downstream import load_downstream
+
+    model = load_downstream(tmp_path / "run", device="cpu")  # rebuilt through the installed plugin
+    assert model.task.options() == task.options()
+    assert isinstance(model.head.norm, torch.nn.Identity) and model.head.classifier[0].out_features == 8
 
 
 def test_leave_speaker_out_folds(corpus, tmp_path):
