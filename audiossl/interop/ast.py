@@ -50,6 +50,7 @@ class HFASTEncoder(ImportedEncoder):
         return values.to(waveforms.device)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        lengths = lengths.to(waveforms.device)
         values = self.features(waveforms, lengths)  # (B, F, C)
         with self._recorder.record() as layers:  # L x (B, S, D)
             output = self.model(values)

@@ -93,6 +93,7 @@ class Fairseq2Wav2Vec2Encoder(ImportedEncoder):
         return last, layers, frame_lengths
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        lengths = lengths.to(waveforms.device)
         if self.normalize_waveform:
             waveforms = normalize_waveforms(waveforms, lengths)
         if self.padding_leaks and self.exact_padding:

@@ -95,6 +95,7 @@ class TorchaudioEncoder(ImportedEncoder):
         return last, list(layers), frame_lengths
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        lengths = lengths.to(waveforms.device)
         if self.normalize_waveform:
             waveforms = normalize_waveforms(waveforms, lengths)
         if (self.padding_leaks and self.exact_padding) or not self.takes_lengths:

@@ -156,6 +156,7 @@ class HFSpeechEncoder(ImportedEncoder):
         return output.last_hidden_state, layers, frame_lengths
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        lengths = lengths.to(waveforms.device)
         if self.normalize_waveform:
             waveforms = normalize_waveforms(waveforms, lengths)
         if self.padding_leaks and self.exact_padding:
