@@ -95,3 +95,23 @@ def test_plugin_is_discovered_with_its_commands():
     assert plugins["vc"] == PLUGIN and PLUGIN.task_factory is None
     names = {command.name or command.callback.__name__ for command in app.registered_commands}
     assert names == {"train-vocoder", "convert", "evaluate"}
+
+
+def test_evaluate_with_trained_sv_and_asr_runs(mel_gl_run, vc_checkpoint, vc_corpus, tmp_path):
+    """The other plugins' public APIs: a 2-step sv run gives the embeddings, a 2-step asr run the WER."""
+    pytest.importorskip("audiossl_sv", reason="the sv plugin (plugins/sv) is not installed")
+    pytest.importorskip("audiossl_asr", reason="the asr plugin (plugins/asr) is not installed")
+    from audiossl_vc.evaluate import evaluate_conversions
+
+    for task in ("sv", "asr"):
+        args = [task, "train", str(vc_corpus), "-u", str(vc_checkpoint), "-o", str(tmp_path / task)]
+        assert main([*args, "--max-steps", "2", "--device", "cpu"]) == 0
+    report = evaluate_conversions(
+        vc_checkpoint, mel_gl_run, vc_corpus, tmp_path / "eval", pairs=2, min_seconds=1.0,
+        sv_run=tmp_path / "sv", asr_run=tmp_path / "asr",
+    )  # fmt: skip
+    assert report.embedding.startswith("trained sv run")
+    assert set(report.content) == {"wer_converted", "wer_resynthesis", "wer_sources"}
+    assert all(value >= 0.0 for value in report.content.values())
+    assert (tmp_path / "eval" / "asr" / "converted" / "hyp.txt").is_file()
+    assert not report.notes  # both measured
