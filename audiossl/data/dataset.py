@@ -42,6 +42,11 @@ class Batch:
 
     ``offsets`` (B,) float64: seconds from the start of each utterance to the start of its
     (cropped) waveform, so frame targets made for the full utterance can be cropped alike.
+
+    ``features`` (B, F, C) float32 and ``feature_lengths`` (B,) int64: front-end features computed
+    by the data loader (the fairseq2 backend with ``data.fairseq2_fbank``), zeros past each length;
+    None when the front-end runs in the training process (the default). The waveforms are kept
+    alongside, for objectives that make their own views of the audio.
     """
 
     ids: list[str]
@@ -49,15 +54,23 @@ class Batch:
     lengths: torch.Tensor
     labels: dict[str, list] = field(default_factory=dict)
     offsets: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    feature_lengths: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """The same batch with its tensors on ``device``."""
+        features = None if self.features is None else self.features.to(device, non_blocking=non_blocking)
+        feature_lengths = (
+            None if self.feature_lengths is None else self.feature_lengths.to(device, non_blocking=non_blocking)
+        )
         return Batch(
             self.ids,
             self.waveforms.to(device, non_blocking=non_blocking),
             self.lengths.to(device, non_blocking=non_blocking),
             self.labels,
             self.offsets,
+            features,
+            feature_lengths,
         )
 
 
@@ -129,11 +142,7 @@ class AudioDataset(Dataset):
         if not isinstance(index, int) and isinstance(index, Sequence):
             return [self[i] for i in index]
         utt_id = self.ids[index]
-        offset, duration = 0.0, None
-        if self.max_seconds is not None and self._durations()[index] > self.max_seconds:
-            spare = self._durations()[index] - self.max_seconds
-            offset = random.Random(f"{self.crop_seed}:{self.epoch}:{utt_id}").uniform(0.0, spare)
-            duration = self.max_seconds
+        offset, duration = self.crop_window(index)
         waveform, _ = load_utterance(
             self.data, utt_id, self.sample_rate, self.allow_pipes, offset=offset, duration=duration
         )  # (T,)
@@ -141,6 +150,18 @@ class AudioDataset(Dataset):
             waveform = waveform[: round(duration * self.sample_rate)]
         labels = {name: table[utt_id] for name, table in self.label_tables.items()}
         return Utterance(utt_id, waveform, labels, offset)
+
+    def crop_window(self, index: int) -> tuple[float, float | None]:
+        """(offset, duration) in seconds of utterance ``index``'s window this epoch; (0, None) = whole.
+
+        Other loaders (the fairseq2 backend) read the same windows through this.
+        """
+        offset, duration = 0.0, None
+        if self.max_seconds is not None and self._durations()[index] > self.max_seconds:
+            spare = self._durations()[index] - self.max_seconds
+            offset = random.Random(f"{self.crop_seed}:{self.epoch}:{self.ids[index]}").uniform(0.0, spare)
+            duration = self.max_seconds
+        return offset, duration
 
     def _table_path(self, name: str) -> Path | str:
         return self.data.path / name if self.data.path is not None else name

@@ -75,8 +75,21 @@ class Objective(nn.Module):
         ``batch.offsets``), or several augmented views made from ``batch.waveforms`` before the
         front-end. ``inputs`` is the run's :class:`~audiossl.train.inputs.InputPipeline`;
         ``generator`` seeds its augmentation (None: global RNG; validation passes None).
+        A batch that carries front-end features computed by the data loader (``batch.features``,
+        the fairseq2 backend with ``data.fairseq2_fbank``) hands them to ``inputs``, which then
+        only normalises (and augments) them.
         """
-        features, lengths = inputs(batch.waveforms, batch.lengths, generator=generator)
+        precomputed = getattr(batch, "features", None)
+        if precomputed is not None:
+            features, lengths = inputs(
+                batch.waveforms,
+                batch.lengths,
+                generator=generator,
+                features=precomputed,
+                feature_lengths=batch.feature_lengths,
+            )
+        else:
+            features, lengths = inputs(batch.waveforms, batch.lengths, generator=generator)
         return {"features": features, "lengths": lengths}
 
     def on_step_end(self, step: int) -> None:

@@ -47,7 +47,18 @@ class DataConfig:
     """Duration buckets of the length-bucketing sampler."""
 
     num_workers: int = 2
-    """DataLoader worker processes (0 = load in the training process)."""
+    """DataLoader worker processes (0 = load in the training process); with ``backend: fairseq2``, the
+    parallel calls of its decoding (and fbank) map (0 counts as 1)."""
+
+    backend: Literal["default", "fairseq2"] = "default"
+    """Data loader: ``default`` (torch DataLoader over :class:`~audiossl.data.dataset.AudioDataset`), or
+    ``fairseq2`` (fairseq2's native data pipeline decodes audio in C++ threads; the same batches,
+    ``pip install 'audiossl[fairseq2]'``; plain audio files only: no segments, pipes or resampling)."""
+
+    fairseq2_fbank: bool = False
+    """With ``backend: fairseq2``: compute the Kaldi fbank in fairseq2's C++ workers (its
+    ``WaveformToFbankConverter``) instead of in the training process; needs ``frontend: fbank`` with
+    default options except ``num_mel_bins`` (its log energies differ from ours by up to ~1e-3)."""
 
     frontend: str = "fbank"
     """Registered fixed front-end (``fbank``, ``log_mel``, ``mfcc``), or ``none`` to feed waveforms to
@@ -83,6 +94,8 @@ class DataConfig:
             raise ConfigError(f"data.min_utt_seconds must be >= 0, got {self.min_utt_seconds}")
         if self.num_workers < 0 or self.num_buckets < 1:
             raise ConfigError("data.num_workers must be >= 0 and data.num_buckets >= 1")
+        if self.fairseq2_fbank and self.backend != "fairseq2":
+            raise ConfigError("data.fairseq2_fbank needs data.backend: fairseq2")
 
 
 @dataclass(kw_only=True)
@@ -308,7 +321,11 @@ def validate(config: PretrainConfig) -> None:
     """Build every sub-config once so bad names and values fail before any data is read."""
     encoder_config(config)
     objective_config(config)
-    frontend_settings(config)
+    frontend = frontend_settings(config)
+    if config.data.fairseq2_fbank:
+        from audiossl.train.fairseq2_data import check_fairseq2_fbank
+
+        check_fairseq2_fbank(config.data, frontend)
 
 
 # ----------------------------------------------------------------------------- presets and files

@@ -85,7 +85,13 @@ class TrainData:
             rank=rank,
             world_size=world_size,
         )
-        self.loader = DataLoader(
+        self.loader = self._build_loader(config, seed=seed, pin_memory=pin_memory)
+        self.epoch = 0
+        self.batches_done = 0
+
+    def _build_loader(self, config: DataConfig, *, seed: int, pin_memory: bool) -> Any:
+        """The iterable of this epoch's batches (from the sampler's position); other backends override it."""
+        return DataLoader(
             self.dataset,
             batch_sampler=self.sampler,
             collate_fn=collate,
@@ -93,8 +99,6 @@ class TrainData:
             pin_memory=pin_memory,
             generator=torch.Generator().manual_seed(seed),
         )
-        self.epoch = 0
-        self.batches_done = 0
 
     def __len__(self) -> int:
         """Batches per epoch on this process."""
@@ -144,3 +148,15 @@ class TrainData:
             if limit is not None and position >= limit:
                 break
             yield batch, position * self.world_size + self.rank
+
+
+def create_train_data(data_dirs: Sequence[str | Path], config: DataConfig, **options: Any) -> TrainData:
+    """The loader ``config.backend`` names: :class:`TrainData`, or the fairseq2 pipeline (same interface).
+
+    ``options`` are :class:`TrainData`'s keyword arguments (seed, rank, world_size, shuffle, pin_memory).
+    """
+    if config.backend == "fairseq2":
+        from audiossl.train.fairseq2_data import Fairseq2TrainData
+
+        return Fairseq2TrainData(data_dirs, config, **options)
+    return TrainData(data_dirs, config, **options)

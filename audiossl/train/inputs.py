@@ -82,15 +82,42 @@ class InputPipeline(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, waveforms: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        features: torch.Tensor | None = None,
+        feature_lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and their lengths; SpecAugment only in training mode, its masks drawn from ``generator``."""
+        """Inputs and their lengths; SpecAugment only in training mode, its masks drawn from ``generator``.
+
+        ``features`` (B, F, C) with ``feature_lengths`` (B,): this front-end's output computed
+        elsewhere (by the data loader's workers, ``data.fairseq2_fbank``); the front-end is then
+        skipped and only normalisation and SpecAugment are applied. They must be what the front-end
+        would give for ``waveforms`` (same channels and frame counts); ``waveforms`` is not read.
+        """
+        if features is not None:
+            if self.frontend is None or feature_lengths is None:
+                raise ValueError("precomputed features need a front-end (to normalise like) and feature_lengths")
+            if features.shape[-1] != self.frontend.num_channels:
+                raise ValueError(
+                    f"precomputed features have {features.shape[-1]} channels, "
+                    f"the front-end gives {self.frontend.num_channels}"
+                )
+            return self._finish(features.float(), feature_lengths, generator)
         waveforms = waveforms.float()
         if self.frontend is None:
             if self.config.normalize == "utterance":
                 waveforms = normalize_waveforms(waveforms, lengths)
             return waveforms, lengths
         features, frame_lengths = self.frontend(waveforms, lengths)  # (B, F, C), (B,)
+        return self._finish(features, frame_lengths, generator)
+
+    def _finish(
+        self, features: torch.Tensor, frame_lengths: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalise front-end features (B, F, C) and apply SpecAugment in training mode."""
         if self.config.normalize == "global":
             valid = lengths_to_mask(frame_lengths.to(features.device), features.shape[1]).unsqueeze(-1)  # (B, F, 1)
             features = (features - self.mean) / self.std * valid

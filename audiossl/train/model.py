@@ -25,7 +25,7 @@ from audiossl.fileio import atomic_path
 from audiossl.objectives import Objective, create_objective
 from audiossl.train import distributed
 from audiossl.train.config import PretrainConfig, encoder_config, frontend_settings, objective_config
-from audiossl.train.data import TrainData
+from audiossl.train.data import TrainData, create_train_data
 from audiossl.train.inputs import InputPipeline
 
 logger = logging.getLogger(__name__)
@@ -60,10 +60,12 @@ def build_model(
     """
     run = config.run
     pin = dist.device.type == "cuda"
-    data = TrainData(data_dirs, config.data, seed=run.seed, rank=dist.rank, world_size=dist.world_size, pin_memory=pin)
+    data = create_train_data(
+        data_dirs, config.data, seed=run.seed, rank=dist.rank, world_size=dist.world_size, pin_memory=pin
+    )
     valid = None
     if run.valid_data:
-        valid = TrainData(
+        valid = create_train_data(
             run.valid_data, config.data, seed=run.seed, rank=dist.rank, world_size=dist.world_size, shuffle=False
         )
     frontend = frontend_settings(config)
