@@ -146,36 +146,99 @@ def _model_file(path: Path, root: Path) -> Path:
     return steps[-1][1] / MODEL_FILE
 
 
-def load_fairseq2_dir(path: Path) -> Fairseq2Wav2Vec2Encoder:
-    """A fairseq2 trainer checkpoint (model.yaml + step_<N>/model/...) of the wav2vec2 family."""
-    import yaml
-    from fairseq2.models.wav2vec2 import Wav2Vec2Config, convert_wav2vec2_state_dict
+def _merge(base: dict, overrides: Mapping) -> dict:
+    """``base`` with ``overrides`` applied key by key, nested dicts merged (an asset card's model_config)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def card_config(card: Mapping[str, object], card_file: Path) -> object:
+    """The Wav2Vec2Config of a model card: ``model_arch`` (a fairseq2 preset, default ``base``'s
+    defaults) with ``model_config`` applied over it (fairseq2's trainer writes the full config)."""
+    from fairseq2.models.wav2vec2 import Wav2Vec2Config, register_wav2vec2_configs
+    from fairseq2.runtime.config_registry import ConfigNotFoundError, get_config
+    from fairseq2.runtime.dependency import DependencyContainer
     from fairseq2.utils.structured import StandardValueConverter, StructureError
 
-    root = _checkpoint_dir(path)
-    if root is None:
-        raise DataError("not a fairseq2 checkpoint: no model.yaml here or in the parent directory", path)
-    metadata_file = root / "model.yaml"
-    try:
-        metadata = yaml.safe_load(metadata_file.read_text())
-    except yaml.YAMLError as error:
-        raise DataError(f"cannot read the fairseq2 model metadata: {error}", metadata_file) from None
-    family = metadata.get("model_family") if isinstance(metadata, dict) else None
+    family = card.get("model_family")
     if family != "wav2vec2":
-        raise DataError(f"only the fairseq2 model family 'wav2vec2' is supported, this is {family!r}", metadata_file)
-    if not isinstance(metadata.get("model_config"), dict):
-        raise DataError(
-            "model.yaml has no model_config (the full wav2vec2 config fairseq2's trainer writes)", metadata_file
-        )
+        raise DataError(f"only the fairseq2 model family 'wav2vec2' is supported, this is {family!r}", card_file)
+    arch, overrides = card.get("model_arch"), card.get("model_config") or {}
+    if arch is None and not overrides:
+        raise DataError("the card has neither model_arch nor model_config: the architecture is unknown", card_file)
+    if not isinstance(overrides, Mapping):
+        raise DataError("model_config must be a mapping", card_file)
+    base = Wav2Vec2Config()
+    if arch is not None:
+        presets = DependencyContainer()
+        register_wav2vec2_configs(presets)
+        try:
+            base = get_config(presets, Wav2Vec2Config, str(arch))
+        except ConfigNotFoundError:
+            raise DataError(f"unknown fairseq2 wav2vec2 model_arch {arch!r}", card_file) from None
+    converter = StandardValueConverter()
     try:
-        config = StandardValueConverter().structure(metadata["model_config"], Wav2Vec2Config)
+        return converter.structure(_merge(converter.unstructure(base), overrides), Wav2Vec2Config)
     except StructureError as error:
-        raise DataError(f"model_config is not a fairseq2 Wav2Vec2Config: {error}", metadata_file) from None
-    weights_file = _model_file(path, root)
+        raise DataError(f"model_config is not a fairseq2 Wav2Vec2Config: {error}", card_file) from None
+
+
+def _card_checkpoint(card: Mapping[str, object], card_file: Path) -> Path | None:
+    """The local file a card's ``checkpoint`` field names (a path or file:// URI; nothing is downloaded)."""
+    location = card.get("checkpoint")
+    if location is None:
+        return None
+    location = str(location)
+    if location.startswith("file://"):
+        location = location[len("file://") :]
+    elif "://" in location:
+        raise DataError(f"checkpoint {location} is not a local file (nothing is downloaded)", card_file)
+    file = Path(location).expanduser()
+    file = file if file.is_absolute() else card_file.parent / file
+    if not file.is_file():
+        raise DataError(f"the card's checkpoint {file} does not exist", card_file)
+    return file
+
+
+def load_fairseq2_dir(path: Path) -> Fairseq2Wav2Vec2Encoder:
+    """A fairseq2 wav2vec2 checkpoint: a trainer directory (model.yaml + step_<N>/model/...), a step
+    directory, or a model card (``.yaml``: model_family, model_arch and/or model_config, checkpoint).
+
+    A card's checkpoint may be a fairseq2 state dict or a fairseq1 file (renamed as in
+    :func:`fairseq1_to_fairseq2`); the architecture always comes from the card.
+    """
+    import yaml
+    from fairseq2.models.wav2vec2 import convert_wav2vec2_state_dict
+
+    if path.is_file():
+        root, card_file = path.parent, path
+    else:
+        root = _checkpoint_dir(path)
+        if root is None:
+            raise DataError("not a fairseq2 checkpoint: no model.yaml here or in the parent directory", path)
+        card_file = root / "model.yaml"
+    try:
+        card = yaml.safe_load(card_file.read_text())
+    except yaml.YAMLError as error:
+        raise DataError(f"cannot read the fairseq2 model card: {error}", card_file) from None
+    if not isinstance(card, Mapping):
+        raise DataError("a fairseq2 model card is a YAML mapping", card_file)
+    config = card_config(card, card_file)
+    weights_file = _card_checkpoint(card, card_file) or _model_file(path if path.is_dir() else root, root)
     state = read_torch_file(weights_file)
-    if not isinstance(state, dict):
+    if not isinstance(state, Mapping):
         raise DataError(f"expected a state dict, found {type(state).__name__}", weights_file)
-    return build_encoder(config, convert_wav2vec2_state_dict(dict(state), config), weights_file)
+    weights = state.get("model", state)
+    if isinstance(weights, Mapping) and "mask_emb" in weights:  # a fairseq1 file named by a card
+        converted = fairseq1_to_fairseq2(weights, config)
+    else:
+        converted = convert_wav2vec2_state_dict(dict(state), config)
+    return build_encoder(config, converted, weights_file)
 
 
 # --- fairseq1 checkpoints --------------------------------------------------------------------
@@ -322,8 +385,8 @@ def load_fairseq1(path: Path) -> Fairseq2Wav2Vec2Encoder:
 
 
 def load(path: Path) -> Fairseq2Wav2Vec2Encoder:
-    """A fairseq2 checkpoint directory, or a fairseq1 wav2vec2 ``.pt``."""
-    if path.is_dir():
+    """A fairseq2 checkpoint directory or model card, or a fairseq1 wav2vec2 ``.pt``."""
+    if path.is_dir() or path.suffix in (".yaml", ".yml"):
         return load_fairseq2_dir(path)
     return load_fairseq1(path)
 
@@ -331,6 +394,14 @@ def load(path: Path) -> Fairseq2Wav2Vec2Encoder:
 def _detect(path: Path) -> bool:
     if path.is_dir():
         return _checkpoint_dir(path) is not None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            card = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            return False
+        return isinstance(card, Mapping) and card.get("model_family") == "wav2vec2"
     if not path.is_file() or path.suffix == ".safetensors":
         return False
     try:
@@ -348,7 +419,7 @@ def _detect(path: Path) -> bool:
 register_importer(
     Importer(
         name="fairseq2",
-        description="fairseq2 wav2vec2 checkpoint dir (model.yaml + step_N/model/...); fairseq1 wav2vec2 .pt (or CTC)",
+        description="fairseq2 wav2vec2 checkpoint dir or model card (.yaml); fairseq1 wav2vec2 .pt (pretrained or CTC)",
         detect=_detect,
         load=load,
     )

@@ -16,6 +16,7 @@ import numpy
 import pytest
 import torch
 import transformers
+import yaml
 from fairseq2.checkpoint.model_metadata import StandardModelMetadataDumper
 from fairseq2.file_system import LocalFileSystem
 from fairseq2.io import TensorFileDumpOptions, _TorchTensorFileDumper
@@ -255,3 +256,51 @@ def test_conv_layers_are_parsed_not_evaluated():
     assert parse_conv_layers("[(512, 10, 5)] + [(512, 3, 2)] * 2") == [(512, 10, 5), (512, 3, 2), (512, 3, 2)]
     with pytest.raises(DataError, match="cannot parse"):
         parse_conv_layers("__import__('os').getcwd()")
+
+
+def tiny_card(checkpoint: str, pre_norm: bool = False) -> dict:
+    """A fairseq2 model card: a preset (model_arch) with the tiny sizes as model_config overrides."""
+    encoder = StandardValueConverter().unstructure(tiny_config(pre_norm).encoder_config)
+    overrides = {"encoder_config": {k: v for k, v in encoder.items() if k not in ("max_seq_len", "use_fbank")}}
+    overrides.update(final_dim=16, quantized_dim=16, num_codebook_entries=8)
+    arch = "large_lv60k" if pre_norm else "base"
+    return {
+        "name": "tiny",
+        "model_family": "wav2vec2",
+        "model_arch": arch,
+        "model_config": overrides,
+        "checkpoint": checkpoint,
+    }
+
+
+def test_model_card_with_fairseq2_and_fairseq1_weights(tmp_path):
+    torch.manual_seed(0)
+    peer = perturb(create_wav2vec2_model(tiny_config(False)))
+    torch.save(peer.state_dict(), tmp_path / "fairseq2.pt")
+    (tmp_path / "card.yaml").write_text(yaml.safe_dump(tiny_card(f"file://{tmp_path / 'fairseq2.pt'}")))
+    assert detect_format(tmp_path / "card.yaml") == "fairseq2"
+    model = import_model(tmp_path / "card.yaml")
+    audio, lengths = waveforms(1, 4000, seed=10), torch.tensor([4000])
+    with torch.no_grad():
+        ours = model(audio, lengths)
+    last, _ = fairseq2_reference(peer, audio, lengths)
+    assert_valid_close(ours.last, last, ours.lengths)
+
+    hf = perturb(transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**HF_TINY, feat_extract_norm="group")))
+    torch.save({"model": hf_to_fairseq1(hf.state_dict())}, tmp_path / "fairseq1.pt")
+    (tmp_path / "card1.yaml").write_text(yaml.safe_dump(tiny_card("fairseq1.pt")))  # relative to the card
+    with torch.no_grad():
+        ours = import_model(tmp_path / "card1.yaml")(audio, lengths)
+        expected = hf(audio).last_hidden_state
+    assert_valid_close(ours.last, expected, ours.lengths)
+
+
+def test_model_card_errors(tmp_path):
+    card = tiny_card("https://example.org/w.pt")
+    (tmp_path / "remote.yaml").write_text(yaml.safe_dump(card))
+    with pytest.raises(DataError, match="not a local file"):
+        import_model(tmp_path / "remote.yaml")
+    card.update(model_arch="huge", checkpoint="w.pt")
+    (tmp_path / "arch.yaml").write_text(yaml.safe_dump(card))
+    with pytest.raises(DataError, match="unknown fairseq2 wav2vec2 model_arch 'huge'"):
+        import_model(tmp_path / "arch.yaml")
