@@ -74,7 +74,12 @@ class BeamSearchDecoder:
     """
 
     def __init__(self, tokenizer: Tokenizer, options: BeamSearchOptions | None = None):
-        from torchaudio.models.decoder import ctc_decoder
+        try:
+            from torchaudio.models.decoder import ctc_decoder
+        except (ImportError, RuntimeError) as error:
+            raise ConfigError(
+                f"beam search needs flashlight-text (pip install 'audiossl-asr[decoder]'): {error}"
+            ) from None
 
         self.tokenizer = tokenizer
         self.options = options = options or BeamSearchOptions()
