@@ -82,7 +82,7 @@ class Tokenizer:
 
     @property
     def word_boundary(self) -> str | None:
-        """The unit that ends a word (characters only), the beam decoder's silence token."""
+        """The unit that ends every word (characters only; sentencepiece marks word starts with ▁ instead)."""
         return WORD_BOUNDARY if self.kind == "char" else None
 
     def encode(self, text: str) -> list[int]:
