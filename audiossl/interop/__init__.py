@@ -7,8 +7,8 @@ module ``(waveforms (B, T), lengths (B,)) -> EncoderOutput`` with ``sample_rate`
 - ``torchaudio``: torchaudio's models (:mod:`audiossl.interop.torchaudio`),
 - ``transformers``: Hugging Face Wav2Vec2/HuBERT/WavLM/AST directories
   (:mod:`audiossl.interop.transformers`, :mod:`audiossl.interop.ast`),
-- ``fairseq2``: fairseq2 wav2vec2 checkpoints and fairseq1 wav2vec2 checkpoints through
-  fairseq2's converter (:mod:`audiossl.interop.fairseq2`).
+- ``fairseq2``: fairseq2 wav2vec2 checkpoints and model cards (:mod:`audiossl.interop.fairseq2`),
+  and fairseq1 wav2vec2 checkpoints through fairseq2's converters (:mod:`audiossl.interop.fairseq1`).
 
 Loading never runs code from a checkpoint (safetensors, ``torch.load(weights_only=True)``)
 and never downloads (Hugging Face is read with ``local_files_only=True``).

@@ -30,7 +30,7 @@ from test_transformers import TINY as HF_TINY
 
 from audiossl.errors import DataError
 from audiossl.interop import detect_format, import_model
-from audiossl.interop.fairseq2 import parse_conv_layers
+from audiossl.interop.fairseq1 import parse_conv_layers
 
 
 def tiny_config(pre_norm: bool) -> Wav2Vec2Config:
