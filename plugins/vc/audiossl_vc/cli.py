@@ -106,6 +106,9 @@ def evaluate(
     k: KOption = 4,
     seed: Annotated[int, typer.Option(help="Seed of the pairs and of the pool/reference split.")] = 0,
     min_seconds: MinSecondsOption = 5.0,
+    pool_data: Annotated[
+        Path | None, typer.Option(help="Data dir to take target pools from (e.g. the training split of the speakers).")
+    ] = None,
     sv_run: Annotated[Path | None, typer.Option(help="Trained sv run for speaker embeddings.")] = None,
     asr_run: Annotated[Path | None, typer.Option(help="Trained asr run for the content WER.")] = None,
 ) -> None:
@@ -114,7 +117,7 @@ def evaluate(
 
     report = evaluate_conversions(
         model, vocoder, data, out, pairs=pairs, k=k, seed=seed, min_seconds=min_seconds, sv_run=sv_run,
-        asr_run=asr_run,
+        asr_run=asr_run, pool_data=pool_data,
     )  # fmt: skip
     typer.echo(report.to_text(), nl=False)
     typer.echo(f"wrote {out / 'metrics.json'}")

@@ -88,6 +88,23 @@ def _split_speakers(data: DataDir, rng: random.Random) -> dict[str, tuple[list[s
     return splits
 
 
+def _pool_source(
+    data: DataDir, data_dir: str | Path, splits: dict, speaker: str, pool_data: str | Path | None
+) -> TargetSource:
+    """Where ``speaker``'s target pool comes from: its pool split of ``data_dir``, or all of it in ``pool_data``."""
+    if pool_data is None:
+        items = [(u, None) for u in splits[speaker][0]]
+        return TargetSource(f"speaker {speaker!r} of {data_dir}", Path(data_dir) / "utt2spk", items, data)
+    other = DataDir.load(pool_data)
+    held_out = set(splits[speaker][1])
+    utts = sorted(u for u, s in other.utt2spk.items() if s == speaker and u not in held_out)
+    if not utts:
+        raise DataError(f"speaker {speaker!r} has no utterance here to pool", Path(pool_data) / "utt2spk")
+    return TargetSource(
+        f"speaker {speaker!r} of {pool_data}", Path(pool_data) / "utt2spk", [(u, None) for u in utts], other
+    )
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
@@ -104,8 +121,14 @@ def evaluate_conversions(
     min_seconds: float = 5.0,
     sv_run: str | Path | None = None,
     asr_run: str | Path | None = None,
+    pool_data: str | Path | None = None,
 ) -> EvaluationReport:
-    """Convert ``pairs`` random cross-speaker pairs of ``data_dir``, write them under ``out_dir``, score them."""
+    """Convert ``pairs`` random cross-speaker pairs of ``data_dir``, write them under ``out_dir``, score them.
+
+    Target pools come from the pool part of each speaker's utterances in ``data_dir``, or, with
+    ``pool_data``, from all of the speaker's utterances in that data dir (e.g. the training split of
+    the same speakers: more target speech; the held-out references of ``data_dir`` are left out).
+    """
     out_dir = Path(out_dir)
     data = DataDir.load(data_dir)
     rng = random.Random(seed)
@@ -125,10 +148,7 @@ def evaluate_conversions(
     resynth_dir = DataDir(text={} if data.text is not None else None)
     for pair_id, utt, source_spk, target_spk in progress(chosen, desc="convert", total=len(chosen)):
         if target_spk not in pools:
-            source = TargetSource(
-                f"speaker {target_spk!r} of {data_dir}", Path(data_dir) / "utt2spk",
-                [(u, None) for u in splits[target_spk][0]], data,
-            )  # fmt: skip
+            source = _pool_source(data, data_dir, splits, target_spk, pool_data)
             pools[target_spk] = build_pool(
                 converter.model, converter.vocoder.spec.layer_spec, source,
                 selector=converter.vocoder.selector, min_seconds=min_seconds,
@@ -203,7 +223,8 @@ def evaluate_conversions(
         content = _asr_content(asr_run, out_dir, data.segments is None)
     report = EvaluationReport(records, similarity, embedding, content, notes)
     with atomic_write(out_dir / "metrics.json") as handle:
-        json.dump({"task": "vc", "k": k, "seed": seed, **asdict(report)}, handle, indent=2)
+        pools_from = str(pool_data) if pool_data is not None else "pool split of the data"
+        json.dump({"task": "vc", "k": k, "seed": seed, "pools": pools_from, **asdict(report)}, handle, indent=2)
         handle.write("\n")
     return report
 

@@ -115,3 +115,18 @@ def test_evaluate_with_trained_sv_and_asr_runs(mel_gl_run, vc_checkpoint, vc_cor
     assert all(value >= 0.0 for value in report.content.values())
     assert (tmp_path / "eval" / "asr" / "converted" / "hyp.txt").is_file()
     assert not report.notes  # both measured
+
+
+def test_pools_from_another_data_dir_leave_out_the_references(vc_corpus, tmp_path):
+    from audiossl.data.kaldi import DataDir
+    from audiossl.errors import DataError
+    from audiossl_vc.evaluate import _pool_source
+
+    data = DataDir.load(vc_corpus)
+    splits = {"spk01": (["spk01-0001"], ["spk01-0004"])}  # (pool, held-out references)
+    own = _pool_source(data, vc_corpus, splits, "spk01", None)
+    assert [u for u, _ in own.items] == splits["spk01"][0]
+    other = _pool_source(data, vc_corpus, splits, "spk01", vc_corpus)  # all but the held-out reference
+    assert [u for u, _ in other.items] == ["spk01-0001", "spk01-0002", "spk01-0003"]
+    with pytest.raises(DataError, match="no utterance here"):
+        _pool_source(data, vc_corpus, {"nobody": ([], ["x"])}, "nobody", vc_corpus)
