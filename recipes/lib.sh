@@ -120,3 +120,15 @@ train_launcher() {
 train_device() {
     if [ "$ngpu" -gt 0 ]; then echo cuda; else echo cpu; fi
 }
+
+# resume_flag RUN_DIR: "--resume" when RUN_DIR already holds a checkpoint (an interrupted training stage
+# continues instead of starting over), else nothing.
+resume_flag() {
+    if ls "$1"/ckpt-*.pt >/dev/null 2>&1; then echo --resume; fi
+}
+
+# words VAR STRING: split a space-separated option string (e.g. --train_opts) into the array VAR.
+words() {
+    local -n _out=$1
+    read -r -a _out <<<"${2:-}"
+}

@@ -52,8 +52,6 @@ sets=(--set "run.device=$device" --set "data.num_workers=$nj" --set "data.global
 [ -z "$valid_data" ] || sets+=(--set "run.valid_data=[$valid_data]")
 kmeans_sets=()
 for opt in $kmeans_opts; do kmeans_sets+=(--set "$opt"); done
-# --resume lets an interrupted pretraining stage continue from its newest checkpoint.
-resume_if_started() { ls "$1"/ckpt-*.pt >/dev/null 2>&1 && echo --resume || true; }
 
 run_stage 1 "validate $train_data" "$audiossl" data validate "$train_data"
 run_stage 2 "global statistics" "$audiossl" features stats "$train_data" --config "$config" "${config_sets[@]}" \
@@ -71,7 +69,7 @@ else
     sets1=("${sets[@]}")
 fi
 run_stage 6 "pretrain ($config)" "${launcher[@]}" pretrain --config "$config" --data "$train_data" \
-    --out "$iter1/pretrain" "${sets1[@]}" $(resume_if_started "$iter1/pretrain")
+    --out "$iter1/pretrain" "${sets1[@]}" $(resume_flag "$iter1/pretrain")
 
 if [ "$labels" = true ] && [ -n "$relabel_layer" ]; then
     iter2=$exp_dir/iter2
@@ -81,6 +79,6 @@ if [ "$labels" = true ] && [ -n "$relabel_layer" ]; then
     run_stage 8 "frame labels (iteration 2)" "$audiossl" kmeans label --model "$iter2/kmeans" --data "$train_data" \
         --out "$iter2/labels"
     run_stage 9 "pretrain (iteration 2)" "${launcher[@]}" pretrain --config "$config" --data "$train_data" \
-        --out "$iter2/pretrain" "${sets[@]}" --set "$label_option=$iter2/labels" $(resume_if_started "$iter2/pretrain")
+        --out "$iter2/pretrain" "${sets[@]}" --set "$label_option=$iter2/labels" $(resume_flag "$iter2/pretrain")
 fi
 log "ssl.sh finished: $exp_dir"

@@ -308,8 +308,9 @@ def synthesize_corpus(out_dir: str | Path, config: SynthConfig) -> DataDir:
 
     Tables: wav.scp (absolute, resolved paths, so the dir works from any working
     directory), utt2spk, spk2utt, text (lowercase lexicon words), utt2emo, utt2dur,
-    utt2num_samples. A wav that already has the expected length is kept (resume), unless
-    it was made with different generation settings (``wav/.synth.json`` records them).
+    utt2num_samples, and lexicon.txt (word and phones). A wav that already has the expected
+    length is kept (resume), unless it was made with different generation settings
+    (``wav/.synth.json`` records them).
     The tables are written last, each atomically.
     """
     out_dir = Path(out_dir)
@@ -335,7 +336,17 @@ def synthesize_corpus(out_dir: str | Path, config: SynthConfig) -> DataDir:
         data.labels["emo"][plan.utt_id] = plan.emotion
     log.info("synth: generated %d wavs, kept %d complete ones", generated, len(jobs) - generated)
     data.save(out_dir)
+    write_lexicon(out_dir / "lexicon.txt")
     return data
+
+
+def write_lexicon(path: str | Path) -> Path:
+    """The corpus lexicon in Kaldi's ``lexicon.txt`` format (``word phone ...``), e.g. for lexicon decoding."""
+    path = Path(path)
+    with atomic_write(path) as handle:
+        for word in sorted(LEXICON, key=lambda w: w.spelling):
+            handle.write(" ".join([word.spelling, *word.phones]) + "\n")
+    return path
 
 
 def describe_corpus(config: SynthConfig | None = None) -> str:

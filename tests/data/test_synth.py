@@ -134,6 +134,10 @@ def test_text_uses_lexicon_words(corpus):
         words = text.split(" ")
         assert low <= len(words) <= high, utt
         assert set(words) <= spellings and text == text.lower()
+    out_dir, _ = corpus
+    entries = [line.split() for line in (out_dir / "lexicon.txt").read_text().splitlines()]
+    assert {entry[0] for entry in entries} == spellings
+    assert {entry[0]: tuple(entry[1:]) for entry in entries} == {w.spelling: w.phones for w in LEXICON}
 
 
 def test_emotions_are_balanced_per_speaker():
