@@ -24,6 +24,7 @@ from audiossl.cli import kmeans as kmeans_commands
 from audiossl.cli import objectives as objective_commands
 from audiossl.cli import plugins as plugin_commands
 from audiossl.cli import pretrain as pretrain_commands
+from audiossl.cli import report as report_commands
 from audiossl.errors import UserError
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ app.add_typer(interop_commands.app, name="interop")
 app.command("pretrain")(pretrain_commands.pretrain)
 app.command("extract")(extract_commands.extract)
 app.command("export")(extract_commands.export)
+app.command("report")(report_commands.report)
 app.add_typer(plugin_commands.app, name="plugins")
 
 
