@@ -176,6 +176,12 @@ class FrameLabels:
             values = self.at_rate(utt, rate)
             if not whole[b]:
                 start = round(float(offsets[b]) * rate) if offsets is not None else 0
+                if len(values) - start < count - tolerance:
+                    raise DataError(
+                        f"labels of utterance {utt!r} cover {len(values) / rate:.2f} s but its crop needs them up to "
+                        f"{(start + count) / rate:.2f} s: were the labels made at another rate or from other audio?",
+                        self.source,
+                    )
                 values = values[start : start + count]
             aligned = check_label_alignment({utt: values}, {utt: count}, tolerance, source=self.source)[utt]
             targets[b, :count] = aligned.long()

@@ -178,6 +178,12 @@ def test_misaligned_labels_name_the_utterance(tmp_path) -> None:
     batch = Batch(["utt-ok", "utt-bad"], torch.randn(2, 16000), torch.tensor([16000, 16000]), {}, None)
     with pytest.raises(DataError, match="utt-bad"):
         objective.batch_inputs(batch, pipeline())
+    # A crop 0.5 s into a 1 s utterance whose labels cover only 0.25 s.
+    cropped = Batch(["utt-bad"], torch.randn(1, 8000), torch.tensor([8000]), {}, torch.tensor([0.5]))
+    with pytest.raises(
+        DataError, match="labels of utterance 'utt-bad' cover 0.24 s but its crop needs them up to 0.98 s"
+    ):
+        objective.batch_inputs(cropped, pipeline(max_utt_seconds=0.5))
     with pytest.raises(DataError, match="no labels for utterance 'utt-new'"):
         objective.batch_inputs(Batch(["utt-new"], torch.randn(1, 8000), torch.tensor([8000]), {}, None), pipeline())
 
