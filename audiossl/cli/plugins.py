@@ -66,11 +66,16 @@ def mount_plugins(root: typer.Typer, entry_points: Iterable[EntryPoint] | None =
 
 
 def check_strict() -> None:
-    """In strict mode (``AUDIOSSL_STRICT_PLUGINS=1``), raise the first plugin failure found at start-up."""
-    from audiossl.downstream.plugin import strict_plugins
+    """In strict mode (``AUDIOSSL_STRICT_PLUGINS=1``), raise the plugin failures found at start-up (all named)."""
+    from audiossl.downstream.plugin import STRICT_ENV, strict_plugins
+    from audiossl.errors import UserError
 
-    if ERRORS and strict_plugins():
+    if not ERRORS or not strict_plugins():
+        return
+    if len(ERRORS) == 1:
         raise ERRORS[0]
+    details = "; ".join(str(error) for error in ERRORS)
+    raise UserError(f"{len(ERRORS)} plugins failed to load ({STRICT_ENV}=1): {details}")
 
 
 @app.command("list")

@@ -144,7 +144,7 @@ def test_start_up_mounts_plugins_and_survives_broken_ones(tmp_path):
     assert "broken" in hello.stderr and "audiossl_missing_module" in hello.stderr  # reported, not fatal
     strict = _audiossl(site, "spkid", "hello", strict=True)
     assert strict.returncode == 2
-    assert "broken" in strict.stderr and "Traceback" not in strict.stderr
+    assert "'broken'" in strict.stderr and "'notaplugin'" in strict.stderr and "Traceback" not in strict.stderr
 
 
 def test_plugins_list_shows_versions_distributions_and_broken_ones(fake_site):
