@@ -21,6 +21,7 @@ import soundfile as sf
 
 from audiossl.data.kaldi import DataDir
 from audiossl.errors import AudioError, DataError
+from audiossl.fileio import atomic_write
 
 #: Spoken form of each digit, the transcript written to ``text``.
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -36,7 +37,8 @@ def prepare_fsdd(recordings_dir: str | Path, out_dir: str | Path) -> dict[str, D
 
     Each dir gets wav.scp (absolute resolved paths), utt2spk, spk2utt, text (the digit as
     a word), utt2digit (the digit 0-9, for classification), utt2dur and utt2num_samples
-    (from the wav headers; no audio is decoded). Hidden files (``.DS_Store``...) and
+    (from the wav headers; no audio is decoded), and words.txt (the ten digit words, for
+    lexicon decoding). Hidden files (``.DS_Store``...) and
     sub-folders are ignored; any other file not named ``{digit}_{speaker}_{take}.wav`` is
     an error, because it means the folder is not what the user thinks it is.
     """
@@ -79,6 +81,8 @@ def prepare_fsdd(recordings_dir: str | Path, out_dir: str | Path) -> dict[str, D
     out_dir = Path(out_dir)
     for split, data in splits.items():
         data.save(out_dir / split)
+        with atomic_write(out_dir / split / "words.txt") as handle:  # the vocabulary, for lexicon decoding
+            handle.write("".join(f"{word}\n" for word in DIGIT_WORDS))
     return splits
 
 

@@ -80,6 +80,8 @@ def test_fake_folder_split_ids_and_hidden_files(tmp_path):
     assert train.wav_scp["theo-0-12"] == str((tmp_path / "rec" / "0_theo_12.wav").resolve())
     by_speaker = [u for spk in sorted(train.spk2utt, key=kaldi_sort_key) for u in train.spk2utt[spk].split()]
     assert by_speaker == train.utterance_ids
+    words = (tmp_path / "out" / "test" / "words.txt").read_text().split()
+    assert words == ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def test_file_not_matching_the_pattern_is_named(tmp_path):
