@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import torch
 
 from audiossl.audio.io import SOUNDFILE_EXTENSIONS
 from audiossl.data.dataset import AudioDataset, Batch
-from audiossl.data.kaldi import read_entries
+from audiossl.data.kaldi import DataDir, read_entries
 from audiossl.errors import ConfigError, DataError
 from audiossl.train.config import DataConfig
 from audiossl.train.data import TrainData
@@ -81,10 +81,14 @@ class Fairseq2TrainData(TrainData):
     normalises instead of running its own front-end.
     """
 
+    def __init__(self, data_dirs: Sequence[str | Path], config: DataConfig, **options: Any):
+        import_fairseq2()
+        for data_dir in data_dirs:  # before TrainData reads durations (which may run pipes)
+            check_data_dir(DataDir.load(data_dir))
+        super().__init__(data_dirs, config, **options)
+
     def _build_loader(self, config: DataConfig, *, seed: int, pin_memory: bool) -> Any:
         data_pipeline, audio = import_fairseq2()
-        for dataset in self.datasets:
-            check_data_dir(dataset)
         fbank_bins = None
         if config.fairseq2_fbank:
             from audiossl.audio.frontends import frontend_config
@@ -95,16 +99,15 @@ class Fairseq2TrainData(TrainData):
         return _Fairseq2Loader(self, data_pipeline, audio, config, fbank_bins, pin_memory)
 
 
-def check_data_dir(dataset: AudioDataset) -> None:
+def check_data_dir(data: DataDir) -> None:
     """Refuse what the fairseq2 backend cannot read, naming the file (and the wav.scp line)."""
-    data = dataset.data
     base = data.path if data.path is not None else Path()
     hint = "use data.backend: default"
     if data.segments is not None:
         raise ConfigError(f"the fairseq2 backend reads whole files, not segments: {hint}", base / "segments")
     wav_scp = base / "wav.scp"
-    for utt_id in dataset.ids:
-        value = data.wav_scp[utt_id].strip()
+    for utt_id, value in data.wav_scp.items():
+        value = value.strip()
         where = f"utterance {utt_id!r}: {value!r}"
         if value.endswith("|"):
             problem = "does not run wav.scp pipes"

@@ -211,15 +211,18 @@ def test_segments_and_pipes_are_refused_naming_the_file(tmp_path, varied_dir):
         Fairseq2TrainData([tmp_path / "segments"], data_config(backend="fairseq2"))
     assert Path(caught.value.path) == tmp_path / "segments" / "segments"
 
-    piped = DataDir(wav_scp=dict(source.wav_scp), utt2dur=dict(source.utt2dur))
+    piped = DataDir(wav_scp=dict(source.wav_scp))  # no utt2dur: durations would come from running the pipe
     last = source.utterance_ids[-1]
-    piped.wav_scp[last] = f"cat {source.wav_scp[last]} |"
+    marker = tmp_path / "pipe-ran"
+    piped.wav_scp[last] = f"touch {marker} && cat {source.wav_scp[last]} |"
     piped.save(tmp_path / "piped")
     with pytest.raises(ConfigError, match="pipes") as caught:
         Fairseq2TrainData([tmp_path / "piped"], data_config(backend="fairseq2"))
     assert Path(caught.value.path) == tmp_path / "piped" / "wav.scp"
     assert caught.value.line == len(source.utterance_ids)  # the last line
+    assert not marker.exists()  # refused before anything was read
     TrainData([tmp_path / "piped"], data_config())  # the default backend reads it
+    assert marker.exists()
 
 
 def test_another_sample_rate_is_a_data_error_when_read(varied_dir):
