@@ -113,3 +113,106 @@ def subset(
 
     data = smoke_subset(DataDir.load(data_dir), utts_per_speaker, max_speakers).save(out_dir)
     typer.echo(f"{len(DataDir.load(data).utterance_ids)} utterances -> {out_dir}")
+
+
+@app.command()
+def folds(
+    data_dir: Annotated[Path, typer.Argument(help="Kaldi data dir with an utt2<label> table.")],
+    out_dir: Annotated[Path, typer.Argument(help="Parent of the folds: OUT/<value>/train and OUT/<value>/test.")],
+    by: Annotated[str, typer.Option(help="Label whose values are the held-out groups (utt2<by>).")] = "session",
+) -> None:
+    """Leave-one-group-out folds by a label (IEMOCAP: one session held out per fold)."""
+    from audiossl.data.folds import write_group_folds
+
+    for fold in write_group_folds(data_dir, out_dir, by):
+        typer.echo(str(fold))
+
+
+@app.command()
+def download(
+    corpus: Annotated[str, typer.Argument(help="librispeech, vctk or fsdd (the public corpora).")],
+    dest: Annotated[Path, typer.Argument(help="Folder to download and extract into.")],
+    parts: Annotated[
+        str | None, typer.Option(help="Comma-separated parts (librispeech: dev-clean,train-clean-100,...).")
+    ] = None,
+    mirror: Annotated[
+        str | None, typer.Option(help="Folder URL to fetch from instead (a mirror, file:///...).")
+    ] = None,
+) -> None:
+    """Download (resumable, checked) and extract a public corpus; parts already extracted are skipped."""
+    from audiossl.data.corpora.download import download_corpus
+
+    chosen = [p.strip() for p in parts.split(",") if p.strip()] if parts else None
+    download_corpus(corpus, dest, chosen, mirror=mirror, echo=typer.echo)
+    typer.echo(f"{corpus}: ready in {dest}")
+
+
+@app.command("prepare-librispeech")
+def prepare_librispeech(
+    corpus_dir: Annotated[Path, typer.Argument(help="The LibriSpeech folder (or the folder it was extracted in).")],
+    out_dir: Annotated[Path, typer.Argument(help="Parent of the data dirs (OUT/train_clean_100, ...).")],
+    parts: Annotated[str | None, typer.Option(help="Comma-separated parts; default: every part present.")] = None,
+) -> None:
+    """LibriSpeech -> one data dir per part (text, utt2spk, utt2dur)."""
+    from audiossl.data.corpora.librispeech import data_dir_name
+    from audiossl.data.corpora.librispeech import prepare_librispeech as prepare
+
+    chosen = [p.strip() for p in parts.split(",") if p.strip()] if parts else None
+    for part, data in prepare(corpus_dir, out_dir, chosen).items():
+        typer.echo(f"{part}: {len(data.utterance_ids)} utterances -> {out_dir / data_dir_name(part)}")
+
+
+@app.command("prepare-voxceleb")
+def prepare_voxceleb(
+    corpus_dirs: Annotated[
+        list[Path], typer.Argument(help="VoxCeleb release folder(s) holding wav/idNNNNN/... or dev/aac/idNNNNN/...")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Parent of the data dirs: OUT/dev (and OUT/test).")],
+    trials: Annotated[
+        Path | None, typer.Option(help="Official trial list (veri_test2.txt): its speakers form OUT/test.")
+    ] = None,
+) -> None:
+    """VoxCeleb1/2 -> OUT/dev (and OUT/test with OUT/test/trials in 'label enroll test' utterance ids)."""
+    from audiossl.data.corpora.voxceleb import prepare_voxceleb as prepare
+
+    for name, data in prepare(corpus_dirs, out_dir, trials).items():
+        speakers = len(set(data.utt2spk.values()))
+        typer.echo(f"{name}: {len(data.utterance_ids)} utterances, {speakers} speakers -> {out_dir / name}")
+    if trials is not None:
+        typer.echo(f"trials -> {out_dir / 'test' / 'trials'}")
+
+
+@app.command("prepare-iemocap")
+def prepare_iemocap(
+    corpus_dir: Annotated[Path, typer.Argument(help="IEMOCAP_full_release (with Session1 ... Session5).")],
+    out_dir: Annotated[Path, typer.Argument(help="Data dir to write (utt2emo, utt2session, text).")],
+    all_classes: Annotated[
+        bool, typer.Option("--all-classes", help="Keep every label, not the 4-class neu/hap+exc/ang/sad setup.")
+    ] = False,
+) -> None:
+    """IEMOCAP -> a data dir with utt2emo (4 classes by default) and utt2session for session folds."""
+    from collections import Counter
+
+    from audiossl.data.corpora.iemocap import prepare_iemocap as prepare
+
+    data = prepare(corpus_dir, out_dir, four_class=not all_classes)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(Counter(data.labels["emo"].values()).items()))
+    typer.echo(f"{len(data.utterance_ids)} utterances ({counts}) -> {out_dir}")
+
+
+@app.command("prepare-vctk")
+def prepare_vctk(
+    corpus_dir: Annotated[Path, typer.Argument(help="VCTK 0.92 folder (with wav48_silence_trimmed/ and txt/).")],
+    out_dir: Annotated[Path, typer.Argument(help="Data dir to write.")],
+    mic: Annotated[str, typer.Option(help="Microphone to keep: mic1 or mic2.")] = "mic1",
+    keep_untranscribed: Annotated[
+        bool, typer.Option("--keep-untranscribed", help="Keep recordings without a transcript (then no text).")
+    ] = False,
+) -> None:
+    """VCTK 0.92 -> one data dir (one microphone; recordings without a transcript left out)."""
+    from audiossl.data.corpora.vctk import prepare_vctk as prepare
+
+    data, without_text = prepare(corpus_dir, out_dir, mic=mic, require_text=not keep_untranscribed)
+    speakers = len(set(data.utt2spk.values()))
+    left = f"; {without_text} without a transcript left out" if without_text and not keep_untranscribed else ""
+    typer.echo(f"{len(data.utterance_ids)} utterances, {speakers} speakers -> {out_dir}{left}")
