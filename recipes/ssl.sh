@@ -3,7 +3,7 @@
 #
 #   1 validate the training data dir          audiossl data validate
 #   2 global feature statistics                audiossl features stats
-#   3 spectrogram of one utterance (report)    audiossl features plot
+#   3 spectrogram + objective mask (report)    audiossl features plot --config
 #   4 k-means on front-end features  [hubert]  audiossl kmeans fit
 #   5 frame labels                   [hubert]  audiossl kmeans label
 #   6 pretrain (iteration 1)                   audiossl pretrain
@@ -56,7 +56,8 @@ for opt in $kmeans_opts; do kmeans_sets+=(--set "$opt"); done
 run_stage 1 "validate $train_data" "$audiossl" data validate "$train_data"
 run_stage 2 "global statistics" "$audiossl" features stats "$train_data" --config "$config" "${config_sets[@]}" \
     --out "$exp_dir/global_stats.npz"
-run_stage 3 "spectrogram plot" "$audiossl" features plot "$train_data" --frontend fbank --out "$exp_dir/features.png"
+run_stage 3 "spectrogram with the objective's mask" "$audiossl" features plot "$train_data" --config "$config" \
+    "${config_sets[@]}" --out "$exp_dir/features.png"
 
 iter1=$exp_dir/iter1
 if [ "$labels" = true ]; then

@@ -19,13 +19,43 @@ def plot(
     frontend: Annotated[str, typer.Option(help="Front-end name (see `audiossl features list`).")] = "fbank",
     utt: Annotated[str | None, typer.Option(help="Utterance id to plot (default: the first).")] = None,
     sample_rate: Annotated[int, typer.Option(help="Rate the audio is resampled to (Hz).")] = 16000,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Pretraining preset or YAML: plot its front-end's features with the mask its objective "
+            "would draw (red).",
+        ),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a value of --config: key.sub=value.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the drawn mask (with --config).")] = 0,
 ) -> None:
-    """Plot one utterance's features as a spectrogram PNG."""
+    """Plot one utterance's features as a spectrogram PNG (with --config: and its pretraining mask)."""
     from audiossl.audio.features import utterance_features
     from audiossl.audio.plot import plot_features
 
-    utt_id, features = utterance_features(data_dir, frontend, utt=utt, sample_rate=sample_rate)
-    plot_features(features, out, title=f"{utt_id} ({frontend})")
+    if config is None:
+        if overrides:
+            raise UserError("--set changes a --config; give --config too")
+        utt_id, features = utterance_features(data_dir, frontend, utt=utt, sample_rate=sample_rate)
+        plot_features(features, out, title=f"{utt_id} ({frontend})")
+        typer.echo(f"wrote {out}")
+        return
+    from audiossl.train.config import frontend_settings, resolve_config
+    from audiossl.train.maskplot import mask_cells
+
+    run_config = resolve_config(config, overrides or [])
+    settings = frontend_settings(run_config)
+    name = run_config.data.frontend if settings is not None else "fbank"  # waveform encoders: show fbank
+    rate = run_config.data.sample_rate
+    utt_id, features = utterance_features(data_dir, name, utt=utt, sample_rate=rate, frontend_config=settings)
+    samples = round(features.shape[0] * rate / 100)  # 10 ms frames: enough to count waveform tokens
+    cells = mask_cells(run_config, features, seed=seed, num_samples=samples)
+    what = f"{run_config.objective.name} mask" if cells is not None else "no token mask"
+    plot_features(features, out, title=f"{utt_id} ({name}, {what})", mask=cells)
     typer.echo(f"wrote {out}")
 
 
