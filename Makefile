@@ -8,10 +8,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.audiossl-installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
-DEMO_DIR ?= exp/demo
-# A short SSAST-style pretraining run: enough to see the loss fall, small enough for 2 CPU cores.
-DEMO_PRETRAIN := --config mspm-ast-tiny --set run.max_steps=30 --set run.log_every=10 \
-  --set run.checkpoint_every=10 --set optim.warmup_steps=5 --set data.max_seconds_per_batch=30
 
 .PHONY: demo test install sysdeps lint bench clean
 
@@ -42,14 +38,8 @@ $(STAMP): pyproject.toml constraints.txt $(PLUGIN_PROJECTS) | sysdeps
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/audiossl data synth $(DEMO_DIR)/data/synth
-	$(BIN)/audiossl data validate $(DEMO_DIR)/data/synth
-	$(BIN)/audiossl features plot $(DEMO_DIR)/data/synth --frontend fbank --out $(DEMO_DIR)/features.png
-	$(BIN)/audiossl features stats $(DEMO_DIR)/data/synth --frontend fbank --out $(DEMO_DIR)/cmvn.npz
-	@resume=$$(ls $(DEMO_DIR)/pretrain/ckpt-*.pt >/dev/null 2>&1 && echo --resume); \
-	  set -x; $(BIN)/audiossl pretrain $(DEMO_PRETRAIN) --data $(DEMO_DIR)/data/synth --out $(DEMO_DIR)/pretrain $$resume
-	@echo "demo done: corpus $(DEMO_DIR)/data/synth, features $(DEMO_DIR)/features.png," \
-	  "pretraining run $(DEMO_DIR)/pretrain (loss curve $(DEMO_DIR)/pretrain/loss.png)"
+	cd egs/synth/ssl1 && ./run.sh
+	@echo "demo done: report egs/synth/ssl1/exp/report.md (rerun: finished stages are skipped)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests $(wildcard plugins/*/tests)

@@ -17,6 +17,7 @@ help_message="usage: egs/fsdd/ssl1/run.sh [options]
 
   --fsdd_dir DIR        FSDD checkout (its recordings/ folder is used); default ../shared/data/fsdd beside
                         the repository when present, else downloads/fsdd (downloaded in stage 1)
+  --data_dir DIR        where the data dirs go (default data)
   --smoke true          every stage on a few utterances with a few steps
   --config NAME|YAML    pretraining preset (default mspm-ast-tiny, read as stacked frames)
   --pretrain_steps N    pretraining steps (default 1000)
@@ -26,6 +27,7 @@ help_message="usage: egs/fsdd/ssl1/run.sh [options]
 
 fsdd_dir=
 smoke=false
+data_dir=data
 config=mspm-ast-tiny
 pretrain_steps=1000
 downstream_steps=400
@@ -51,7 +53,7 @@ if [ "$smoke" = true ]; then
     downstream_steps=2
     vocoder_steps=2
 fi
-data=data
+data=$data_dir
 # 8 kHz audio: 64 mel bins keep every filter wider than an FFT bin; stacked frames, 4 blocks.
 pretrain_opts="data.sample_rate=8000 data.frontend_config.num_mel_bins=64 encoder.overrides.input.num_bins=64
   encoder.overrides.input.kind=frame encoder.overrides.input.frame_stack=2 encoder.overrides.num_layers=4

@@ -14,6 +14,7 @@
 # About 10 minutes on 2 CPU cores; --smoke true runs every stage on a handful of utterances.
 help_message="usage: egs/synth/ssl1/run.sh [options]
 
+  --data_dir DIR        where the data dirs go (default data)
   --smoke true          every stage on a few utterances with a few steps (tests, quick checks)
   --speakers N          synthetic speakers (default 8)
   --utts_per_speaker N  utterances per speaker (default 24)
@@ -24,6 +25,7 @@ help_message="usage: egs/synth/ssl1/run.sh [options]
   --stage N --stop_stage M --force true --nj N --ngpu N --exp_dir DIR (default exp)"
 
 smoke=false
+data_dir=data
 speakers=8
 utts_per_speaker=24
 config=mspm-ast-tiny
@@ -39,12 +41,12 @@ parse_options "$@"
 
 if [ "$smoke" = true ]; then
     speakers=4
-    utts_per_speaker=6
+    utts_per_speaker=8
     pretrain_steps=2
     downstream_steps=2
     vocoder_steps=2
 fi
-data=data
+data=$data_dir
 # Stacked fbank frames (SSAST's frame variant), 4 blocks: what 2 CPU cores pretrain in a few minutes.
 pretrain_opts="encoder.overrides.input.kind=frame encoder.overrides.input.frame_stack=2
   encoder.overrides.num_layers=4 data.max_seconds_per_batch=40 run.max_steps=$pretrain_steps
