@@ -15,12 +15,15 @@ pseudo-labels:
    :class:`PseudoSpeakerHead`, an AAM-softmax classifier (Deng et al., ArcFace 2019) on the
    student's pooled embeddings, with
 
-   * the **dynamic loss-gate** (:func:`loss_gate`): every ``gate_every`` steps a 2-component
-     Gaussian mixture is fitted to the latest per-utterance losses; samples whose loss falls in
-     the low-loss component are reliable and train, the others are left out;
+   * the **dynamic loss-gate** (:func:`loss_gate`): every ``gate_every`` steps (about an
+     epoch) a 2-component Gaussian mixture is fitted to the per-utterance losses seen since the
+     previous fit; samples whose loss falls in the low-loss component are reliable and train,
+     the others are left out;
    * **label correction** (:func:`correct_labels`): a left-out sample whose prediction has a
-     probability above ``correction_threshold`` takes the predicted class as its new label
-     (and trains with it).
+     probability above ``correction_threshold`` trains with the predicted class instead. By
+     default the correction holds for that step only and the clustered label stays the
+     anchor: written back (``persist_corrections``), the corrections feed on themselves, and
+     on FSDD every label drifted to one class within two epochs (docs/results.md).
 
 The head's labels, per-utterance losses and gate are buffers, so a resumed run continues
 with exactly the same state. Nothing here imports the trainer: :func:`extract_embeddings`
@@ -70,7 +73,10 @@ class ClusterConfig:
     """Steps before the first gate; until then every sample trains."""
 
     correction_threshold: float = 0.9
-    """A gated-out sample whose top class probability exceeds this takes that class as its label."""
+    """A gated-out sample whose top class probability exceeds this trains with that class."""
+
+    persist_corrections: bool = False
+    """Write corrected labels back to the table of the run (they then persist across epochs)."""
 
     def __post_init__(self) -> None:
         if self.gate_every < 1 or self.gate_after < 0:
@@ -221,7 +227,8 @@ class PseudoSpeakerHead(nn.Module):
     """AAM-softmax over pseudo-speakers with the loss-gate and label correction (see the module doc).
 
     Buffers (saved with the model): ``labels`` (N,) current label of every utterance of the
-    table, ``losses`` (N,) its latest loss (valid where ``seen`` (N,) is True), ``gate`` the loss threshold (the
+    table, ``losses`` (N,) its latest loss (valid where ``seen`` (N,) is True: seen since the
+    last gate fit), ``gate`` the loss threshold (the
     largest float until the first fit). ``rows(ids)`` maps utterance ids to table rows.
     """
 
@@ -260,8 +267,10 @@ class PseudoSpeakerHead(nn.Module):
     def forward(self, embeddings: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Gated classification loss of ``embeddings`` (V, B, D) (V views of B utterances) at table ``rows`` (B,).
 
-        Returns (mean loss over kept samples, metrics). In training mode, label corrections are
-        written to ``labels`` and the per-utterance losses to ``losses``.
+        Kept: samples under the gate, and gated-out samples whose prediction is confident (they
+        train with the predicted class). Returns (mean loss over kept samples, metrics). In
+        training mode the per-utterance losses go to ``losses`` and, with
+        ``persist_corrections``, corrected labels to ``labels``.
         """
         views, batch = embeddings.shape[:2]
         known = rows >= 0  # (B,)
@@ -269,23 +278,25 @@ class PseudoSpeakerHead(nn.Module):
         labels = self.labels[safe_rows]  # (B,)
         cosines = self.cosines(embeddings.reshape(views * batch, -1)).view(views, batch, -1)  # (V, B, C)
         loss = torch.stack([self.per_sample_loss(cosines[v], labels) for v in range(views)]).mean(0)  # (B,)
-        reliable = loss.detach() <= self.gate.to(loss.dtype)
+        label_loss = loss.detach()  # (B,) against the clustered labels: what the gate is fitted on
+        reliable = label_loss <= self.gate.to(loss.dtype)
         probabilities = (cosines.detach().mean(0) * self.config.scale).softmax(dim=-1)  # (B, C)
-        corrected, changed = correct_labels(labels, probabilities, ~reliable & known, self.config.correction_threshold)
+        threshold = self.config.correction_threshold
+        corrected, changed = correct_labels(labels, probabilities, ~reliable & known, threshold)
+        rescued = ~reliable & known & (probabilities.max(dim=-1).values > threshold)
         if bool(changed.any()):
             loss = torch.where(
                 changed, torch.stack([self.per_sample_loss(cosines[v], corrected) for v in range(views)]).mean(0), loss
             )
-        kept = (reliable | changed) & known
+        kept = (reliable | rescued) & known
         total = (loss * kept).sum() / kept.sum().clamp_min(1)
         if self.training:
             with torch.no_grad():
-                self.labels[rows[changed & known]] = corrected[changed & known]
-                self.losses[rows[known]] = loss.detach()[known].to(self.losses.dtype)
+                if self.config.persist_corrections:
+                    self.labels[rows[changed & known]] = corrected[changed & known]
+                self.losses[rows[known]] = label_loss[known].to(self.losses.dtype)
                 self.seen[rows[known]] = True
-        accuracy = (
-            (probabilities.argmax(dim=-1) == corrected).float()[known].mean() if known.any() else loss.new_zeros(())
-        )
+        accuracy = (probabilities.argmax(dim=-1) == labels).float()[known].mean() if known.any() else loss.new_zeros(())
         metrics = {
             "kept_fraction": kept.float().mean(),
             "corrected_fraction": changed.float().mean(),
@@ -295,10 +306,11 @@ class PseudoSpeakerHead(nn.Module):
 
     @torch.no_grad()
     def refit_gate(self, seed: int = 0) -> float:
-        """Refit the loss-gate on the latest per-utterance losses; returns (and stores) the threshold."""
+        """Refit the loss-gate on the losses seen since the last fit, then forget them; returns the threshold."""
         if int(self.seen.sum()) < 2:
             return float(self.gate)
         threshold, _ = loss_gate(self.losses[self.seen], seed)
+        self.seen.fill_(False)
         self.gate.fill_(min(threshold, torch.finfo(torch.float64).max))
         return threshold
 

@@ -122,29 +122,37 @@ def test_gated_head_matches_a_loop_and_keeps_its_state():
     assert module.rows(["u9"], strict=False).tolist() == [-1]
 
 
-def test_gate_leaves_out_high_losses_and_correction_relabels_confident_ones():
+@pytest.mark.parametrize("persist", [False, True])
+def test_gate_leaves_out_high_losses_and_correction_relabels_confident_ones(persist):
     module = head()
+    module.config.persist_corrections = persist
     embeddings = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(2))
     rows = module.rows(["u0", "u1", "u2", "u3"])
+    labels = module.labels.clone()
     with torch.no_grad():
-        losses = torch.stack([reference_loss(module, embeddings[0, b], int(module.labels[b])) for b in range(4)])
+        losses = torch.stack([reference_loss(module, embeddings[0, b], int(labels[b])) for b in range(4)])
     order = losses.argsort()
     module.gate.fill_(float(losses[order[1]]))  # two samples pass the gate
     module.config.correction_threshold = 1.0  # no correction possible
     total, metrics = module(embeddings, rows)
     torch.testing.assert_close(total, losses[order[:2]].mean(), rtol=1e-5, atol=1e-5)
     assert float(metrics["kept_fraction"]) == 0.5
-    # With correction, the gated-out samples whose top class is confident enough take it.
+    torch.testing.assert_close(module.losses, losses)  # the gate's data: losses against the clustered labels
+    # With correction, gated-out samples whose top class is confident enough train with that class.
     module.config.correction_threshold = 0.3
     probabilities = (module.cosines(embeddings[0]) * module.config.scale).softmax(-1).detach()
     confident, predicted = probabilities.max(-1)
-    before = module.labels.clone()
-    module(embeddings, rows)
     gated_out = torch.zeros(4, dtype=torch.bool)
     gated_out[order[2:]] = True
-    expected = torch.where(gated_out & (confident > 0.3), predicted, before)
-    assert torch.equal(module.labels, expected)
-    assert torch.equal(module.labels[~gated_out], before[~gated_out])
+    rescued = gated_out & (confident > 0.3)
+    targets = torch.where(rescued, predicted, labels)
+    kept = [b for b in range(4) if rescued[b] or not gated_out[b]]
+    with torch.no_grad():
+        expected = torch.stack([reference_loss(module, embeddings[0, b], int(targets[b])) for b in kept]).mean()
+    total, _ = module(embeddings, rows)
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-5)
+    assert bool(rescued.any()) and not bool(rescued.all())
+    assert torch.equal(module.labels, targets if persist else labels)  # written back only when asked
 
 
 def test_refit_gate_uses_the_seen_losses():
@@ -154,6 +162,8 @@ def test_refit_gate_uses_the_seen_losses():
     threshold = module.refit_gate()
     assert threshold == pytest.approx(loss_gate(module.losses)[0])
     assert float(module.gate) == pytest.approx(threshold) and threshold < 5.0
+    assert not bool(module.seen.any())  # the next fit uses the next window's losses only
+    assert module.refit_gate() == threshold  # nothing seen since: the gate stays
 
 
 # ----------------------------------------------------------------------------- embeddings from a model
