@@ -117,6 +117,8 @@ def diarize_files(
     max_speakers: int | None = None,
 ) -> dict[str, Any]:
     """``{uri: pyannote.core.Annotation}`` for every audio file (uri: the file name without suffix)."""
+    from pyannote.core import Segment
+
     uris = [Path(p).stem for p in paths]
     duplicates = sorted({u for u in uris if uris.count(u) > 1})
     if duplicates:
@@ -127,5 +129,7 @@ def diarize_files(
         file = audio_input(path, sample_rate)
         with torch.no_grad():
             output = pipeline(file, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers)
-        results[file["uri"]] = output.speaker_diarization
+        # the last sliding window is padded past the end of the audio: keep speech inside the file
+        duration = file["waveform"].shape[1] / sample_rate
+        results[file["uri"]] = output.speaker_diarization.crop(Segment(0.0, duration), mode="intersection")
     return results

@@ -14,10 +14,12 @@ them: use that only for files you trust. Hub names are refused: nothing is downl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -143,26 +145,46 @@ def train_segmentation(
         )
         model = _pyannet(config, sample_rate, task)
         model.configure_optimizers = lambda: torch.optim.Adam(model.parameters(), lr=config.lr)
-        trainer = lightning.Trainer(
-            max_epochs=config.epochs,
-            accelerator="gpu" if device.startswith("cuda") else "cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            callbacks=[epochs.callback],
-            default_root_dir=scratch,
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        with warnings.catch_warnings(), _quiet_lightning():
+            for message in (
+                ".*does not have many workers.*",
+                ".*no logger configured.*",
+                ".*IterableDataset.*",
+                ".*target_rate is required.*",
+            ):
+                warnings.filterwarnings("ignore", message=message)
+            trainer = lightning.Trainer(
+                max_epochs=config.epochs,
+                accelerator="gpu" if device.startswith("cuda") else "cpu",
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                callbacks=[epochs.callback],
+                default_root_dir=scratch,
+            )
             trainer.fit(model)
     save_segmentation(model.cpu(), config, out)
     summary = {"path": str(out), "config": asdict(config), "sample_rate": sample_rate, "epochs": epochs.rows}
     with atomic_write(out.with_name(out.name + ".json")) as handle:
         json.dump(summary, handle, indent=2)
     return summary
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's banners (accelerators found, tips) are noise for a command-line tool."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _specifications_dict(specifications: Any) -> dict[str, Any]:
