@@ -104,10 +104,10 @@ def split(
 def subset(
     data_dir: Annotated[Path, typer.Argument(help="Kaldi data dir to take utterances from.")],
     out_dir: Annotated[Path, typer.Argument(help="Data dir to write.")],
-    utts_per_speaker: Annotated[int, typer.Option(help="Utterances kept per speaker (Kaldi order).")] = 2,
+    utts_per_speaker: Annotated[int, typer.Option(help="Utterances kept per speaker (evenly spaced).")] = 2,
     max_speakers: Annotated[int | None, typer.Option(help="Keep at most this many speakers.")] = None,
 ) -> None:
-    """Keep the first few utterances of each speaker (smoke runs, quick checks)."""
+    """Keep a few utterances of each speaker, spread over its list (smoke runs, quick checks)."""
     from audiossl.data.kaldi import DataDir
     from audiossl.data.subset import smoke_subset
 

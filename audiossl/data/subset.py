@@ -110,19 +110,23 @@ def _shares(items: list[str], fractions: list[float]) -> list[list[str]]:
 
 
 def smoke_subset(data: DataDir, utts_per_speaker: int, max_speakers: int | None = None) -> DataDir:
-    """The first ``utts_per_speaker`` utterances (Kaldi order) of the first ``max_speakers`` speakers."""
+    """``utts_per_speaker`` utterances of each of the first ``max_speakers`` speakers (Kaldi order).
+
+    The utterances are spread evenly over each speaker's list rather than taken from its start,
+    so a handful still covers what the ids are ordered by (FSDD's digits, a book's chapters).
+    """
     if utts_per_speaker < 1:
         raise UserError(f"utts_per_speaker must be >= 1, got {utts_per_speaker}")
     speaker = _speaker_of(data)
-    taken: dict[str, int] = {}
-    keep = []
+    groups: dict[str, list[str]] = {}
     for utt in data.utterance_ids:
         spk = speaker[utt]
-        if spk not in taken and max_speakers is not None and len(taken) >= max_speakers:
-            continue
-        if taken.get(spk, 0) < utts_per_speaker:
-            taken[spk] = taken.get(spk, 0) + 1
-            keep.append(utt)
+        if spk in groups or max_speakers is None or len(groups) < max_speakers:
+            groups.setdefault(spk, []).append(utt)
+    keep = []
+    for utts in groups.values():
+        count = min(utts_per_speaker, len(utts))
+        keep.extend(utts[(i * len(utts)) // count] for i in range(count))
     return subset(data, keep)
 
 

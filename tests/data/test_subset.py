@@ -69,9 +69,11 @@ def test_split_refuses_empty_parts_and_bad_specs():
     assert parse_fractions("train=0.9, dev=0.1") == {"train": 0.9, "dev": 0.1}
 
 
-def test_smoke_subset_takes_the_first_utterances_of_the_first_speakers():
+def test_smoke_subset_spreads_over_each_speaker_of_the_first_speakers():
     part = smoke_subset(corpus(), utts_per_speaker=2, max_speakers=3)
-    assert part.utterance_ids == [f"spk{s}-u{u:02d}" for s in range(3) for u in range(2)]
+    assert part.utterance_ids == [f"spk{s}-u{u:02d}" for s in range(3) for u in (0, 5)]
+    everything = smoke_subset(corpus(2, 3), utts_per_speaker=100)
+    assert everything.utterance_ids == corpus(2, 3).utterance_ids
 
 
 def test_cli_split_and_subset(tmp_path, capsys):

@@ -4,7 +4,7 @@
 #
 #    1 FSDD recordings (download when --fsdd_dir has none)   audiossl data download fsdd
 #    2 official train/test split (takes 0-4 are test)        audiossl data prepare-fsdd
-#    3 working train set (all of it; 4 per speaker in smoke)  audiossl data subset
+#    3 working train set (all; 10 per speaker in smoke)     audiossl data subset
 #    4 working test set                                      audiossl data subset
 #    5 speaker halves of the train set (SV training)         audiossl data split --by speaker
 #    6 the same speaker halves of the test set (SV trials)   audiossl data split --by speaker
@@ -48,7 +48,7 @@ if [ -z "$fsdd_dir" ]; then
 fi
 per_speaker=1000000 # everything
 if [ "$smoke" = true ]; then
-    per_speaker=4
+    per_speaker=10 # spread over each speaker's utterances: one of every digit
     pretrain_steps=2
     downstream_steps=2
     vocoder_steps=2
