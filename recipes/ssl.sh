@@ -56,8 +56,12 @@ for opt in $kmeans_opts; do kmeans_sets+=(--set "$opt"); done
 run_stage 1 "validate $train_data" "$audiossl" data validate "$train_data"
 run_stage 2 "global statistics" "$audiossl" features stats "$train_data" --config "$config" "${config_sets[@]}" \
     --out "$exp_dir/global_stats.npz"
+# A label objective cannot be built before its labels exist; the mask does not depend on them, so the
+# plot gets the cluster count instead of a label dir.
+plot_sets=("${config_sets[@]}")
+[ "$labels" != true ] || plot_sets+=(--set "objective.config.num_clusters=$kmeans_clusters")
 run_stage 3 "spectrogram with the objective's mask" "$audiossl" features plot "$train_data" --config "$config" \
-    "${config_sets[@]}" --out "$exp_dir/features.png"
+    "${plot_sets[@]}" --out "$exp_dir/features.png"
 
 iter1=$exp_dir/iter1
 if [ "$labels" = true ]; then
