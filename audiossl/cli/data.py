@@ -216,3 +216,16 @@ def prepare_vctk(
     speakers = len(set(data.utt2spk.values()))
     left = f"; {without_text} without a transcript left out" if without_text and not keep_untranscribed else ""
     typer.echo(f"{len(data.utterance_ids)} utterances, {speakers} speakers -> {out_dir}{left}")
+
+
+@app.command()
+def combine(
+    out_dir: Annotated[Path, typer.Argument(help="Data dir to write.")],
+    data_dirs: Annotated[list[Path], typer.Argument(help="Data dirs to combine (disjoint utterance ids).")],
+) -> None:
+    """Combine data dirs into one (tables every dir has; e.g. LibriSpeech's 960 h from its parts)."""
+    from audiossl.data.combine import combine as combine_dirs
+
+    data = combine_dirs(data_dirs)
+    data.save(out_dir)
+    typer.echo(f"{len(data.utterance_ids)} utterances from {len(data_dirs)} dir(s) -> {out_dir}")
