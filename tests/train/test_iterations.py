@@ -12,7 +12,7 @@ from train_helpers import TINY, merge
 from audiossl.cli.main import main
 from audiossl.cluster.kmeans import KMeansConfig
 from audiossl.cluster.labels import read_labels
-from audiossl.cluster.pipeline import load_kmeans_dir
+from audiossl.cluster.pipeline import FitConfig, fit_kmeans_dir, load_kmeans_dir
 from audiossl.errors import ConfigError
 from audiossl.train.checkpoint import checkpoint_path
 from audiossl.train.iterations import IterationsConfig, IterationSpec, run_iterations
@@ -83,6 +83,16 @@ def test_two_iterations_end_to_end_and_rerun_skips(plan, synth_dir, tmp_path) ->
     assert again.ran == []
     after = {path: path.stat().st_mtime_ns for path in before}
     assert after == before  # nothing of a finished stage was rewritten
+
+    # `audiossl kmeans fit/label` on a layer of a run dir (its newest checkpoint), as recipes/ssl.sh does.
+    km, relabelled, trained = tmp_path / "km-layer", tmp_path / "relabelled", run / "iter2/pretrain"
+    fit_args = ["--features", str(trained), "--set", "layer=2", "--n-clusters", "3", "--set", "kmeans.n_init=1"]
+    assert main(["kmeans", "fit", "--data", str(synth_dir), "--out", str(km), "--device", "cpu", *fit_args]) == 0
+    assert load_kmeans_dir(km)[1].features == str(checkpoint_path(trained, 3).resolve())
+    assert main(["kmeans", "label", "--model", str(km), "--data", str(synth_dir), "--out", str(relabelled)]) == 0
+    assert read_labels(relabelled)[1] == 50.0
+    with pytest.raises(ConfigError, match="set layer=N"):
+        fit_kmeans_dir([synth_dir], tmp_path / "no-layer", FitConfig(features=str(trained)))
 
 
 def test_hubertopic_iteration_and_an_unfinished_stage_is_redone(plan, synth_dir, tmp_path) -> None:
