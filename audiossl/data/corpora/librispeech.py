@@ -40,7 +40,7 @@ def prepare_librispeech(
     without its flac, is an error naming the file.
     """
     present = [p for p in PARTS if (Path(corpus_dir) / p).is_dir() or (Path(corpus_dir) / "LibriSpeech" / p).is_dir()]
-    marker = (parts or present or ["dev-clean"])[0]
+    marker = (present or list(parts or []) or ["dev-clean"])[0]
     root = corpus_root(corpus_dir, marker, "LibriSpeech", HOW_TO_GET, inner=("LibriSpeech",))
     chosen = list(parts) if parts else present
     for part in chosen:
