@@ -118,3 +118,27 @@ def test_bad_inputs(checkpoint, tmp_path):
         load_embedding(checkpoint, sv_run=tmp_path)
     with pytest.raises(ConfigError, match="pooling"):
         load_embedding(checkpoint, pooling="max")
+
+
+def test_sv_run_gives_the_sv_plugins_embeddings(source_dir, checkpoint, tmp_path):
+    sv_task = pytest.importorskip("audiossl_sv.task", reason="the sv plugin (plugins/sv) is not installed")
+    from audiossl_sv.evaluation import embed_data_dir
+
+    from audiossl.audio.io import load_utterance
+    from audiossl.data.kaldi import DataDir
+    from audiossl.downstream.trainer import DownstreamConfig, load_downstream, train_downstream
+
+    task = sv_task.SVTask(hidden_dim=16, attention_dim=8, embedding_dim=8, margin_warmup_steps=2, top_n=3)
+    config = DownstreamConfig(max_steps=2, device="cpu", batch_seconds=8.0, max_utt_seconds=1.0, log_every=1)
+    train_downstream(task, str(checkpoint), source_dir, tmp_path / "sv", config)
+    adapter = load_embedding(sv_run=tmp_path / "sv")
+    trained = load_downstream(tmp_path / "sv", device="cpu")
+    data = DataDir.load(source_dir)
+    expected = embed_data_dir(trained.upstream, data, head=trained.head)
+    assert adapter.dimension == 8
+    for utt in data.utterance_ids[:3]:
+        waveform, _ = load_utterance(data, utt)
+        got = adapter(waveform[None, None])[0].numpy()
+        np.testing.assert_allclose(got, expected[utt], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ConfigError, match="layer can only be chosen"):
+        load_embedding(sv_run=tmp_path / "sv", layer=0)
