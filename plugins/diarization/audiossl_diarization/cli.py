@@ -6,6 +6,8 @@ Each command is a thin wrapper over a library function:
 * ``train-segmentation CORPUS -o seg.pt``: :func:`~audiossl_diarization.segmentation.train_segmentation`;
 * ``diarize AUDIO... --model M --segmentation seg.pt -o out.rttm``: pyannote's pipeline
   (:func:`~audiossl_diarization.pipeline.build_pipeline`) on audiossl embeddings;
+* ``tune CORPUS ...``: the clustering threshold with the lowest development DER
+  (:func:`~audiossl_diarization.pipeline.tune_threshold`);
 * ``evaluate --reference REF.rttm --hypothesis HYP.rttm``: DER and its components
   (:func:`~audiossl_diarization.evaluation.evaluate_rttm`).
 """
@@ -152,6 +154,61 @@ def diarize(
     write_rttm(out, results, overwrite=overwrite)
     speakers = sum(len(a.labels()) for a in results.values())
     typer.echo(f"wrote {out}: {len(results)} recordings, {speakers} speakers in all")
+
+
+@app.command()
+def tune(
+    corpus: Annotated[Path, typer.Argument(help="Corpus dir from make-corpus.")],
+    segmentation: Annotated[
+        Path, typer.Option("--segmentation", help="Local segmentation model (train-segmentation).")
+    ],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="audiossl checkpoint, run dir or importable checkpoint.")
+    ] = None,
+    sv_run: Annotated[Path | None, typer.Option("--sv-run", help="Trained 'audiossl sv train' run (its head).")] = None,
+    layer: Annotated[int | None, typer.Option("--layer", help="With --model: pool this layer (default: last).")] = None,
+    pooling: Annotated[str, typer.Option("--pooling", help="With --model: mean or stats.")] = "mean",
+    subset: Annotated[str, typer.Option("--subset", help="Subset to tune on.")] = "development",
+    thresholds: Annotated[
+        str, typer.Option("--thresholds", help="Comma-separated clustering thresholds to try.")
+    ] = "0.3,0.5,0.7,0.9,1.1,1.3",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the results as JSON here.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Pick the clustering threshold with the lowest DER (collar 0) on a corpus subset (default: development)."""
+    import torch
+
+    from audiossl.fileio import atomic_write
+    from audiossl_diarization.corpus import SUBSETS, load_protocol
+    from audiossl_diarization.embedding import load_embedding
+    from audiossl_diarization.pipeline import build_pipeline, tune_threshold
+    from audiossl_diarization.segmentation import load_segmentation
+
+    if (model is None) == (sv_run is None):
+        raise typer.BadParameter("give exactly one of --model and --sv-run", param_hint="--model/--sv-run")
+    if subset not in SUBSETS:
+        raise typer.BadParameter(f"unknown subset {subset!r}; known: {', '.join(SUBSETS)}", param_hint="--subset")
+    if out is not None and out.exists() and not overwrite:
+        raise typer.BadParameter(f"{out} exists; use --overwrite to replace it", param_hint="--out")
+    try:
+        values = [float(t) for t in thresholds.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers, got {thresholds!r}", param_hint="--thresholds") from None
+    files = list(getattr(load_protocol(corpus), subset)())
+    if not files:
+        raise typer.BadParameter(f"the corpus has no {subset} recordings", param_hint="--subset")
+    embedding = load_embedding(model, sv_run=sv_run, layer=layer, pooling=pooling, device=device)  # type: ignore[arg-type]
+    pipeline = build_pipeline(load_segmentation(segmentation).to(torch.device(device)), embedding)
+    results = tune_threshold(pipeline, files, values)
+    best = min(results, key=lambda item: item[1])
+    for threshold, der in results:
+        typer.echo(
+            f"threshold {threshold:<5g} DER {100 * der:6.2f}%" + ("  <- best" if (threshold, der) == best else "")
+        )
+    if out is not None:
+        with atomic_write(out) as handle:
+            json.dump({"subset": subset, "results": results, "best_threshold": best[0]}, handle, indent=2)
 
 
 def _audio_paths(inputs: list[Path], subset: str) -> list[Path]:

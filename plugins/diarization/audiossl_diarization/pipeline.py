@@ -133,3 +133,50 @@ def diarize_files(
         duration = file["waveform"].shape[1] / sample_rate
         results[file["uri"]] = output.speaker_diarization.crop(Segment(0.0, duration), mode="intersection")
     return results
+
+
+def tune_threshold(
+    pipeline: Any, files: list[dict[str, Any]], thresholds: list[float], collar: float = 0.0
+) -> list[tuple[float, float]]:
+    """DER (at ``collar``) of every clustering threshold on ``files``; the pipeline keeps the best one.
+
+    ``files`` are pyannote files with ``annotation`` (and optionally ``annotated``), e.g. a
+    protocol's development subset. The pipeline runs in pyannote's training mode, which caches the
+    segmentation and (powerset models) the embeddings in each file, so only the clustering is
+    redone for each threshold. Ties go to the first threshold given.
+    """
+    from pyannote.core import Segment
+
+    from audiossl_diarization.evaluation import diarization_error
+
+    if not thresholds:
+        raise ConfigError("no thresholds to try")
+    results = []
+    previous = pipeline.training
+    pipeline.training = True
+    try:
+        for threshold in thresholds:
+            _set_threshold(pipeline, threshold)
+            hypotheses, references, uem = {}, {}, {}
+            for file in files:
+                with torch.no_grad():
+                    output = pipeline(file)
+                uri = file["uri"]
+                duration = pipeline._audio.get_duration(file)
+                hypotheses[uri] = output.speaker_diarization.crop(Segment(0.0, duration), mode="intersection")
+                references[uri] = file["annotation"]
+                if "annotated" in file:
+                    uem[uri] = file["annotated"]
+            report = diarization_error(references, hypotheses, uem or None, collars=(collar,))
+            results.append((float(threshold), float(report["collars"][f"{collar:g}"]["der"])))
+    finally:
+        pipeline.training = previous
+    best = min(results, key=lambda item: item[1])[0]
+    _set_threshold(pipeline, best)
+    return results
+
+
+def _set_threshold(pipeline: Any, threshold: float) -> None:
+    parameters = pipeline.parameters(instantiated=True)
+    parameters["clustering"]["threshold"] = float(threshold)
+    pipeline.instantiate(parameters)

@@ -109,3 +109,26 @@ def test_segmentation_file_round_trip(segmentation, tmp_path):
         load_segmentation(tmp_path / "junk.pt")
     with pytest.raises(UserError, match="nothing is downloaded"):
         load_segmentation(tmp_path / "pyannote-segmentation-3.0")
+
+
+def test_tuning_reuses_nothing_it_should_not(checkpoint, segmentation, corpus_dir):
+    from audiossl_diarization.corpus import load_protocol
+    from audiossl_diarization.pipeline import tune_threshold
+
+    files = list(load_protocol(corpus_dir).test())
+    pipeline = build_pipeline(load_segmentation(segmentation), load_embedding(checkpoint), PipelineConfig())
+    results = tune_threshold(pipeline, files, [0.05, 2.0])
+    assert [t for t, _ in results] == [0.05, 2.0]
+    best = min(results, key=lambda item: item[1])
+    assert pipeline.clustering.threshold == best[0] and not pipeline.training
+    # a DER is what a fresh pipeline at that threshold gives (the cached segmentation and embeddings are right)
+    for threshold, der in results[:1]:
+        fresh = build_pipeline(
+            load_segmentation(segmentation), load_embedding(checkpoint), PipelineConfig(threshold=threshold)
+        )
+        hypotheses = diarize_files(fresh, [corpus_dir / "wav" / f"{f['uri']}.wav" for f in files])
+        references = {f["uri"]: f["annotation"] for f in files}
+        uem = {f["uri"]: f["annotated"] for f in files}
+        assert diarization_error(references, hypotheses, uem, collars=(0.0,))["collars"]["0"]["der"] == pytest.approx(
+            der, abs=1e-6
+        )
