@@ -20,7 +20,8 @@ speaker verification uses it (Chen et al. 2022; Han et al. 2022; Jung et al. 202
   ``teacher_temperature_final``, below the student's).
 
 Health metrics: ``teacher_entropy`` (log K = uniform collapse, 0 = one-hot collapse),
-``kl_teacher_student`` and ``center_norm``. The teacher and the centre are in the state
+``kl_teacher_student`` and ``center_norm``; with ``cluster``, ``gate`` (-1 before the first
+fit), ``kept_fraction``, ``corrected_fraction`` and ``pseudo_accuracy``. The teacher and the centre are in the state
 dict, so a resumed run continues exactly; ``load_pretrained`` gives the *student* encoder
 (its keys start with ``encoder.``).
 
@@ -393,7 +394,8 @@ class DinoObjective(Objective):
         if self.cluster is not None:
             classification, metrics = self.cluster(pooled.view(globals_, batch, -1), rows)
             values.update(metrics)
-            values["gate"] = float(self.cluster.gate)
+            gate = float(self.cluster.gate)
+            values["gate"] = gate if gate < torch.finfo(torch.float64).max else -1.0  # -1: not fitted yet
             parts["classification"] = classification
             total = total + config.cluster.weight * classification
         return LossOutput(total=total, parts=parts, metrics=scalar_metrics(values))
