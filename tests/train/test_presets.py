@@ -33,6 +33,17 @@ SMALL_OBJECTIVE["hubert"] = [
     "objective.config.mask.min_spans=1",
 ]
 
+SMALL_OBJECTIVE["dino"] = [
+    "objective.config.global_seconds=0.6",
+    "objective.config.local_seconds=0.4",
+    "objective.config.local_crops=2",
+    "objective.config.head_hidden_dim=32",
+    "objective.config.bottleneck_dim=16",
+    "objective.config.num_prototypes=64",
+    "objective.config.momentum_steps=2",
+    "data.min_utt_seconds=0.6",
+]
+
 
 def cluster_labels(data_dir, out):
     """A label dir of ``data_dir`` for objectives that predict cluster labels (MFCC k-means, k=8)."""
