@@ -8,6 +8,7 @@ The VoxCeleb recipe runs its own DINO stages (iteration 1, pseudo-speakers, clus
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -226,3 +227,109 @@ def test_egs_configs_are_valid_base_size_pretraining_configs(path):
     if config.objective.name == "hubert":
         objective["num_clusters"] = 100  # what recipes/ssl.sh's label dir provides
     from_dict(OBJECTIVES.get(config.objective.name).config_class, objective)  # unknown keys are errors
+
+
+# ---------------------------------------------------------------- egs/*/run.sh in smoke mode
+
+
+def metrics(path: Path) -> dict:
+    return json.loads(path.read_text())["metrics"]
+
+
+@pytest.fixture(scope="session")
+def librispeech_run(librispeech, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """egs/librispeech/ssl1 end to end: HuBERT 1+2, wav2vec 2.0, ASR on both, report."""
+    root, _ = librispeech
+    out = tmp_path_factory.mktemp("librispeech_run")
+    result = run_recipe(
+        "egs/librispeech/ssl1/run.sh", *SMOKE, "--corpus_dir", str(root / "corpus"),
+        "--pretrain_parts", "train-clean-100", "--data_dir", str(out / "data"), "--exp_dir", str(out / "exp"),
+    )  # fmt: skip
+    return out, result
+
+
+def test_librispeech_recipe_smoke(librispeech_run):
+    out, result = librispeech_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    exp = out / "exp"
+    assert "LibriSpeech parts already in" in result.stderr and "no download" in result.stderr
+    assert DataDir.load(out / "data" / "pretrain").wav_scp == DataDir.load(out / "data" / "train_clean_100").wav_scp
+    for labels in ("hubert/iter1/labels", "hubert/iter2/labels"):  # MFCC clusters, then clusters of iteration 1
+        assert (exp / labels).is_dir(), labels
+    for run in ("hubert/iter2/pretrain", "wav2vec2/iter1/pretrain"):
+        assert list((exp / run).glob("ckpt-*.pt")), run
+    for asr in ("asr_hubert", "asr_wav2vec2"):
+        scores = metrics(exp / asr / "decode_greedy" / "metrics.json")
+        assert scores["reference_words"] > 0 and scores["wer"] >= 0
+    report = (exp / "report.md").read_text()
+    assert "# audiossl on LibriSpeech" in report and "asr_hubert" in report and "asr_wav2vec2" in report
+
+
+def test_voxceleb_recipe_smoke_with_dino_iterations(voxceleb, tmp_path):
+    corpus, trials = voxceleb
+    exp = tmp_path / "exp"
+    result = run_recipe(
+        "egs/voxceleb/sv1/run.sh", *SMOKE, "--vox1_dir", str(corpus), "--trials", str(trials),
+        "--data_dir", str(tmp_path / "data"), "--exp_dir", str(exp),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "data" / "vox1" / "test" / "trials").is_file()
+    assert (exp / "dino" / "cluster" / "utt2pseudo").is_file()
+    cluster = (exp / "dino_cluster" / "iter1" / "pretrain" / "config.yaml").read_text()
+    assert f"{exp}/dino/cluster/utt2pseudo" in cluster  # iteration 2 trained on the pseudo-speakers
+    for evaluation in ("eval", "eval_frozen"):
+        scores = metrics(exp / "sv" / evaluation / "metrics.json")
+        assert scores["num_trials"] > 0 and 0 <= scores["eer_percent"] <= 100
+    assert "## sv" in (exp / "report.md").read_text()
+    # Without the trial list the recipe stops before doing anything, saying where to get it.
+    missing = run_recipe(
+        "egs/voxceleb/sv1/run.sh", *SMOKE, "--vox1_dir", str(corpus), "--trials", str(tmp_path / "veri_test2.txt"),
+        "--exp_dir", str(exp / "x"),
+    )  # fmt: skip
+    assert missing.returncode == 1 and "veri_test2.txt not found: download https://mm.kaist.ac.kr" in missing.stderr
+
+
+def test_iemocap_recipe_smoke_session_folds(iemocap, librispeech_run, tmp_path):
+    corpus, _ = iemocap
+    upstream = librispeech_run[0] / "exp" / "hubert" / "iter2" / "pretrain"
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    result = run_recipe(
+        "egs/iemocap/er1/run.sh", *SMOKE, "--corpus_dir", str(corpus), "--upstream", str(upstream),
+        "--sessions", "Ses01 Ses02", "--data_dir", str(data), "--exp_dir", str(exp),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pretraining skipped" in result.stderr
+    for session in ("Ses01", "Ses02"):
+        test_ids = set(DataDir.load(data / "folds" / session / "test").utterance_ids)
+        predicted = dict(
+            line.split() for line in (exp / "er" / session / "eval" / "utt2emo_pred").read_text().splitlines()
+        )
+        assert set(predicted) == test_ids and {utt[:5] for utt in test_ids} == {session}
+        scores = metrics(exp / "er" / session / "eval" / "metrics.json")
+        assert 0 <= scores["UA"] <= 1 and 0 <= scores["WA"] <= 1
+    assert not (exp / "er" / "Ses03").exists()
+    assert "confusion.png" in (exp / "report.md").read_text()
+    absent = run_recipe("egs/iemocap/er1/run.sh", *SMOKE, "--corpus_dir", str(tmp_path / "nowhere"),
+                        "--exp_dir", str(tmp_path / "absent"))  # fmt: skip
+    assert absent.returncode == 1 and "IEMOCAP not found" in absent.stderr and "sail.usc.edu" in absent.stderr
+    assert f"full log: {tmp_path}/absent/logs/stage1.log" in absent.stderr
+
+
+def test_vctk_recipe_smoke_resumes_from_a_later_stage(vctk, librispeech_run, tmp_path):
+    corpus, _ = vctk
+    upstream = librispeech_run[0] / "exp" / "hubert" / "iter2" / "pretrain"
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    common = [*SMOKE, "--corpus_dir", str(corpus), "--upstream", str(upstream), "--data_dir", str(data),
+              "--exp_dir", str(exp)]  # fmt: skip
+    first = run_recipe("egs/vctk/vc1/run.sh", *common, "--stop_stage", "4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "VCTK already in" in first.stderr and not (exp / "vc").exists()
+    made = {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()}
+    rest = run_recipe("egs/vctk/vc1/run.sh", *common, "--stage", "5")
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    assert "stage 2:" not in rest.stderr and "stage 4:" not in rest.stderr  # earlier stages neither rerun nor asked
+    assert {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()} == made  # their outputs are reused
+    assert (exp / "vc" / "example" / "converted.wav").stat().st_size > 44
+    vc = json.loads((exp / "vc" / "eval" / "metrics.json").read_text())
+    assert len(vc["pairs"]) == 2 and vc["similarity"]  # --pairs 2 in smoke mode
+    assert "## vc" in (exp / "report.md").read_text()
