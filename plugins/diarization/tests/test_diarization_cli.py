@@ -10,7 +10,7 @@ from audiossl_diarization.evaluation import read_rttm
 from audiossl.cli.main import main
 from audiossl.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
-COMMANDS = ("make-corpus", "train-segmentation", "diarize", "evaluate")
+COMMANDS = ("make-corpus", "train-segmentation", "diarize", "tune", "evaluate")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
