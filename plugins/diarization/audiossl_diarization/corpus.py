@@ -149,12 +149,12 @@ def plan_recording(
     placed: list[tuple[str, str, float]] = []
     turns: list[Turn] = []
     cursor = float(rng.uniform(*config.lead_seconds))  # where the previous speech ended (or the lead)
-    previous_length = None
+    previous_length, previous_speaker = None, None
     for speaker in order:
         utt, _, speech_start, speech_end = durations[speaker][int(rng.integers(len(durations[speaker])))]
         length = speech_end - speech_start
         if previous_length is not None:
-            if rng.random() < config.overlap:
+            if rng.random() < config.overlap and speaker != previous_speaker:  # nobody overlaps themself
                 gap = -min(float(rng.uniform(*config.overlap_seconds)), 0.5 * min(length, previous_length))
             else:
                 gap = float(rng.uniform(*config.silence_seconds))
@@ -166,7 +166,7 @@ def plan_recording(
         placed.append((utt, speaker, offset))
         turns.append(Turn(speaker, cursor, cursor + length))
         cursor += length
-        previous_length = length
+        previous_length, previous_speaker = length, speaker
     lengths = {utt: duration for items in durations.values() for utt, duration, _, _ in items}
     end = max(offset + lengths[utt] for utt, _, offset in placed)
     total = max(end, cursor) + float(rng.uniform(*config.lead_seconds))

@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from audiossl_diarization.corpus import SUBSETS, CorpusConfig, load_protocol, make_corpus, split_speakers
+from audiossl_diarization.corpus import (
+    SUBSETS,
+    CorpusConfig,
+    load_protocol,
+    make_corpus,
+    plan_recording,
+    split_speakers,
+)
 from audiossl_diarization.evaluation import read_rttm, read_uem
 from conftest import RECORDINGS
 
@@ -84,3 +91,12 @@ def test_same_seed_same_recordings(source_dir, corpus_dir, tmp_path):
     again = make_corpus(source_dir, tmp_path / "again", CorpusConfig(recordings=RECORDINGS, turns=(3, 5), seed=3))
     for name in ("train.rttm", "test.rttm", "wav/test_0000.wav"):
         assert (again / name).read_bytes() == (corpus_dir / name).read_bytes()
+
+
+def test_one_speaker_recordings_never_overlap_themselves():
+    durations = {"a": [("u1", 2.0, 0.2, 1.8), ("u2", 1.5, 0.1, 1.3)]}
+    config = CorpusConfig(speakers_per_recording=1, turns=(3, 5), overlap=1.0)
+    for seed in range(10):
+        placed, turns, total = plan_recording(np.random.default_rng(seed), ["a"], durations, config)
+        assert all(later.start >= earlier.end for earlier, later in zip(turns, turns[1:], strict=False))
+        assert total >= max(offset for _, _, offset in placed) + 1.3 and turns[0].start >= config.lead_seconds[0]
