@@ -12,9 +12,10 @@ Both formats come from tracing (``torch.jit.trace``; ONNX through the TorchScrip
 exporter, opset 17, with dynamic batch and time axes). A trace records one path through the
 code, so every export is run again on a batch of another size and other lengths than the
 example and compared with the eager model; a difference above ``tolerance`` is an
-:class:`ExportError` and no file is left behind. Today that check passes for encoders whose
-input kind is ``frame``; ``patch`` and ``waveform`` inputs fix their token counts with Python
-integers and are refused by it (see docs/embedding.md).
+:class:`ExportError` and no file is left behind. Today that check passes for AST on every input
+kind (both formats) and Conformer (TorchScript); BiMamba's chunked scan does not trace and is
+refused (see docs/embedding.md). Features must be trimmed to the longest item, as the input
+pipeline returns them: under a trace, token counts come from the input's shape.
 """
 
 from __future__ import annotations

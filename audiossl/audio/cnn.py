@@ -142,7 +142,8 @@ class ConvFeatureExtractor(Frontend):
         for block in self.blocks:
             x, lengths = block(x, lengths)  # (B, C, T_i)
         features = x.transpose(1, 2)  # (B, F, C)
-        max_frames = int(lengths.max()) if lengths.numel() else 0
+        # Traced (export): the padded input's frame count, so the trace keeps time dynamic.
+        max_frames = features.shape[1] if torch.jit.is_tracing() else int(lengths.max()) if lengths.numel() else 0
         padding = ~lengths_to_mask(lengths, max_frames).unsqueeze(-1)  # (B, F, 1)
         features = features[:, :max_frames].masked_fill(padding, 0.0)
         return features, lengths

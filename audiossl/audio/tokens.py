@@ -73,13 +73,27 @@ def patchify(
     time_patches, freq_patches = patch_counts(frame_lengths.to(features.device), bins, config)
     if freq_patches < 1:
         raise ConfigError(f"{bins} feature channels cannot hold a patch of {config.patch_freq}")
-    max_time = int(time_patches.max()) if batch else 0
     size = config.patch_time * config.patch_freq
     token_lengths = time_patches * freq_patches  # (B,)
-    if max_time == 0:
-        return features.new_zeros(batch, 0, size), token_lengths, freq_patches
-    windows = features.unfold(1, config.patch_time, config.time_stride)  # (B, T', C, pt)
-    windows = windows.unfold(2, config.patch_freq, config.freq_stride)  # (B, T', Fp, pt, pf)
+    tracing = torch.jit.is_tracing()
+    if not tracing:
+        max_time = int(time_patches.max()) if batch else 0
+        if max_time == 0:
+            return features.new_zeros(batch, 0, size), token_lengths, freq_patches
+    pt, pf = config.patch_time, config.patch_freq
+    if config.time_stride == pt and config.freq_stride == pf:
+        # Non-overlapping patches by reshape (what ONNX can export; unfold it cannot). A trace must not
+        # freeze the example's token count: it takes it from the input's shape, the longest item's when
+        # the features are trimmed to it (as the export wrapper feeds them).
+        if tracing:
+            max_time = features.shape[1] // pt
+        grid = features[:, : max_time * pt, : freq_patches * pf].reshape(batch, max_time, pt, freq_patches, pf)
+        windows = grid.permute(0, 1, 3, 2, 4)  # (B, Tmax, Fp, pt, pf)
+    else:
+        windows = features.unfold(1, pt, config.time_stride)  # (B, T', C, pt)
+        windows = windows.unfold(2, pf, config.freq_stride)  # (B, T', Fp, pt, pf)
+        if tracing:
+            max_time = windows.shape[1]
     windows = windows[:, :max_time, :freq_patches]  # (B, Tmax, Fp, pt, pf)
     patches = windows.reshape(batch, max_time * freq_patches, size)  # (B, S, pt * pf), time-major
     valid = lengths_to_mask(token_lengths, max_time * freq_patches).unsqueeze(-1)  # (B, S, 1)

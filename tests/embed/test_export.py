@@ -22,12 +22,25 @@ def features(model, seconds: list[float], seed: int) -> tuple[torch.Tensor, torc
     return model.inputs(waveforms, lengths)
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_export_matches_eager_on_new_lengths(fmt, ast_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    ("fmt", "family", "kind"),
+    [
+        ("torchscript", "ast", "frame"),
+        ("onnx", "ast", "frame"),
+        ("torchscript", "ast", "patch"),
+        ("onnx", "ast", "patch"),
+        ("torchscript", "ast", "waveform"),
+        ("onnx", "ast", "waveform"),
+        ("torchscript", "conformer", "patch"),
+    ],
+)
+def test_export_matches_eager_on_new_lengths(fmt, family, kind, checkpoints, tmp_path):
+    ast_checkpoint = checkpoints[(family, kind)]
     out = tmp_path / f"encoder.{fmt}"
     assert main(["export", "--model", str(ast_checkpoint), "--format", fmt, "-o", str(out)]) == 0
     info = json.loads((tmp_path / f"encoder.{fmt}.json").read_text())
-    assert info["frontend"] == "fbank" and info["num_layers"] == 2 and info["max_abs_difference"] <= 1e-4
+    assert info["frontend"] == ("none" if kind == "waveform" else "fbank")
+    assert info["num_layers"] == 2 and info["max_abs_difference"] <= 1e-4
 
     model = load(ast_checkpoint, device="cpu")
     # Batch sizes and lengths unlike both the trace's example and export_model's own check.
@@ -52,7 +65,7 @@ def test_export_matches_eager_on_new_lengths(fmt, ast_checkpoint, tmp_path):
 
 
 def test_untraceable_encoders_are_refused_not_written(checkpoints, tmp_path):
-    out = tmp_path / "patch.pt"
+    out = tmp_path / "mamba.pt"
     with pytest.raises(ExportError, match="shape|export"):
-        export_model(checkpoints[("ast", "patch")], out, "torchscript")
+        export_model(checkpoints[("mamba", "frame")], out, "torchscript")
     assert not out.exists() and not list(tmp_path.iterdir())  # no file, no temporary left behind
