@@ -60,7 +60,7 @@ if [ "$smoke" = true ]; then
     kmeans_clusters=4
     relabel_layer=1
     relabel_clusters=4
-    kmeans_opts=
+    kmeans_opts="kmeans.n_init=1 kmeans.max_iter=10"
 fi
 data=$data_dir
 parts_needed=$(printf '%s\n' $pretrain_parts $asr_train_part $asr_valid_part $test_part | sort -u | tr '\n' ' ')
