@@ -23,6 +23,8 @@ help_message="usage: egs/librispeech/ssl1/run.sh [options]
   --hubert_config YAML   (default conf/hubert_base.yaml)     --wav2vec2_config YAML (default conf/wav2vec2_base.yaml)
   --pretrain_opts '...'  extra 'key=value' overrides of both pretraining configs
   --asr_opts '...'       options of 'audiossl asr train'
+  --kmeans_clusters K    MFCC clusters of iteration 1 (default 100)   --relabel_clusters K (iteration 2, default 500)
+  --kmeans_opts '...'    'key=value' overrides of both k-means fits (default sample_fraction=0.1)
   --relabel_layer N      block of HuBERT iteration 1 clustered for iteration 2 (default 7 of 14)
   --data_dir DIR         where the data dirs go (default data)
   --smoke true           every stage on a handful of utterances, tiny models, 2 steps (tests, quick checks)

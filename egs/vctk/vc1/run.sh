@@ -20,6 +20,7 @@ help_message="usage: egs/vctk/vc1/run.sh [options]
   --pretrain_opts '...' extra 'key=value' overrides of the pretraining config
   --vocoder_opts '...'  options of 'audiossl vc train-vocoder'
   --pairs N             cross-speaker pairs evaluated (default 200)
+  --min_seconds S       smallest target-speaker pool accepted (default 5)
   --split SPEC          train/test shares of every speaker's utterances (default train=0.9,test=0.1)
   --data_dir DIR        where the data dirs go (default data)
   --smoke true          every stage on a handful of utterances, tiny model, 2 steps (tests, quick checks)
