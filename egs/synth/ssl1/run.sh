@@ -19,9 +19,10 @@ help_message="usage: egs/synth/ssl1/run.sh [options]
   --speakers N          synthetic speakers (default 8)
   --utts_per_speaker N  utterances per speaker (default 24)
   --config NAME|YAML    pretraining preset (default mspm-ast-tiny, read as stacked frames)
-  --pretrain_steps N    pretraining steps (default 300)
-  --downstream_steps N  training steps of every downstream head (default 150)
-  --vocoder_steps N     vocoder training steps (default 300)
+  --pretrain_steps N    pretraining steps (default 150)
+  --downstream_steps N  training steps of the SV and ER heads (default 100)
+  --asr_steps N         training steps of the CTC head (default 300)
+  --vocoder_steps N     vocoder training steps (default 200)
   --stage N --stop_stage M --force true --nj N --ngpu N --exp_dir DIR (default exp)"
 
 smoke=false
@@ -29,9 +30,10 @@ data_dir=data
 speakers=8
 utts_per_speaker=24
 config=mspm-ast-tiny
-pretrain_steps=300
-downstream_steps=150
-vocoder_steps=300
+pretrain_steps=150
+downstream_steps=100
+asr_steps=300
+vocoder_steps=200
 
 cd "$(dirname "$0")"
 recipes=../../../recipes
@@ -44,12 +46,13 @@ if [ "$smoke" = true ]; then
     utts_per_speaker=8
     pretrain_steps=2
     downstream_steps=2
+    asr_steps=2
     vocoder_steps=2
 fi
 data=$data_dir
 # Stacked fbank frames (SSAST's frame variant), 4 blocks: what 2 CPU cores pretrain in a few minutes.
 pretrain_opts="encoder.overrides.input.kind=frame encoder.overrides.input.frame_stack=2
-  encoder.overrides.num_layers=4 data.max_seconds_per_batch=40 run.max_steps=$pretrain_steps
+  encoder.overrides.num_layers=4 data.max_seconds_per_batch=30 run.max_steps=$pretrain_steps
   run.checkpoint_every=$(((pretrain_steps + 1) / 2)) run.log_every=$(((pretrain_steps + 9) / 10))
   optim.warmup_steps=$(((pretrain_steps + 9) / 10)) optim.lr=1.0e-3 run.tensorboard=false"
 upstream=$exp_dir/ssl/iter1/pretrain
@@ -64,7 +67,8 @@ run_stage 3 "unseen-speaker split" "$audiossl" data split "$data/all" "$data/sv"
 run_stage 4 "pretraining ($config)" bash "$recipes/ssl.sh" --train_data "$data/train" --exp_dir "$exp_dir/ssl" \
     --config "$config" --pretrain_opts "$pretrain_opts" "${common[@]}"
 run_stage 5 "ASR" bash "$recipes/asr.sh" --train_data "$data/train" --test_data "$data/test" --upstream "$upstream" \
-    --train_opts "$head_opts --head bilstm --hidden 64 --layers 1 --lr 2e-3" --lexicon "$data/all/lexicon.txt" \
+    --train_opts "--max-steps $asr_steps --batch-seconds 30 --head bilstm --hidden 64 --layers 1 --lr 3e-3" \
+    --lexicon "$data/all/lexicon.txt" \
     --exp_dir "$exp_dir/asr" "${common[@]}"
 run_stage 6 "speaker verification" bash "$recipes/sv.sh" --train_data "$data/sv/train" --test_data "$data/sv/test" \
     --upstream "$upstream" --train_opts "$head_opts" --exp_dir "$exp_dir/sv" "${common[@]}"
