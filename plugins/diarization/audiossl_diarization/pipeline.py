@@ -151,22 +151,25 @@ def tune_threshold(
 
     if not thresholds:
         raise ConfigError("no thresholds to try")
+    # the references are copied before any run: in training mode pyannote works on (and caches into) the files
+    references = {file["uri"]: file["annotation"].copy() for file in files}
+    uem = {file["uri"]: file["annotated"].copy() for file in files if "annotated" in file}
     results = []
     previous = pipeline.training
     pipeline.training = True
     try:
         for threshold in thresholds:
             _set_threshold(pipeline, threshold)
-            hypotheses, references, uem = {}, {}, {}
+            hypotheses = {}
             for file in files:
                 with torch.no_grad():
                     output = pipeline(file)
-                uri = file["uri"]
                 duration = pipeline._audio.get_duration(file)
-                hypotheses[uri] = output.speaker_diarization.crop(Segment(0.0, duration), mode="intersection")
-                references[uri] = file["annotation"]
-                if "annotated" in file:
-                    uem[uri] = file["annotated"]
+                hypothesis = output.speaker_diarization.crop(Segment(0.0, duration), mode="intersection")
+                # with a reference in the file, pyannote names the hypothesis speakers after the reference's;
+                # fresh names keep the metric's own mapping from merging two of them under one name
+                fresh = {label: f"SPEAKER_{i:02d}" for i, label in enumerate(sorted(hypothesis.labels(), key=str))}
+                hypotheses[file["uri"]] = hypothesis.rename_labels(mapping=fresh)
             report = diarization_error(references, hypotheses, uem or None, collars=(collar,))
             results.append((float(threshold), float(report["collars"][f"{collar:g}"]["der"])))
     finally:

@@ -34,13 +34,12 @@ def test_corpus_train_diarize_evaluate(source_dir, checkpoint, tmp_path, capsys)
     hyp = tmp_path / "hyp.rttm"
     diarize = ["diarization", "diarize", str(corpus), "--subset", "test", "--model", str(checkpoint)]
     diarize += ["--segmentation", str(seg), "-o", str(hyp)]
-    assert main(diarize) == 0
+    hyp.write_text("keep me\n")
+    assert main(diarize) == 2  # the RTTM exists: refused before any work
+    assert hyp.read_text() == "keep me\n"
+    assert main([*diarize, "--overwrite", "--min-speakers", "2", "--max-speakers", "2"]) == 0
     uri = (corpus / "test.lst").read_text().split()[0]
     assert list(read_rttm(hyp)) == [uri]
-    before = hyp.read_bytes()
-    assert main(diarize) == 2  # the RTTM exists
-    assert hyp.read_bytes() == before
-    assert main([*diarize, "--overwrite", "--min-speakers", "2", "--max-speakers", "2"]) == 0
     assert len(read_rttm(hyp)[uri].labels()) == 2
     capsys.readouterr()
     report = tmp_path / "der.json"

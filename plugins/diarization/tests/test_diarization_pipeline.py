@@ -46,7 +46,11 @@ def slow_der(reference, hypothesis, duration: float) -> float:
 @pytest.fixture(scope="module")
 def pipeline(checkpoint, segmentation):
     torch.set_num_threads(2)
-    return build_pipeline(load_segmentation(segmentation), load_embedding(checkpoint), PipelineConfig(threshold=0.7))
+    return build_pipeline(
+        load_segmentation(segmentation),
+        load_embedding(checkpoint),
+        PipelineConfig(threshold=0.7, segmentation_step=0.25),
+    )
 
 
 def test_pipeline_diarizes_and_der_is_right(pipeline, corpus_dir):
@@ -115,8 +119,11 @@ def test_tuning_reuses_nothing_it_should_not(checkpoint, segmentation, corpus_di
     from audiossl_diarization.corpus import load_protocol
     from audiossl_diarization.pipeline import tune_threshold
 
-    files = list(load_protocol(corpus_dir).test())
-    pipeline = build_pipeline(load_segmentation(segmentation), load_embedding(checkpoint), PipelineConfig())
+    files = list(load_protocol(corpus_dir).test())[:1]
+    config = PipelineConfig(segmentation_step=0.25)
+    pipeline = build_pipeline(load_segmentation(segmentation), load_embedding(checkpoint), config)
+    references = {f["uri"]: f["annotation"].copy() for f in files}
+    uem = {f["uri"]: f["annotated"].copy() for f in files}
     results = tune_threshold(pipeline, files, [0.05, 2.0])
     assert [t for t, _ in results] == [0.05, 2.0]
     best = min(results, key=lambda item: item[1])
@@ -124,11 +131,11 @@ def test_tuning_reuses_nothing_it_should_not(checkpoint, segmentation, corpus_di
     # a DER is what a fresh pipeline at that threshold gives (the cached segmentation and embeddings are right)
     for threshold, der in results[:1]:
         fresh = build_pipeline(
-            load_segmentation(segmentation), load_embedding(checkpoint), PipelineConfig(threshold=threshold)
+            load_segmentation(segmentation),
+            load_embedding(checkpoint),
+            PipelineConfig(threshold=threshold, segmentation_step=0.25),
         )
         hypotheses = diarize_files(fresh, [corpus_dir / "wav" / f"{f['uri']}.wav" for f in files])
-        references = {f["uri"]: f["annotation"] for f in files}
-        uem = {f["uri"]: f["annotated"] for f in files}
         assert diarization_error(references, hypotheses, uem, collars=(0.0,))["collars"]["0"]["der"] == pytest.approx(
             der, abs=1e-6
         )
