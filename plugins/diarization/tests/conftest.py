@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from diarization_helpers import RECORDINGS
 
 from audiossl.testing.downstream import tiny_corpus, tiny_pretrained
-
-#: Recordings per subset of the test corpus (train, development, test).
-RECORDINGS = (4, 1, 2)
 
 
 @pytest.fixture(scope="session")

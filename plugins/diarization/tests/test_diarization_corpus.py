@@ -16,7 +16,7 @@ from audiossl_diarization.corpus import (
     split_speakers,
 )
 from audiossl_diarization.evaluation import read_rttm, read_uem
-from conftest import RECORDINGS
+from diarization_helpers import RECORDINGS
 
 from audiossl.errors import ConfigError, DataError, UserError
 
