@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check audiossl tests bench
 
 bench: $(STAMP)
-	for b in fbank scan encoders objectives kmeans; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in fbank scan encoders objectives kmeans loaders; do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) exp
