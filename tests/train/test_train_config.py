@@ -17,7 +17,14 @@ from audiossl.train.config import (
 )
 from audiossl.train.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
 
-PRESETS = ["mspm-ast-tiny", "mspm-mamba-tiny", "w2vbert-conformer-tiny", "wav2vec2-conformer-tiny"]
+PRESETS = [
+    "dino-conformer-tiny",
+    "hubert-conformer-tiny",
+    "mspm-ast-tiny",
+    "mspm-mamba-tiny",
+    "w2vbert-conformer-tiny",
+    "wav2vec2-conformer-tiny",
+]
 
 
 def test_shipped_presets_are_listed_and_resolve_to_what_their_name_says():
