@@ -14,27 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from audiossl.data.kaldi import DataDir, kaldi_sort_key
+from audiossl.data.subset import subset
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write
-
-
-def _subset(data: DataDir, keep: set[str]) -> DataDir:
-    """The utterances ``keep`` of ``data`` with every table filtered alike."""
-
-    def only(table: dict | None) -> dict | None:
-        return None if table is None else {k: v for k, v in table.items() if k in keep}
-
-    segments = only(data.segments)
-    recordings = {s.recording for s in segments.values()} if segments is not None else keep
-    return DataDir(
-        wav_scp={k: v for k, v in data.wav_scp.items() if k in recordings},
-        segments=segments,
-        utt2spk=only(data.utt2spk) or {},
-        text=only(data.text),
-        utt2dur=only(data.utt2dur),
-        utt2num_samples=only(data.utt2num_samples),
-        labels={name: only(table) or {} for name, table in data.labels.items()},
-    )
 
 
 def speaker_folds(speakers: list[str], num_folds: int | None = None) -> list[list[str]]:
@@ -65,8 +47,8 @@ def leave_speaker_out_folds(data_dir: str | Path, out_dir: str | Path, num_folds
     for index, held_out in enumerate(folds, start=1):
         fold_dir = out_dir / f"fold{index:02d}"
         test = {utt for utt in data.utterance_ids if data.utt2spk[utt] in set(held_out)}
-        _subset(data, test).save(fold_dir / "test")
-        _subset(data, set(data.utterance_ids) - test).save(fold_dir / "train")
+        subset(data, test).save(fold_dir / "test")
+        subset(data, set(data.utterance_ids) - test).save(fold_dir / "train")
         fold_dirs.append(fold_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / "folds.json") as handle:
