@@ -29,7 +29,7 @@ from audiossl.data.kaldi import DataDir
 from audiossl.data.sampler import BucketBatchSampler
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
-from audiossl.objectives.base import LossOutput
+from audiossl.nn.outputs import LossOutput
 
 #: File in the run dir holding the task state returned by ``prepare``.
 STATE_FILE = "task_state.json"

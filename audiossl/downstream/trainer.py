@@ -34,21 +34,17 @@ from audiossl.data.dataset import AudioDataset, Batch, collate
 from audiossl.data.sampler import BucketBatchSampler
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches
 from audiossl.downstream.upstream import MODES, Upstream, load_upstream, parse_fbank_spec
-from audiossl.errors import ConfigError, DataError, UserError
-from audiossl.fileio import atomic_write
-from audiossl.progress import progress
-from audiossl.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
+from audiossl.engine.checkpoint import (
     prune_checkpoints,
     remove_stale_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from audiossl.train.logging import RunLogger, plot_loss_curve
+from audiossl.engine.logging import RunLogger, plot_loss_curve
+from audiossl.errors import ConfigError, DataError, UserError
+from audiossl.fileio import CHECKPOINT_FORMAT, atomic_write, checkpoint_path, latest_checkpoint, load_checkpoint
+from audiossl.progress import progress
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,33 +20,8 @@ from torch import nn
 from audiossl.config import from_dict
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError
+from audiossl.nn.outputs import LossOutput, scalar_metrics  # noqa: F401  (re-exported: objectives import them here)
 from audiossl.registry import Registry
-
-
-@dataclass
-class LossOutput:
-    """What an objective returns for one batch.
-
-    ``total``: scalar tensor to back-propagate.
-    ``parts``: named scalar tensors that make up ``total`` (unweighted), e.g. ``contrastive``,
-    ``diversity``.
-    ``metrics``: health metrics as Python floats (codebook perplexity, Gumbel temperature,
-    contrastive accuracy, ...), for logs and collapse warnings.
-    """
-
-    total: torch.Tensor
-    parts: dict[str, torch.Tensor] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-def scalar_metrics(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
-    """Detach tensors to floats in one device transfer (one sync per step, not one per metric)."""
-    names = [name for name, value in values.items() if isinstance(value, torch.Tensor)]
-    out = {name: float(value) for name, value in values.items() if not isinstance(value, torch.Tensor)}
-    if names:
-        stacked = torch.stack([values[name].detach().float().reshape(()) for name in names]).cpu().tolist()
-        out.update(zip(names, stacked, strict=True))
-    return out
 
 
 class Objective(nn.Module):

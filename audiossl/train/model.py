@@ -8,9 +8,7 @@ the shortest utterance has.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +18,10 @@ import torch
 
 from audiossl.audio.normalize import GlobalStats, compute_global_stats
 from audiossl.encoders import Encoder, create_encoder
+from audiossl.engine import distributed
+from audiossl.engine.checkpoint import link_best  # noqa: F401  (moved to the engine; old import path kept)
 from audiossl.errors import ConfigError
-from audiossl.fileio import atomic_path
 from audiossl.objectives import Objective, create_objective
-from audiossl.train import distributed
 from audiossl.train.config import PretrainConfig, encoder_config, frontend_settings, objective_config
 from audiossl.train.data import TrainData, create_train_data
 from audiossl.train.inputs import InputPipeline
@@ -153,16 +151,3 @@ def preflight_masks(objective: Objective, inputs: InputPipeline, data: TrainData
     finally:
         objective.generator = saved
 
-
-def link_best(checkpoint: Path, best: Path) -> None:
-    """Make ``best`` the same file as ``checkpoint`` (a hard link, else a copy), replacing it atomically."""
-    with atomic_path(best) as tmp:
-        tmp.unlink()
-        try:
-            os.link(checkpoint, tmp)
-        except OSError:
-            import shutil
-
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            shutil.copyfile(checkpoint, tmp)

@@ -34,16 +34,13 @@ import torch
 
 from audiossl.config import to_dict
 from audiossl.data.dataset import Batch
-from audiossl.errors import ConfigError, UserError
-from audiossl.fileio import atomic_write
-from audiossl.objectives.base import LossOutput
-from audiossl.progress import progress
-from audiossl.train import distributed
-from audiossl.train.checkpoint import (
+from audiossl.engine import distributed
+from audiossl.engine.checkpoint import (
     BEST_NAME,
     assert_finite,
     checkpoint_path,
     latest_checkpoint,
+    link_best,
     load_checkpoint,
     prune_checkpoints,
     remove_stale_temporaries,
@@ -51,17 +48,21 @@ from audiossl.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from audiossl.train.config import PretrainConfig, dump_config, plain
-from audiossl.train.logging import (
+from audiossl.engine.logging import (
     LossEMA,
     RunLogger,
     WindowMeter,
     format_eta,
     health_warnings,
-    logger,
     plot_loss_curve,
 )
-from audiossl.train.model import build_model, link_best
+from audiossl.errors import ConfigError, UserError
+from audiossl.fileio import atomic_write
+from audiossl.nn.outputs import LossOutput
+from audiossl.progress import progress
+from audiossl.train.config import PretrainConfig, dump_config, plain
+from audiossl.train.logging import logger
+from audiossl.train.model import build_model
 from audiossl.train.optim import build_optimizer, build_scheduler, load_scheduler_state, scheduler_state
 
 #: Exit statuses of a run stopped by a signal (the shell's 128 + signal number).

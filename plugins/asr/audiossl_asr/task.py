@@ -22,7 +22,7 @@ from audiossl.data.kaldi import kaldi_sort_key, read_table
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
-from audiossl.objectives.base import LossOutput
+from audiossl.nn.outputs import LossOutput
 from audiossl_asr.decoding import BeamSearchDecoder, BeamSearchOptions, greedy_decode
 from audiossl_asr.head import CTCHead, CTCHeadConfig, ctc_loss
 from audiossl_asr.metrics import Score, score_transcripts

@@ -20,7 +20,7 @@ from audiossl.data.kaldi import read_entries
 from audiossl.downstream.pooling import POOLINGS, PooledNorm, create_pooling
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches, label_file
 from audiossl.errors import ConfigError, DataError
-from audiossl.objectives.base import LossOutput
+from audiossl.nn.outputs import LossOutput
 from audiossl_er import LABEL
 from audiossl_er.metrics import confusion_matrix, format_report, plot_confusion, scores_from_confusion, write_report
 

@@ -23,7 +23,7 @@ from audiossl.data.dataset import Batch
 from audiossl.data.kaldi import DataDir
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, label_file
 from audiossl.errors import DataError
-from audiossl.objectives.base import LossOutput
+from audiossl.nn.outputs import LossOutput
 from audiossl_sv.head import AAMSoftmax, SpeakerHead, SpeakerHeadConfig, margin_at
 from audiossl_sv.trials import utt2spk_of
 

@@ -7,7 +7,7 @@ true log-mels; ``hifigan`` alternates a discriminator step (LSGAN) and a generat
 (LSGAN + 2 x feature matching + 45 x mel L1), as in Kong et al. (2020).
 
 The run dir gets ``config.yaml``, ``ckpt-<step>.pt`` (generator, layer weights, discriminators,
-optimisers, step; atomic), ``train.jsonl`` and ``loss.png`` (:mod:`audiossl.train.logging`).
+optimisers, step; atomic), ``train.jsonl`` and ``loss.png`` (:mod:`audiossl.engine.logging`).
 A run continues from its newest checkpoint with ``resume``; segments are drawn from
 ``(seed, step)``, so a resumed run draws what an uninterrupted one would.
 """
@@ -27,18 +27,14 @@ import yaml
 
 from audiossl.config import to_dict
 from audiossl.data.dataset import AudioDataset
-from audiossl.errors import ConfigError, DataError
-from audiossl.fileio import atomic_write
-from audiossl.progress import progress
-from audiossl.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
+from audiossl.engine.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from audiossl.train.logging import RunLogger, plot_loss_curve
+from audiossl.engine.logging import RunLogger, plot_loss_curve
+from audiossl.errors import ConfigError, DataError
+from audiossl.fileio import CHECKPOINT_FORMAT, atomic_write, checkpoint_path, latest_checkpoint, load_checkpoint
+from audiossl.progress import progress
 from audiossl.train.pretrained import load_pretrained
 from audiossl_vc.features import LayerSelector, LayerSpec, encode_layers, feature_dim, frame_hop
 from audiossl_vc.hifigan import (
