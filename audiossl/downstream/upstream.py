@@ -2,7 +2,7 @@
 
 :class:`Upstream` maps padded waveforms to one (B, S, D) feature sequence with its lengths.
 It wraps any module ``(waveforms (B, T), lengths (B,)) -> EncoderOutput`` that has a
-``sample_rate`` (an audiossl checkpoint through :func:`~audiossl.train.load_pretrained`, or
+``sample_rate`` (an audiossl checkpoint through :func:`~audiossl.models.load_pretrained`, or
 what :func:`audiossl.load` returns) and mixes all its layers with a learned
 :class:`~audiossl.downstream.featurizer.WeightedLayerSum` (s3prl's featurizer, SUPERB).
 
@@ -33,40 +33,13 @@ from torch import nn
 
 from audiossl.downstream.featurizer import WeightedLayerSum
 from audiossl.errors import ConfigError, DataError
+from audiossl.models import FbankBaseline, load_pretrained
 
 Mode = Literal["frozen", "finetune"]
 MODES = ("frozen", "finetune")
 
 #: Seconds of noise fed to an encoder to measure its layers, width and frame rate.
 _PROBE_SECONDS = (1, 2)
-
-
-class FbankBaseline(nn.Module):
-    """Kaldi fbank (+ utterance CMVN when ``normalize``) as a one-layer encoder returning EncoderOutput."""
-
-    num_layers = 1
-
-    def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 80, normalize: bool = True):
-        super().__init__()
-        self.normalize = normalize
-        from audiossl.audio.frontends import create_frontend
-
-        self.sample_rate = sample_rate
-        self.frontend = create_frontend("fbank", {"sample_rate": sample_rate, "num_mel_bins": num_mel_bins})
-        self.dim = num_mel_bins
-        self.frame_rate = sample_rate / self.frontend.frame_shift
-
-    @torch.no_grad()
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor):
-        from audiossl.audio.normalize import cmvn
-        from audiossl.encoders.base import EncoderOutput
-        from audiossl.nn.masking import lengths_to_padding_mask
-
-        features, frame_lengths = self.frontend(waveforms.float(), lengths)  # (B, F, C), (B,)
-        if self.normalize:
-            features = cmvn(features, frame_lengths)
-        padding = lengths_to_padding_mask(frame_lengths.to(features.device), features.shape[1])  # (B, F)
-        return EncoderOutput(last=features, layers=[features], lengths=frame_lengths, padding_mask=padding)
 
 
 class Upstream(nn.Module):
@@ -210,8 +183,6 @@ def load_encoder(spec: str, *, seed: int = 0) -> nn.Module:
     fbank = parse_fbank_spec(spec)
     if fbank is not None:
         return FbankBaseline(*fbank)
-    from audiossl.train.pretrained import load_pretrained
-
     if spec.startswith("random:"):
         return load_pretrained(spec[len("random:") :], random_init=True, seed=seed)
     if not Path(spec).exists():
@@ -227,7 +198,7 @@ def load_upstream(spec: str, mode: Mode = "frozen", freeze_steps: int = 0, *, se
     """An :class:`Upstream` from a spec string (checkpoint, run dir, ``random:<ckpt>``, ``fbank``).
 
     ``seed`` initialises the weights of ``random:`` upstreams. Loading does not touch torch's
-    global random state beyond what :func:`~audiossl.train.load_pretrained` does, so callers
+    global random state beyond what :func:`~audiossl.models.load_pretrained` does, so callers
     seed their run after this call.
     """
     spec = canonical_spec(spec)

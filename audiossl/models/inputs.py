@@ -3,7 +3,7 @@
 :class:`InputPipeline` is the part of a pretrained model that is not trained: it turns a padded
 batch of waveforms into what the encoder reads. Its statistics are buffers, so a checkpoint
 carries them and a pretrained encoder is used downstream with exactly the inputs it was
-trained on (:func:`audiossl.train.pretrained.load_pretrained`).
+trained on (:func:`audiossl.models.load_pretrained`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from torch import nn
 
 from audiossl.audio.augment import SpecAugment
 from audiossl.audio.normalize import GlobalStats, cmvn
+from audiossl.data.config import DataConfig
 from audiossl.errors import ConfigError
 from audiossl.nn.masking import lengths_to_mask
-from audiossl.train.config import DataConfig
 
 
 def normalize_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
