@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiossl.errors import ConfigError, DataError
-from audiossl.nn.masking import lengths_to_mask
+from audiossl.nn.pooling import masked_mean
 
 
 @dataclass(kw_only=True)
@@ -90,10 +90,7 @@ class ClusterConfig:
 # ----------------------------------------------------------------------------- embeddings and clusters
 
 
-def mean_pool_output(last: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid tokens: (B, S, D), (B,) -> (B, D)."""
-    valid = lengths_to_mask(lengths.to(last.device), last.shape[1]).unsqueeze(-1).to(last.dtype)  # (B, S, 1)
-    return (last * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1.0)
+mean_pool_output = masked_mean  # the old name: mean over the valid tokens, (B, S, D), (B,) -> (B, D)
 
 
 @torch.no_grad()

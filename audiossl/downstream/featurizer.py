@@ -4,7 +4,8 @@ s3prl's ``Featurizer`` (Yang et al., "SUPERB", 2021) showed that a frozen SSL en
 probed through a learned convex combination of all its hidden layers: different layers carry
 different information (speaker in lower layers, content higher up) and the task picks. This
 module is that combination; pooling and heads are separate so a frame-level task (ASR) and
-an utterance-level one (speaker, emotion) share it.
+an utterance-level one (speaker, emotion) share it. ``mean_pool`` is
+:func:`audiossl.nn.pooling.masked_mean` under its old name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiossl.nn.masking import lengths_to_mask
+from audiossl.nn.pooling import masked_mean as mean_pool  # kept: the old public name of masked_mean
+
+__all__ = ["WeightedLayerSum", "mean_pool"]
 
 
 class WeightedLayerSum(nn.Module):
@@ -48,9 +51,3 @@ class WeightedLayerSum(nn.Module):
             stacked = F.layer_norm(stacked, stacked.shape[-1:])
         weights = self.weights.to(stacked.dtype).view(-1, *([1] * (stacked.dim() - 1)))  # (L, 1, 1, 1)
         return (weights * stacked).sum(dim=0)
-
-
-def mean_pool(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Average of the valid frames of each item: (B, S, D) + lengths (B,) -> (B, D); padding is ignored."""
-    valid = lengths_to_mask(lengths.to(hidden.device), hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)  # (B, S, 1)
-    return (hidden * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1.0)

@@ -25,6 +25,7 @@ from torch import nn
 from audiossl.audio.io import load_audio
 from audiossl.embed.loading import load, resolve_device
 from audiossl.errors import AudioError, ConfigError
+from audiossl.nn.pooling import masked_mean, masked_mean_std
 from audiossl.train.pretrained import PretrainedEncoder
 
 logger = logging.getLogger(__name__)
@@ -67,15 +68,10 @@ def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Ten
 
     "stats" is the mean and the population standard deviation (x-vector statistics pooling).
     """
-    valid = torch.arange(hidden.shape[-2], device=hidden.device) < lengths.to(hidden.device).unsqueeze(-1)  # (B, S)
-    weights = valid.unsqueeze(-1).to(hidden.dtype)  # (B, S, 1)
-    count = weights.sum(dim=-2).clamp_min(1.0)  # (B, 1)
-    mean = (hidden * weights).sum(dim=-2) / count  # (..., B, D)
     if pooling == "mean":
-        return mean
+        return masked_mean(hidden, lengths)
     if pooling == "stats":
-        variance = ((hidden - mean.unsqueeze(-2)).square() * weights).sum(dim=-2) / count
-        return torch.cat([mean, variance.clamp_min(0.0).sqrt()], dim=-1)  # (..., B, 2D)
+        return masked_mean_std(hidden, lengths, eps=0.0)  # (..., B, 2D)
     raise ConfigError(f"unknown pooling {pooling!r}; known: none, mean, stats")
 
 

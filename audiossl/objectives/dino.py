@@ -45,7 +45,7 @@ from audiossl.audio.corrupt import CorruptConfig, Corruptor
 from audiossl.cluster.speakers import ClusterConfig, PseudoSpeakerHead, read_pseudo_labels
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError
-from audiossl.nn.masking import lengths_to_mask
+from audiossl.nn.pooling import AttentiveStatsPool, MeanPool
 from audiossl.objectives.base import LossOutput, Objective, register_objective, scalar_metrics
 
 
@@ -112,33 +112,15 @@ class DinoConfig:
 # ----------------------------------------------------------------------------- pooling and head
 
 
-class MeanPooling(nn.Module):
-    """Mean over valid tokens: (B, S, D), (B,) -> (B, D)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.output_dim = dim
-
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        valid = lengths_to_mask(lengths, hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)  # (B, S, 1)
-        return (hidden * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1.0)
+# The poolings are audiossl.nn.pooling's (the one implementation); the DINO names stay importable.
+MeanPooling = MeanPool
 
 
-class AttentiveStatsPooling(nn.Module):
-    """Attention-weighted mean and standard deviation over valid tokens (Okabe et al. 2018): (B, S, D) -> (B, 2D)."""
+class AttentiveStatsPooling(AttentiveStatsPool):
+    """Attentive statistics pooling (Okabe et al. 2018) with DINO's variance floor of 1e-6."""
 
     def __init__(self, dim: int, attention_dim: int = 128):
-        super().__init__()
-        self.attention = nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1))
-        self.output_dim = 2 * dim
-
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        valid = lengths_to_mask(lengths, hidden.shape[1]).unsqueeze(-1)  # (B, S, 1)
-        scores = self.attention(hidden).float().masked_fill(~valid, float("-inf"))
-        weights = scores.softmax(dim=1).masked_fill(~valid, 0.0)  # (B, S, 1)
-        mean = (weights * hidden).sum(dim=1)  # (B, D)
-        var = (weights * hidden.square()).sum(dim=1) - mean.square()
-        return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=-1)  # (B, 2D)
+        super().__init__(dim, attention_dim, eps=1e-6)
 
 
 class DinoHead(nn.Module):
@@ -223,7 +205,7 @@ class DinoObjective(Objective):
         pool = AttentiveStatsPooling if config.pooling == "attentive_stats" else MeanPooling
         self.pooling = pool(encoder.dim)
         self.head = DinoHead(
-            self.pooling.output_dim, config.head_hidden_dim, config.bottleneck_dim, config.num_prototypes
+            self.pooling.out_dim, config.head_hidden_dim, config.bottleneck_dim, config.num_prototypes
         )
         self.teacher = nn.ModuleDict(
             {
@@ -237,7 +219,7 @@ class DinoObjective(Objective):
         self.cluster: PseudoSpeakerHead | None = None
         if config.cluster is not None:
             self.cluster = PseudoSpeakerHead(
-                config.cluster, self.pooling.output_dim, read_pseudo_labels(config.cluster.labels)
+                config.cluster, self.pooling.out_dim, read_pseudo_labels(config.cluster.labels)
             )
             if config.cluster.init is not None:
                 self.load_previous(config.cluster.init)
@@ -362,7 +344,10 @@ class DinoObjective(Objective):
         local_lengths: torch.Tensor | None = None,
         rows: torch.Tensor | None = None,
         step: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> LossOutput:
+        """The DINO (and pseudo-speaker) loss of the views; ``generator`` is unused (views are cut in
+        :meth:`batch_inputs`), accepted as every objective's forward is."""
         config = self.config
         step = step or 0
         globals_ = config.global_crops

@@ -40,6 +40,7 @@ from audiossl.cluster.labels import INFO, check_label_alignment, convert_label_r
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError, DataError
 from audiossl.nn.masking import lengths_to_mask
+from audiossl.nn.pooling import masked_mean
 from audiossl.objectives.base import LossOutput, Objective, register_objective, scalar_metrics, trim_to_longest
 from audiossl.objectives.masking import MaskConfig, sample_mask
 from audiossl.objectives.topic import TopicConfig, Topics, ensure_topics
@@ -269,9 +270,11 @@ class HubertObjective(Objective):
 
     # ------------------------------------------------------------------------- loss
 
-    def sample_mask(self, token_lengths: torch.Tensor, max_tokens: int) -> torch.Tensor:
-        """Draw this objective's mask for tokens of ``token_lengths`` (B,) -> (B, S) bool."""
-        return sample_mask(self.config.mask, token_lengths, max_tokens, 1, self.generator)
+    def sample_mask(
+        self, token_lengths: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw this objective's mask for tokens of ``token_lengths`` (B,) -> (B, num_tokens) bool."""
+        return sample_mask(self.config.mask, token_lengths, num_tokens, 1, generator)
 
     def cluster_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Cosine similarity of projected frames (N, D) to every cluster embedding / tau -> (N, K)."""
@@ -321,8 +324,7 @@ class HubertObjective(Objective):
         if self.topic_head is not None:
             if topics is None:
                 raise ConfigError("hubert with topic needs utterance topics (its batch_inputs provides them)")
-            frames = lengths_to_mask(output.lengths, hidden.shape[1]).unsqueeze(-1)  # (B, S, 1)
-            pooled = (hidden * frames).sum(dim=1) / frames.sum(dim=1).clamp(min=1)  # (B, D)
+            pooled = masked_mean(hidden, output.lengths)  # (B, D)
             topic_logits = self.topic_head(pooled).float()  # (B, T)
             if topics.dim() == 1:
                 parts["topic"] = F.cross_entropy(topic_logits, topics)
@@ -337,9 +339,10 @@ class HubertObjective(Objective):
         self,
         features: torch.Tensor,
         lengths: torch.Tensor,
-        step: int | None = None,
         targets: torch.Tensor | None = None,
         topics: torch.Tensor | None = None,
+        step: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> LossOutput:
         """``targets`` (B, S) long cluster labels of the input tokens (IGNORE at padding); ``topics`` (B,) or (B, T)."""
         if targets is None:
@@ -350,5 +353,5 @@ class HubertObjective(Objective):
         if targets.shape[1] < longest:
             targets = F.pad(targets, (0, longest - targets.shape[1]), value=IGNORE)
         targets = targets[:, :longest].long()  # (B, S)
-        mask = self.sample_mask(token_lengths, longest)
+        mask = self.sample_mask(token_lengths, longest, generator)
         return self.loss_with_mask(features, lengths, mask, targets, topics)

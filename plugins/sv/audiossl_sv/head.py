@@ -1,7 +1,7 @@
 """Speaker head: attentive statistics pooling, an embedding layer, and the AAM-softmax loss.
 
 * Attentive statistics pooling (Okabe et al., "Attentive statistics pooling for deep speaker
-  embedding", Interspeech 2018), audiossl's :class:`~audiossl.downstream.pooling.AttentiveStatsPool`:
+  embedding", Interspeech 2018), audiossl's :class:`~audiossl.nn.pooling.AttentiveStatsPool`:
   attention-weighted mean and standard deviation of the valid frames.
 * Embedding layer: a linear map of the pooled statistics followed by batch norm (the x-vector /
   ECAPA recipe); its output is the speaker embedding that is scored by cosine similarity. A
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiossl.downstream.pooling import AttentiveStatsPool
+from audiossl.nn.pooling import AttentiveStatsPool
 
 
 @dataclass(kw_only=True)
