@@ -202,8 +202,7 @@ def check_wav2vec2_parity(batch: int, samples: int) -> dict:
     waveforms = torch.randn(batch, samples)  # (B, T)
     lengths = torch.full((batch,), samples)
     token_lengths = ours.encoder.token_lengths(lengths)
-    ours.generator = torch.Generator().manual_seed(1)
-    mask = ours.sample_mask(token_lengths, int(token_lengths.max()))  # (B, S)
+    mask = ours.sample_mask(token_lengths, int(token_lengths.max()), torch.Generator().manual_seed(1))  # (B, S)
     mask_hf, negatives_hf = hf_inputs(mask, W2V["negatives"], seed=1)
     with torch.no_grad():
         result = ours.contrastive_pass(waveforms, lengths, mask, step=None)
@@ -230,12 +229,12 @@ def our_mspm(config: MSPMConfig):
     return create_objective("mspm", encoder, config)
 
 
-def two_pass_loss(objective, features, lengths, masks=None):
+def two_pass_loss(objective, features, lengths, masks=None, generator=None):
     """SSAST's recipe: InfoNCE from one masked pass, MSE from another, each with its own mask."""
     targets, token_lengths = objective.targets(features, lengths)  # (B, S, P)
     parts = []
     for index, head in enumerate((objective.discriminative_head, objective.generative_head)):
-        mask = masks[index] if masks is not None else objective.sample_mask(token_lengths, targets.shape[1])
+        mask = masks[index] if masks is not None else objective.sample_mask(token_lengths, targets.shape[1], generator)
         hidden = objective.masked_outputs(features, lengths, mask)  # (B, S, D)
         packed, _, slots = gather_masked(hidden, mask)  # (B, M, D)
         true = gather_masked(targets, mask)[0]  # (B, M, P)
@@ -249,8 +248,7 @@ def check_mspm_parity(features, lengths, config: MSPMConfig) -> dict:
     torch.manual_seed(0)
     objective = our_mspm(config).eval()
     targets, token_lengths = objective.targets(features, lengths)
-    objective.generator = torch.Generator().manual_seed(0)
-    mask = objective.sample_mask(token_lengths, targets.shape[1])
+    mask = objective.sample_mask(token_lengths, targets.shape[1], torch.Generator().manual_seed(0))
     with torch.no_grad():
         joint = objective.loss_with_mask(features, lengths, mask, targets).total
         two = two_pass_loss(objective, features, lengths, masks=(mask, mask))
@@ -402,10 +400,10 @@ def main() -> None:
         theirs = hf_wav2vec2().train()
         token_lengths = ours.encoder.token_lengths(w2v_lengths)
         sampler = our_wav2vec2()  # only draws the masks handed to HF (outside its timing)
-        sampler.generator = torch.Generator().manual_seed(2)
+        sampler_generator = torch.Generator().manual_seed(2)
         hf_batches = []
         for index in range(args.warmup + args.repeats + 1):
-            mask = sampler.sample_mask(token_lengths, int(token_lengths.max()))
+            mask = sampler.sample_mask(token_lengths, int(token_lengths.max()), sampler_generator)
             hf_batches.append(hf_inputs(mask, W2V["negatives"], seed=index))
         hf_position = {"index": 0}
 
@@ -423,15 +421,15 @@ def main() -> None:
 
         torch.manual_seed(0)
         joint = our_mspm(mspm_config).train()
-        joint.generator = torch.Generator().manual_seed(3)
+        joint_generator = torch.Generator().manual_seed(3)
         two = our_mspm(mspm_config).train()
-        two.generator = torch.Generator().manual_seed(3)
+        two_generator = torch.Generator().manual_seed(3)
 
-        def joint_loss(model=joint):
-            return model(mspm_features, mspm_lengths).total
+        def joint_loss(model=joint, generator=joint_generator):
+            return model(mspm_features, mspm_lengths, generator=generator).total
 
-        def two_loss(model=two):
-            return two_pass_loss(model, mspm_features, mspm_lengths)
+        def two_loss(model=two, generator=two_generator):
+            return two_pass_loss(model, mspm_features, mspm_lengths, generator=generator)
 
         contenders[f"mspm one pass {dtype}"] = make_step(joint, joint_loss, bf16)
         contenders[f"mspm two passes {dtype}"] = make_step(two, two_loss, bf16)

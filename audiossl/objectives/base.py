@@ -25,22 +25,48 @@ from audiossl.registry import Registry
 
 
 class Objective(nn.Module):
-    """Base class: ``forward(features, lengths, step=None) -> LossOutput``.
+    """Base class: ``forward(**inputs, step=None, generator=None) -> LossOutput``.
 
-    ``features`` (B, F, C) spectrogram frames or (B, T) waveforms, ``lengths`` (B,) valid
-    frames (samples), ``step`` the optimizer step for schedules (e.g. the Gumbel temperature;
-    None counts as 0). Subclasses hold the encoder as ``self.encoder`` and their own heads.
-    Masks are drawn from ``self.generator`` when one is set, else from torch's global RNG
-    (which the trainer seeds and checkpoints).
+    ``inputs`` are the keyword arguments :meth:`batch_inputs` makes from a batch; by default
+    ``features`` (B, F, C) spectrogram frames or (B, T) waveforms and ``lengths`` (B,) valid
+    frames (samples). ``step`` is the optimizer step for schedules (e.g. the Gumbel
+    temperature; None counts as 0). ``generator`` draws every random choice of the objective
+    (masks, negatives, Gumbel noise); None draws from torch's global RNG (which the trainer
+    seeds and checkpoints). Subclasses hold the encoder as ``self.encoder`` and their own heads.
+
+    Optional hooks, each with a default that does nothing: :meth:`sample_mask` (the token
+    mask an objective draws; None = the objective masks nothing), :meth:`batch_inputs` (batch
+    preparation before the front-end and outside autocast) and :meth:`on_step_end` (updates
+    after every optimizer step, e.g. an EMA teacher).
     """
 
     def __init__(self, encoder: Encoder):
         super().__init__()
         self.encoder = encoder
-        self.generator: torch.Generator | None = None
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor, step: int | None = None) -> LossOutput:
+    def forward(
+        self, *args: Any, step: int | None = None, generator: torch.Generator | None = None, **inputs: Any
+    ) -> LossOutput:
         raise NotImplementedError
+
+    def sample_mask(
+        self, token_lengths: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
+        """The token mask this objective draws for items of ``token_lengths`` (B,) input tokens.
+
+        Returns (B, ``num_tokens``) bool, True = masked, never True past an item's length, or
+        None when the objective draws no token mask (the default). Draws only from
+        ``generator`` (None: the global RNG), so the same generator state gives the same mask;
+        raises :class:`ConfigError` when the mask cannot be drawn (e.g. more masked tokens than
+        an item has). The trainer draws it once for the shortest utterance before training
+        and mask plots draw it for one utterance.
+        """
+        return None
+
+    @property
+    def has_token_mask(self) -> bool:
+        """Whether :meth:`sample_mask` is overridden, i.e. the objective masks input tokens."""
+        return type(self).sample_mask is not Objective.sample_mask
 
     def batch_inputs(self, batch: Any, inputs: nn.Module, generator: torch.Generator | None = None) -> dict[str, Any]:
         """Keyword arguments of :meth:`forward` for one batch (already on the device), minus ``step``.

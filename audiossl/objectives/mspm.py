@@ -136,9 +136,11 @@ class MSPMObjective(Objective):
             tokens = (tokens - mean) / (var + 1e-6).sqrt()
         return tokens, token_lengths
 
-    def sample_mask(self, token_lengths: torch.Tensor, max_tokens: int) -> torch.Tensor:
-        """Draw this objective's mask for tokens of ``token_lengths`` (B,) -> (B, S) bool."""
-        return sample_mask(self.config.mask, token_lengths, max_tokens, self.grid_width, self.generator)
+    def sample_mask(
+        self, token_lengths: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw this objective's mask for tokens of ``token_lengths`` (B,) -> (B, num_tokens) bool."""
+        return sample_mask(self.config.mask, token_lengths, num_tokens, self.grid_width, generator)
 
     def masked_outputs(self, features: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One encoder pass with ``mask`` -> final hidden states of the input tokens (B, S, D)."""
@@ -165,8 +167,14 @@ class MSPMObjective(Objective):
             total=total, parts={"discriminative": discriminative, "generative": generative}, metrics=metrics
         )
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor, step: int | None = None) -> LossOutput:
+    def forward(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        step: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
         features = trim_to_longest(features, lengths)
         targets, token_lengths = self.targets(features, lengths)  # (B, S, P), (B,)
-        mask = self.sample_mask(token_lengths, targets.shape[1])
+        mask = self.sample_mask(token_lengths, targets.shape[1], generator)
         return self.loss_with_mask(features, lengths, mask, targets)

@@ -84,12 +84,17 @@ class W2VBertObjective(Wav2Vec2Objective):
         self.code_head = nn.Linear(encoder.dim, groups * entries)
 
     def loss_with_mask(
-        self, features: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, step: int | None = None
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        mask: torch.Tensor,
+        step: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> LossOutput:
         config = self.config
-        result = self.contrastive_pass(features, lengths, mask, step)
+        result = self.contrastive_pass(features, lengths, mask, step, generator)
         middle = self.contrastive_norm(result.output.layers[self.contrastive_layer - 1])  # (B, S, D)
-        parts, metrics = self.contrastive_parts(middle, result)
+        parts, metrics = self.contrastive_parts(middle, result, generator)
         contrastive_total = self.weighted_total(parts)
         batch, length, _ = middle.shape
         code_logits = self.code_head(result.output.last).view(

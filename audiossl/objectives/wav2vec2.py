@@ -189,19 +189,26 @@ class Wav2Vec2Objective(Objective):
         self.project_quantized = nn.Linear(config.quantizer.code_dim, config.project_dim)
         self.project_context = nn.Linear(encoder.dim, config.project_dim)
 
-    def sample_mask(self, token_lengths: torch.Tensor, max_tokens: int) -> torch.Tensor:
-        """Draw this objective's mask for tokens of ``token_lengths`` (B,) -> (B, S) bool."""
-        return sample_mask(self.config.mask, token_lengths, max_tokens, self.grid_width, self.generator)
+    def sample_mask(
+        self, token_lengths: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw this objective's mask for tokens of ``token_lengths`` (B,) -> (B, num_tokens) bool."""
+        return sample_mask(self.config.mask, token_lengths, num_tokens, self.grid_width, generator)
 
     def contrastive_pass(
-        self, features: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, step: int | None
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        mask: torch.Tensor,
+        step: int | None,
+        generator: torch.Generator | None = None,
     ) -> ContrastivePass:
         """Run the encoder once with ``mask`` (B, S), quantizing its unmasked input tokens."""
         with capture_token_inputs(self.encoder) as captured:
             output = self.encoder(features, lengths, mask=mask).without_prefix()
         tokens = captured["tokens"]  # (B, S, in_dim)
         valid = lengths_to_mask(output.lengths, tokens.shape[1])  # (B, S)
-        quantized = self.quantizer(tokens, valid, step=step, generator=self.generator)
+        quantized = self.quantizer(tokens, valid, step=step, generator=generator)
         penalty = None
         if "frontend" in captured:
             frames = captured["frontend"].float().pow(2).mean(dim=-1)  # (B, S)
@@ -209,13 +216,13 @@ class Wav2Vec2Objective(Objective):
         return ContrastivePass(output, mask, valid, quantized, penalty)
 
     def contrastive_parts(
-        self, hidden: torch.Tensor, result: ContrastivePass
+        self, hidden: torch.Tensor, result: ContrastivePass, generator: torch.Generator | None = None
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor | float]]:
         """Contrastive, diversity and feature-penalty parts (unweighted) and their metrics."""
         config = self.config
         context = self.project_context(hidden)  # (B, S, P)
         targets = self.project_quantized(result.quantized.quantized)  # (B, S, P)
-        negatives, negatives_valid = sample_negatives(result.mask, config.num_negatives, self.generator)
+        negatives, negatives_valid = sample_negatives(result.mask, config.num_negatives, generator)
         contrastive, accuracy = contrastive_loss(
             context, targets, result.mask, negatives, negatives_valid, config.logit_temperature
         )
@@ -242,15 +249,26 @@ class Wav2Vec2Objective(Objective):
         return total
 
     def loss_with_mask(
-        self, features: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, step: int | None = None
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        mask: torch.Tensor,
+        step: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> LossOutput:
-        """The loss for a given ``mask`` (B, S) of input tokens."""
-        result = self.contrastive_pass(features, lengths, mask, step)
-        parts, metrics = self.contrastive_parts(result.output.last, result)
+        """The loss for a given ``mask`` (B, S) of input tokens; ``generator`` draws the Gumbel noise and negatives."""
+        result = self.contrastive_pass(features, lengths, mask, step, generator)
+        parts, metrics = self.contrastive_parts(result.output.last, result, generator)
         return LossOutput(total=self.weighted_total(parts), parts=parts, metrics=scalar_metrics(metrics))
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor, step: int | None = None) -> LossOutput:
+    def forward(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        step: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
         features = trim_to_longest(features, lengths)
         token_lengths = self.encoder.token_lengths(lengths)
-        mask = self.sample_mask(token_lengths, int(token_lengths.max()))
-        return self.loss_with_mask(features, lengths, mask, step)
+        mask = self.sample_mask(token_lengths, int(token_lengths.max()), generator)
+        return self.loss_with_mask(features, lengths, mask, step, generator)

@@ -29,9 +29,8 @@ def mask_cells(
     torch.manual_seed(seed)
     encoder = create_encoder(config.encoder.family, config=settings)
     objective = create_objective(config.objective.name, encoder, objective_config(config))
-    if not hasattr(objective, "sample_mask"):
+    if not objective.has_token_mask:
         return None
-    objective.generator = torch.Generator().manual_seed(seed)
     frames, channels = features.shape
     if settings.input.kind == "waveform":
         if num_samples is None:
@@ -42,7 +41,7 @@ def mask_cells(
     tokens = int(token_lengths[0])
     if tokens < 1:
         raise ConfigError(f"an utterance of {frames} frames gives no {settings.input.kind} token to mask")
-    mask = objective.sample_mask(token_lengths, tokens)[0]  # (S,)
+    mask = objective.sample_mask(token_lengths, tokens, torch.Generator().manual_seed(seed))[0]  # (S,)
     cells = torch.zeros(frames, channels, dtype=torch.bool)
     inputs = settings.input
     if inputs.kind == "patch":

@@ -136,18 +136,11 @@ def preflight_masks(objective: Objective, inputs: InputPipeline, data: TrainData
         raise ConfigError(
             f"the shortest utterance {utt!r} ({seconds:.3f} s) gives no encoder token; raise data.min_utt_seconds"
         )
-    sample_mask = getattr(objective, "sample_mask", None)
-    if sample_mask is None:
-        return
-    saved = objective.generator
-    objective.generator = torch.Generator().manual_seed(0)
     try:
-        sample_mask(tokens, int(tokens.max()))
+        objective.sample_mask(tokens, int(tokens.max()), torch.Generator().manual_seed(0))
     except ConfigError as error:
         raise ConfigError(
             f"{error.message}. The shortest training utterance {utt!r} ({seconds:.3f} s) gives {int(tokens[0])} "
             "tokens: lower the mask count (objective.config.mask), or skip short utterances with data.min_utt_seconds"
         ) from None
-    finally:
-        objective.generator = saved
 

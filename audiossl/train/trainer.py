@@ -345,11 +345,11 @@ class Trainer:
     def _forward(self, batch: Batch, epoch: int, index: int) -> LossOutput:
         """Front-end, then the objective under autocast; masks and augmentation seeded per batch."""
         mask_seed, augment_seed = _batch_seeds(self.config.run.seed, epoch, index)
-        self.objective.generator = torch.Generator(device=self.device).manual_seed(mask_seed)
+        mask_generator = torch.Generator(device=self.device).manual_seed(mask_seed)
         batch = batch.to(self.device, non_blocking=True)
         kwargs = self.objective.batch_inputs(batch, self.inputs, generator=torch.Generator().manual_seed(augment_seed))
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            return self.model(**kwargs, step=self.step)
+            return self.model(**kwargs, step=self.step, generator=mask_generator)
 
     def _raise_nonfinite(self, what: str, bad: tuple[dict[str, float], int, int] | None) -> None:
         last = latest_checkpoint(self.run_dir)
@@ -399,11 +399,11 @@ class Trainer:
 
     def _forward_unwrapped(self, batch: Batch, index: int) -> LossOutput:
         mask_seed, _ = _batch_seeds(self.config.run.seed, 2**31 - 1, index)  # fixed masks, unlike training
-        self.objective.generator = torch.Generator(device=self.device).manual_seed(mask_seed)
+        mask_generator = torch.Generator(device=self.device).manual_seed(mask_seed)
         batch = batch.to(self.device, non_blocking=True)
         kwargs = self.objective.batch_inputs(batch, self.inputs)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            return self.objective(**kwargs, step=self.step)
+            return self.objective(**kwargs, step=self.step, generator=mask_generator)
 
     def _log_window(self, meter: WindowMeter, seconds: float, elapsed: float, eta: float) -> None:
         """Write one ``train`` record: window means over steps and processes, throughput over ``seconds``."""

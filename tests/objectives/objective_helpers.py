@@ -43,8 +43,8 @@ def train_losses(
     optimizer = torch.optim.Adam(objective.parameters(), lr=lr)
     history: dict[str, list[float]] = {}
     for step in range(steps):
-        objective.generator = torch.Generator().manual_seed(seed)  # same mask (and noise) every step
-        out = objective(features, lengths, step=step)
+        generator = torch.Generator().manual_seed(seed)  # same mask (and noise) every step
+        out = objective(features, lengths, step=step, generator=generator)
         assert torch.isfinite(out.total), f"non-finite loss at step {step}"
         optimizer.zero_grad()
         out.total.backward()

@@ -54,8 +54,7 @@ def test_loss_equals_a_per_frame_loop() -> None:
     features, lengths = inputs_for(objective.encoder, [20, 14, 9])
     token_lengths = objective.encoder.token_lengths(lengths)
     targets = random_targets(token_lengths)
-    objective.generator = torch.Generator().manual_seed(3)
-    mask = objective.sample_mask(token_lengths, int(token_lengths.max()))
+    mask = objective.sample_mask(token_lengths, int(token_lengths.max()), torch.Generator().manual_seed(3))
     assert mask.any() and (~mask).any()
     out = objective.loss_with_mask(features, lengths, mask, targets)
 
@@ -86,8 +85,7 @@ def test_padding_and_ignored_targets_do_not_count() -> None:
     features, lengths = inputs_for(objective.encoder, [16, 10])
     token_lengths = objective.encoder.token_lengths(lengths)
     targets = random_targets(token_lengths)
-    objective.generator = torch.Generator().manual_seed(0)
-    mask = objective.sample_mask(token_lengths, int(token_lengths.max()))
+    mask = objective.sample_mask(token_lengths, int(token_lengths.max()), torch.Generator().manual_seed(0))
     with torch.no_grad():
         first = objective.loss_with_mask(features, lengths, mask, targets)
     # Garbage in the padded target positions changes nothing: they are IGNORE'd by lengths too.
@@ -111,8 +109,7 @@ def test_loss_decreases_on_tiny_data(family: str) -> None:
     optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        objective.generator = torch.Generator().manual_seed(0)
-        out = objective(features, lengths, targets=targets)
+        out = objective(features, lengths, targets=targets, generator=torch.Generator().manual_seed(0))
         assert math.isfinite(float(out.total.detach()))
         optimizer.zero_grad()
         out.total.backward()
@@ -243,8 +240,7 @@ def test_topic_loss_is_part_of_total_and_decreases(tmp_path, target: str) -> Non
     optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
     history = []
     for _ in range(12):
-        objective.generator = torch.Generator().manual_seed(0)
-        out = objective(features, lengths, targets=targets, topics=topics)
+        out = objective(features, lengths, targets=targets, topics=topics, generator=torch.Generator().manual_seed(0))
         expected = out.parts["masked"] + 0.5 * out.parts["topic"]
         assert float(out.total.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
         optimizer.zero_grad()

@@ -44,8 +44,7 @@ def test_vectorised_loss_equals_per_item_loop(family: str, kind: str) -> None:
     objective = _objective(family, kind)
     features, lengths = inputs_for(objective.encoder, LENGTHS)
     targets, token_lengths = objective.targets(features, lengths)
-    objective.generator = torch.Generator().manual_seed(0)
-    mask = objective.sample_mask(token_lengths, targets.shape[1])
+    mask = objective.sample_mask(token_lengths, targets.shape[1], torch.Generator().manual_seed(0))
     # Items mask different numbers of tokens (the ratio caps the count of short items).
     assert len(set(mask.sum(dim=1).tolist())) > 1
     out = objective.loss_with_mask(features, lengths, mask, targets)
@@ -82,8 +81,7 @@ def test_masks_never_touch_padding(family: str) -> None:
     features, lengths = inputs_for(objective.encoder, LENGTHS)
     spy = MaskSpy(objective.encoder)
     for seed in range(5):
-        objective.generator = torch.Generator().manual_seed(seed)
-        out = objective(features, lengths)
+        out = objective(features, lengths, generator=torch.Generator().manual_seed(seed))
         assert torch.isfinite(out.total)
     spy.close()
     token_lengths = objective.encoder.token_lengths(lengths)

@@ -49,8 +49,7 @@ def test_contrastive_part_stops_at_its_layer(family: str) -> None:
     encoder = tiny_encoder(family, "frame")
     objective = create_objective("w2vbert", encoder, _config(contrastive_layer=1))
     features, lengths = inputs_for(encoder, [40, 30])
-    objective.generator = torch.Generator().manual_seed(0)
-    out = objective(features, lengths, step=0)
+    out = objective(features, lengths, step=0, generator=torch.Generator().manual_seed(0))
     assert set(out.parts) == {"contrastive", "diversity", "mlm"}
     assert {"mlm_accuracy", "contrastive_accuracy", "code_perplexity", "temperature"} <= set(out.metrics)
     torch.testing.assert_close(out.total, out.parts["contrastive"] + 0.1 * out.parts["diversity"] + out.parts["mlm"])

@@ -3,7 +3,7 @@
 The stand-in keeps trainer tests independent of the real objectives' details. Its loss is a
 mean over items of a per-item mean over valid tokens, so gradient averaging over processes
 (DDP) or micro-batches (accumulation) equals the gradient of the union batch when the parts
-have equal sizes. It can draw its mask from ``self.generator`` (what the trainer seeds per
+have equal sizes. It draws its mask from the ``generator`` argument (what the trainer seeds per
 batch) and add noise from torch's *global* generator (what checkpoints must save and restore),
 report health metrics, and turn NaN at a chosen step.
 """
@@ -39,7 +39,7 @@ class StandinConfig:
     noise: float = 0.0
     """Scale of noise drawn from torch's global generator and added to the predictions."""
     mask_ratio: float = 0.3
-    """Fraction of tokens replaced by the mask embedding (positions from ``self.generator``)."""
+    """Fraction of tokens replaced by the mask embedding (positions from the ``generator`` argument)."""
     nan_at_step: int | None = None
     """Return a NaN loss when called with this step."""
     code_perplexity: float | None = None
@@ -56,10 +56,16 @@ class StandinObjective(Objective):
         self.config = config
         self.head = nn.Linear(encoder.dim, 1)
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor, step: int | None = None) -> LossOutput:
+    def forward(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        step: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
         token_lengths = self.encoder.token_lengths(lengths)
         valid = lengths_to_mask(token_lengths, int(token_lengths.max()))  # (B, S)
-        draws = torch.rand(valid.shape, generator=self.generator, device=valid.device)
+        draws = torch.rand(valid.shape, generator=generator, device=valid.device)
         mask = (draws < self.config.mask_ratio) & valid
         mask[:, 0] = True  # every item masks something, so the mask embedding always gets a gradient
         output = self.encoder(features[:, : int(lengths.max())], lengths, mask=mask).without_prefix()
