@@ -6,9 +6,14 @@ module ``(waveforms (B, T), lengths (B,)) -> EncoderOutput`` with ``sample_rate`
 
 - ``torchaudio``: torchaudio's models (:mod:`audiossl.interop.torchaudio`),
 - ``transformers``: Hugging Face Wav2Vec2/HuBERT/WavLM/AST directories
-  (:mod:`audiossl.interop.transformers`, :mod:`audiossl.interop.ast`),
+  (:mod:`audiossl.interop.transformers`, :mod:`audiossl.interop.ast`; shared Hugging Face
+  reading in :mod:`audiossl.interop.huggingface`),
 - ``fairseq2``: fairseq2 wav2vec2 checkpoints and model cards (:mod:`audiossl.interop.fairseq2`),
-  and fairseq1 wav2vec2 checkpoints through fairseq2's converters (:mod:`audiossl.interop.fairseq1`).
+  and fairseq1 wav2vec2 checkpoints through fairseq2's converters (:mod:`audiossl.interop.fairseq1`);
+  both build :mod:`audiossl.interop.fairseq2_encoder`'s model.
+
+Every model is an :class:`ImportedEncoder` (a :class:`~audiossl.models.SpeechEncoder`) whose
+forward pass is written once in :mod:`audiossl.interop.base`; a format supplies its ``run``.
 
 Loading never runs code from a checkpoint (safetensors, ``torch.load(weights_only=True)``)
 and never downloads (Hugging Face is read with ``local_files_only=True``).
@@ -23,7 +28,7 @@ from audiossl.interop import ast as _ast  # noqa: F401  (registers the importer)
 from audiossl.interop import fairseq2 as _fairseq2  # noqa: F401
 from audiossl.interop import torchaudio as _torchaudio  # noqa: F401
 from audiossl.interop import transformers as _transformers  # noqa: F401
-from audiossl.interop.base import IMPORTERS, ImportedEncoder, Importer, register_importer
+from audiossl.interop.base import IMPORTERS, ImportedEncoder, Importer, read_torch_file, register_importer
 
 __all__ = ["IMPORTERS", "ImportedEncoder", "Importer", "detect_format", "import_model", "register_importer"]
 
@@ -57,8 +62,6 @@ def _hint(path: Path) -> str:
     """What the file holds when it is a torch file no importer claims (helps tell architectures apart)."""
     if not path.is_file() or path.suffix == ".safetensors":
         return ""
-    from audiossl.interop.base import read_torch_file
-
     try:
         state = read_torch_file(path, mmap=True)
     except DataError as error:

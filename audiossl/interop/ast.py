@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from audiossl.encoders import EncoderOutput
 from audiossl.errors import DataError
-from audiossl.interop.base import ImportedEncoder, make_output
-from audiossl.interop.transformers import LayerRecorder, load_base_model
+from audiossl.interop.base import ImportedEncoder
+from audiossl.interop.huggingface import LayerRecorder, load_base_model
 
 
 class HFASTEncoder(ImportedEncoder):
@@ -49,14 +48,13 @@ class HFASTEncoder(ImportedEncoder):
         values = self.extractor(items, sampling_rate=self.sample_rate, return_tensors="pt")["input_values"]
         return values.to(waveforms.device)
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        lengths = lengths.to(waveforms.device)
-        values = self.features(waveforms, lengths)  # (B, F, C)
+    def run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
+        values = self.features(waveforms, lengths)  # (B, F, C), every item alone
         with self._recorder.record() as layers:  # L x (B, S, D)
             output = self.model(values)
         tokens = output.last_hidden_state.shape[1]
         token_lengths = torch.full((waveforms.shape[0],), tokens, dtype=torch.long, device=waveforms.device)
-        return make_output(output.last_hidden_state, layers, token_lengths, self.num_prefix_tokens)
+        return output.last_hidden_state, layers, token_lengths
 
 
 def load_ast(path: Path) -> HFASTEncoder:

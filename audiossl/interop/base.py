@@ -1,13 +1,15 @@
 """What every imported model shares: the module contract, safe file reading and key checks.
 
-An imported model is a module ``(waveforms (B, T), lengths (B,)) -> EncoderOutput`` with
-``sample_rate``, ``dim``, ``num_layers`` and ``frame_rate``, like an audiossl pretrained
-encoder, so the embedding API and every plugin can use published checkpoints unchanged.
+An imported model is a :class:`~audiossl.models.SpeechEncoder`
+``(waveforms (B, T), lengths (B,)) -> EncoderOutput`` with ``sample_rate``, ``dim``,
+``num_layers`` and ``frame_rate``, like an audiossl pretrained encoder, so the embedding API
+and every plugin can use published checkpoints unchanged.
 Nothing here executes code from a checkpoint: pickles are read with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import abc
 import argparse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -18,37 +20,52 @@ from torch import nn
 
 from audiossl.encoders import EncoderOutput
 from audiossl.errors import DataError
+from audiossl.models.protocol import SpeechEncoder
 from audiossl.nn.masking import lengths_to_padding_mask
 from audiossl.registry import Registry
 
 
-class ImportedEncoder(nn.Module):
+class ImportedEncoder(SpeechEncoder):
     """Base of imported models: ``forward(waveforms (B, T), lengths (B,)) -> EncoderOutput``.
 
     ``layers`` are the hidden states after every transformer block (before any final norm);
     ``last`` is the model's final output (after its final norm, when it has one).
+
+    The forward pass is written once, here: normalise the waveforms when the peer was trained
+    on normalised audio, run the peer (:meth:`run`) batched, or item by item when padding
+    would reach valid frames (:meth:`runs_items_alone`), then zero the padded positions.
+    Each format implements only :meth:`run`.
     """
 
-    #: Rate (Hz) the waveforms must have.
-    sample_rate: int
-    #: Width D of the hidden states.
-    dim: int
-    #: Number of transformer blocks (len(EncoderOutput.layers)).
-    num_layers: int
-    #: Output frames per second of audio (for AST: time columns of its patch grid per second).
-    frame_rate: float
     #: Leading non-audio positions in the output (AST's cls and distillation tokens).
     num_prefix_tokens: int = 0
     #: Which importer built this model (a name of :data:`IMPORTERS`).
     source: str = ""
+    #: Whether the waveforms get zero mean and unit variance per utterance first (the peer's input normalisation).
+    normalize_waveform: bool = False
     #: Whether, run batched, padding would reach valid frames (group norm over time, convolutions
     #: over padded frames); such models run a batch of unequal lengths item by item.
     padding_leaks: bool = False
     #: Set to False to run leaky models batched anyway, as the peer does (faster, not exact).
     exact_padding: bool = True
 
+    @abc.abstractmethod
+    def run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
+        """The peer on a padded batch: ``(last (B, S, D), layers L x (B, S, D), frame lengths (B,))``."""
+
+    def runs_items_alone(self) -> bool:
+        """Whether a batch of unequal lengths is run item by item (see :attr:`padding_leaks`)."""
+        return self.padding_leaks and self.exact_padding
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        raise NotImplementedError
+        lengths = lengths.to(waveforms.device)
+        if self.normalize_waveform:
+            waveforms = normalize_waveforms(waveforms, lengths)
+        if self.runs_items_alone():
+            last, layers, frame_lengths = run_items_alone(self.run, waveforms, lengths)
+        else:
+            last, layers, frame_lengths = self.run(waveforms, lengths)
+        return make_output(last, layers, frame_lengths, self.num_prefix_tokens)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 
 from audiossl.errors import DataError
 from audiossl.interop.base import read_torch_file
-from audiossl.interop.fairseq2 import Fairseq2Wav2Vec2Encoder, build_encoder
+from audiossl.interop.fairseq2_encoder import Fairseq2Wav2Vec2Encoder, build_encoder
 
 #: The CTC projection that marks a fine-tuned fairseq1 wav2vec2 checkpoint.
 FINE_TUNED_KEY = "w2v_encoder.proj.weight"

@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from audiossl.encoders import EncoderOutput
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
 from audiossl.interop.base import (
@@ -30,11 +29,8 @@ from audiossl.interop.base import (
     Importer,
     conv_frame_lengths,
     load_weights,
-    make_output,
-    normalize_waveforms,
     read_torch_file,
     register_importer,
-    run_items_alone,
 )
 
 #: torchaudio builders that return a ``torchaudio.models.Wav2Vec2Model`` encoder.
@@ -83,7 +79,7 @@ class TorchaudioEncoder(ImportedEncoder):
         # mask either), so WavLM always runs unequal lengths item by item, without lengths.
         self.takes_lengths = type(model.encoder.transformer.layers[0].attention).__name__ != "WavLMSelfAttention"
 
-    def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
+    def run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
         if self.takes_lengths:
             layers, frame_lengths = self.model.extract_features(waveforms, lengths)  # L x (B, S, D)
         else:
@@ -94,15 +90,8 @@ class TorchaudioEncoder(ImportedEncoder):
         last = layers[-1] if transformer.layer_norm_first else transformer.layer_norm(layers[-1])
         return last, list(layers), frame_lengths
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        lengths = lengths.to(waveforms.device)
-        if self.normalize_waveform:
-            waveforms = normalize_waveforms(waveforms, lengths)
-        if (self.padding_leaks and self.exact_padding) or not self.takes_lengths:
-            last, layers, frame_lengths = run_items_alone(self._run, waveforms, lengths)
-        else:
-            last, layers, frame_lengths = self._run(waveforms, lengths)
-        return make_output(last, layers, frame_lengths)
+    def runs_items_alone(self) -> bool:
+        return super().runs_items_alone() or not self.takes_lengths
 
 
 def _builder(spec: object, path: Path) -> tuple[str, dict]:

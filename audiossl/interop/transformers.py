@@ -9,24 +9,22 @@ dropped; their base model is kept.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from audiossl.encoders import EncoderOutput
 from audiossl.errors import DataError
-from audiossl.interop.base import (
-    ImportedEncoder,
-    Importer,
-    make_output,
-    normalize_waveforms,
-    register_importer,
-    run_items_alone,
+from audiossl.interop.ast import load_ast
+from audiossl.interop.base import ImportedEncoder, Importer, register_importer
+from audiossl.interop.huggingface import (  # noqa: F401  (LayerRecorder, read_config: their old import path)
+    AST_MODEL_TYPE,
+    OPTIONAL_KEYS,
+    WEIGHT_FILES,
+    LayerRecorder,
+    load_base_model,
+    read_config,
 )
 
 #: config.json ``model_type`` -> transformers base-model class name, for the speech models.
@@ -43,85 +41,6 @@ SPEECH_MODELS = {
 #: norm (checked by the tests). The others (conformer convolutions, data2vec's stacked positional
 #: convolutions, unverified families) run unequal lengths item by item.
 BATCH_EXACT = ("wav2vec2", "hubert", "wavlm")
-AST_MODEL_TYPE = "audio-spectrogram-transformer"
-WEIGHT_FILES = (
-    "model.safetensors",
-    "pytorch_model.bin",
-    "model.safetensors.index.json",
-    "pytorch_model.bin.index.json",
-)
-#: Parameters a base model may lack without harm at inference (the training-time mask embedding).
-OPTIONAL_KEYS = ("masked_spec_embed",)
-
-
-def read_config(path: Path) -> dict:
-    """The directory's config.json as a dict (a :class:`DataError` when absent or not JSON)."""
-    file = path / "config.json"
-    try:
-        return json.loads(file.read_text())
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read the Hugging Face config: {error}", file) from None
-
-
-def load_base_model(path: Path, class_name: str) -> nn.Module:
-    """``<class_name>.from_pretrained(path)`` offline, refusing missing or mis-shaped weights.
-
-    transformers fills missing weights with random values and only logs it; an import must
-    not do that silently, so the loading report is checked and the keys are named.
-    """
-    import transformers
-
-    if not any((path / name).is_file() for name in WEIGHT_FILES):
-        raise DataError(f"no weights in this directory (looked for {', '.join(WEIGHT_FILES)})", path)
-    model_class = getattr(transformers, class_name)
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # we report the loading problems ourselves
-    try:
-        model, info = model_class.from_pretrained(
-            path, local_files_only=True, trust_remote_code=False, output_loading_info=True
-        )
-    except OSError as error:
-        raise DataError(f"cannot load the {class_name} weights: {error}", path) from None
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    missing = [k for k in info["missing_keys"] if not k.endswith(OPTIONAL_KEYS)]
-    if missing or info["mismatched_keys"]:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(sorted(missing)[:12])}")
-        if info["mismatched_keys"]:
-            shown = [f"{k} {tuple(a)} vs {tuple(b)}" for k, a, b in info["mismatched_keys"][:12]]
-            parts.append(f"mismatched shapes: {', '.join(shown)}")
-        raise DataError(f"the weights do not fit a {class_name}: " + "; ".join(parts), path)
-    if info["unexpected_keys"]:
-        logging.getLogger(__name__).debug("%s: ignoring %d head keys", path, len(info["unexpected_keys"]))
-    return model.eval()
-
-
-class LayerRecorder:
-    """Forward hooks keeping the output of every transformer block, in order, while :meth:`record` is on.
-
-    Outside :meth:`record` the hooks keep nothing, so running the peer module directly does
-    not accumulate tensors.
-    """
-
-    def __init__(self, blocks: nn.ModuleList):
-        self.outputs: list[torch.Tensor] | None = None
-        for block in blocks:
-            block.register_forward_hook(self._keep)
-
-    def _keep(self, module: nn.Module, inputs: object, output: object) -> None:
-        if self.outputs is not None:
-            self.outputs.append(output[0] if isinstance(output, tuple) else output)
-
-    @contextlib.contextmanager
-    def record(self) -> Iterator[list[torch.Tensor]]:
-        """Collect block outputs into the yielded list for the duration of the block."""
-        self.outputs = outputs = []
-        try:
-            yield outputs
-        finally:
-            self.outputs = None
 
 
 class HFSpeechEncoder(ImportedEncoder):
@@ -148,22 +67,12 @@ class HFSpeechEncoder(ImportedEncoder):
         self.exact_padding = True
         self._recorder = LayerRecorder(model.encoder.layers)
 
-    def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
+    def run(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list, torch.Tensor]:
         sample_mask = torch.arange(waveforms.shape[1], device=lengths.device) < lengths[:, None]  # (B, T)
         with self._recorder.record() as layers:  # L x (B, S, D)
             output = self.model(waveforms, attention_mask=sample_mask.long())
         frame_lengths = self.model._get_feat_extract_output_lengths(lengths).long()
         return output.last_hidden_state, layers, frame_lengths
-
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        lengths = lengths.to(waveforms.device)
-        if self.normalize_waveform:
-            waveforms = normalize_waveforms(waveforms, lengths)
-        if self.padding_leaks and self.exact_padding:
-            last, layers, frame_lengths = run_items_alone(self._run, waveforms, lengths)
-        else:
-            last, layers, frame_lengths = self._run(waveforms, lengths)
-        return make_output(last, layers, frame_lengths)
 
 
 def _preprocessing(path: Path, config: dict) -> tuple[int, bool]:
@@ -187,8 +96,6 @@ def load_transformers(path: Path) -> ImportedEncoder:
     config = read_config(path)
     model_type = config.get("model_type")
     if model_type == AST_MODEL_TYPE:
-        from audiossl.interop.ast import load_ast
-
         return load_ast(path)
     if model_type not in SPEECH_MODELS:
         known = ", ".join([*SPEECH_MODELS, AST_MODEL_TYPE])

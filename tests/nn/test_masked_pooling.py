@@ -1,4 +1,4 @@
-"""audiossl.nn.pooling, the one pooling implementation, against slow per-item loops (empty and length-1 items included)."""
+"""audiossl.nn.pooling, the one pooling implementation, against slow per-item loops (empty, length-1 items)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def _loop_mean_std(frames: torch.Tensor, weights: torch.Tensor, eps: float) -> t
     """One item: frames (S, D), weights (S,) summing to 1 -> (2D,); an empty item -> zeros."""
     if frames.shape[0] == 0:
         return torch.zeros(2 * frames.shape[1], dtype=frames.dtype)
-    mean = sum(w * frame for w, frame in zip(weights, frames))
-    variance = sum(w * (frame - mean) ** 2 for w, frame in zip(weights, frames))
+    mean = sum(w * frame for w, frame in zip(weights, frames, strict=True))
+    variance = sum(w * (frame - mean) ** 2 for w, frame in zip(weights, frames, strict=True))
     return torch.cat([mean, variance.clamp_min(eps).sqrt()])
 
 
