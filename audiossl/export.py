@@ -30,6 +30,7 @@ from torch import nn
 
 from audiossl.errors import ConfigError, UserError
 from audiossl.fileio import atomic_path, atomic_write
+from audiossl.models import PretrainedEncoder
 
 EXPORT_FORMATS = ("torchscript", "onnx")
 INPUT_NAMES = ["features", "lengths"]
@@ -52,7 +53,7 @@ class EncoderExport(nn.Module):
         return output.last, torch.stack(output.layers), output.lengths  # (B, S, D), (L, B, S, D), (B,)
 
 
-def _features(model: nn.Module, seconds: list[float], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _features(model: PretrainedEncoder, seconds: list[float], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder inputs (B, F, C) + lengths for random audio of ``seconds`` (the pipeline of ``model``)."""
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.tensor([round(s * model.sample_rate) for s in seconds])  # (B,)
@@ -89,7 +90,7 @@ def run_export(path: Path, format: str, features: torch.Tensor, lengths: torch.T
 
 
 def export_model(
-    model: nn.Module | str | Path,
+    model: PretrainedEncoder | str | Path,
     out: str | Path,
     format: str = "torchscript",
     *,
@@ -112,8 +113,10 @@ def export_model(
     if isinstance(model, (str, Path)):
         model = load(model, device="cpu")
     model = model.to("cpu").eval()
-    if getattr(model, "inputs", None) is None or getattr(model, "encoder", None) is None:
-        raise ExportError(f"export needs an audiossl model with .inputs and .encoder, got {type(model).__name__}")
+    if not isinstance(model, PretrainedEncoder):  # imported models have no separable front-end to export around
+        raise ExportError(
+            f"export needs an audiossl model (PretrainedEncoder, with .inputs and .encoder), got {type(model).__name__}"
+        )
     wrapper = EncoderExport(model.encoder).eval()
     example = _features(model, [1.0, 0.7], seed=0)  # unequal lengths: the padding path is traced
     check = _features(model, [1.9, 1.3, 0.45], seed=1)  # another batch size and other lengths
@@ -167,8 +170,8 @@ def export_model(
             "layers": "(num_layers, batch, tokens, dim) every block's output",
             "lengths_out": "(batch,) valid tokens",
         },
-        "dim": int(model.encoder.dim),
-        "num_layers": int(model.encoder.num_layers),
+        "dim": model.dim,
+        "num_layers": model.num_layers,
         "sample_rate": int(data.sample_rate),
         "frontend": data.frontend,
         "frontend_config": dict(data.frontend_config),

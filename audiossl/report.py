@@ -61,7 +61,7 @@ def _section_dirs(exp_dir: Path) -> list[Path]:
 
 
 def _losses(path: Path) -> tuple[int, float, int, float] | None:
-    from audiossl.train.logging import read_records
+    from audiossl.engine import read_records
 
     try:
         records = [r for r in read_records(path, "train") if "loss" in r]

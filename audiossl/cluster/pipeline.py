@@ -38,6 +38,7 @@ from audiossl.cluster.quality import QualityAccumulator, QualityReport, write_re
 from audiossl.config import load_yaml, to_dict
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write
+from audiossl.models import load_pretrained, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -153,16 +154,7 @@ def feature_source(config: FitConfig) -> tuple[torch.nn.Module, FitConfig]:
         return resolve_source(config.features, config.sample_rate, config.feature_options), config
     if config.feature_options:
         raise ConfigError("feature_options apply to a front-end, not to the layer of a checkpoint")
-    # Checkpoints are the trainer's format: read them with its loader (imported here, on demand).
-    from audiossl.train.checkpoint import latest_checkpoint
-    from audiossl.train.pretrained import load_pretrained
-
-    path = Path(config.features)
-    if path.is_dir():
-        newest = latest_checkpoint(path)
-        if newest is None:
-            raise DataError("no checkpoint (ckpt-*.pt) in this run dir", path)
-        path = newest
+    path = resolve_checkpoint(config.features)
     if not path.is_file():
         raise ConfigError(f"features {config.features!r} is neither a front-end name nor a checkpoint")
     model = load_pretrained(path)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiossl.errors import ConfigError, DataError
+from audiossl.models import SpeechEncoder
 from audiossl.nn.pooling import masked_mean
 
 
@@ -95,13 +96,12 @@ mean_pool_output = masked_mean  # the old name: mean over the valid tokens, (B, 
 
 @torch.no_grad()
 def extract_embeddings(
-    model: nn.Module, data_dir: str | Path, *, batch_seconds: float = 64.0, device: str | torch.device = "cpu"
+    model: SpeechEncoder, data_dir: str | Path, *, batch_seconds: float = 64.0, device: str | torch.device = "cpu"
 ) -> tuple[list[str], torch.Tensor]:
     """Utterance ids and embeddings (N, D): the mean over valid tokens of ``model``'s last layer.
 
-    ``model`` maps ``(waveforms (B, T), lengths (B,))`` to an
-    :class:`~audiossl.encoders.EncoderOutput` and has ``sample_rate`` (a
-    :class:`~audiossl.train.pretrained.PretrainedEncoder`). Utterances are batched by length.
+    ``model``: a :class:`~audiossl.models.SpeechEncoder` (e.g. a checkpoint loaded with
+    :func:`~audiossl.models.load_pretrained`). Utterances are batched by length.
     """
     from audiossl.data.dataset import AudioDataset, collate
 
@@ -316,7 +316,7 @@ class PseudoSpeakerHead(nn.Module):
 
 
 def label_pseudo_speakers(
-    model: nn.Module,
+    model: SpeechEncoder,
     data_dir: str | Path,
     num_speakers: int,
     out_dir: str | Path,

@@ -33,39 +33,37 @@ from torch import nn
 
 from audiossl.downstream.featurizer import WeightedLayerSum
 from audiossl.errors import ConfigError, DataError
-from audiossl.models import FbankBaseline, load_pretrained
+from audiossl.models import FbankBaseline, SpeechEncoder, load_pretrained
 
 Mode = Literal["frozen", "finetune"]
 MODES = ("frozen", "finetune")
-
-#: Seconds of noise fed to an encoder to measure its layers, width and frame rate.
-_PROBE_SECONDS = (1, 2)
 
 
 class Upstream(nn.Module):
     """``(waveforms (B, T), lengths (B,)) -> (hidden (B, S, D), lengths (B,))`` from an encoder's layers.
 
-    ``encoder`` is any module returning :class:`~audiossl.encoders.EncoderOutput` with a
-    ``sample_rate`` attribute. Prefix (cls) tokens are dropped. ``dim``, ``num_layers`` and
-    ``frame_rate`` (frames per second of ``hidden``) are measured once on a short noise input.
-    ``spec`` records where the encoder came from (for the run config).
+    ``encoder`` is a :class:`~audiossl.models.SpeechEncoder`; its ``sample_rate``, ``dim``,
+    ``num_layers`` and ``frame_rate`` (frames per second of ``hidden``) are the upstream's. Prefix
+    (cls) tokens are dropped. ``spec`` records where the encoder came from (for the run config).
     """
 
-    def __init__(self, encoder: nn.Module, *, mode: Mode = "frozen", freeze_steps: int = 0, spec: str = ""):
+    def __init__(self, encoder: SpeechEncoder, *, mode: Mode = "frozen", freeze_steps: int = 0, spec: str = ""):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"upstream mode must be one of {', '.join(MODES)}, got {mode!r}")
         if freeze_steps < 0:
             raise ConfigError(f"freeze_steps must be >= 0, got {freeze_steps}")
-        if not hasattr(encoder, "sample_rate"):
-            raise ConfigError(f"the upstream encoder ({type(encoder).__name__}) has no sample_rate attribute")
+        if not isinstance(encoder, SpeechEncoder):
+            raise ConfigError(f"the upstream encoder ({type(encoder).__name__}) is not a SpeechEncoder")
         self.encoder = encoder
         self.mode = mode
         self.freeze_steps = freeze_steps if mode == "finetune" else 0
         self.spec = spec
         self.sample_rate = int(encoder.sample_rate)
+        self.num_layers = int(encoder.num_layers)
+        self.dim = int(encoder.dim)
+        self.frame_rate = float(encoder.frame_rate)
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # follows .to(device)
-        self.num_layers, self.dim, self.frame_rate = self._probe()
         self.featurizer = WeightedLayerSum(self.num_layers) if self.num_layers > 1 else None
         self.step = 0
         if mode == "frozen":
@@ -129,31 +127,6 @@ class Upstream(nn.Module):
         if missing or unexpected:
             raise DataError(f"upstream weights do not match this upstream (missing {missing}, unexpected {unexpected})")
 
-    @torch.no_grad()
-    def _probe(self) -> tuple[int, int, float]:
-        """Layers, width and frames per second: the encoder's own attributes, else measured on noise.
-
-        Measured from its output on 1 s and 2 s of noise (the difference cancels edge effects).
-        """
-        known = [getattr(self.encoder, name, None) for name in ("num_layers", "dim", "frame_rate")]
-        if all(isinstance(value, (int, float)) for value in known):
-            return int(known[0]), int(known[1]), float(known[2])
-        was_training = self.encoder.training
-        self.encoder.eval()
-        generator = torch.Generator().manual_seed(0)  # never the global generator: runs stay reproducible
-        frames = []
-        for seconds in _PROBE_SECONDS:
-            samples = seconds * self.sample_rate
-            noise = 0.1 * torch.randn(1, samples, generator=generator)  # (1, T)
-            device = next((p.device for p in self.encoder.parameters()), torch.device("cpu"))
-            output = self.encoder(noise.to(device), torch.tensor([samples], device=device)).without_prefix()
-            frames.append(int(output.lengths[0]))
-        self.encoder.train(was_training)
-        frame_rate = getattr(self.encoder, "frame_rate", None)
-        if frame_rate is None:
-            frame_rate = (frames[1] - frames[0]) / (_PROBE_SECONDS[1] - _PROBE_SECONDS[0])
-        return len(output.layers), int(output.last.shape[-1]), float(frame_rate)
-
 
 def parse_fbank_spec(spec: str) -> tuple[int, int, bool] | None:
     """``fbank[:RATE[:BINS]]`` / ``fbank-raw[...]`` -> (sample rate, bins, utterance CMVN); None for other specs."""
@@ -178,7 +151,7 @@ def canonical_spec(spec: str) -> str:
     return prefix + str(Path(path).resolve()) if Path(path).exists() else spec
 
 
-def load_encoder(spec: str, *, seed: int = 0) -> nn.Module:
+def load_encoder(spec: str, *, seed: int = 0) -> SpeechEncoder:
     """The module behind an upstream spec (see the module docstring), in eval mode on the CPU."""
     fbank = parse_fbank_spec(spec)
     if fbank is not None:

@@ -20,13 +20,12 @@ from typing import Literal
 import numpy as np
 import torch
 import torchaudio.functional
-from torch import nn
 
 from audiossl.audio.io import load_audio
 from audiossl.embed.loading import load, resolve_device
 from audiossl.errors import AudioError, ConfigError
+from audiossl.models import PretrainedEncoder, SpeechEncoder
 from audiossl.nn.pooling import masked_mean, masked_mean_std
-from audiossl.train.pretrained import PretrainedEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +93,8 @@ def length_batches(lengths: Sequence[int], max_samples: int) -> list[list[int]]:
 class Embedder:
     """Runs a pretrained model over audio; see the module doc.
 
-    ``model``: what :func:`audiossl.load` returns (``(waveforms, lengths) -> EncoderOutput`` with
-    ``sample_rate``; it is moved to ``device``), or a path to load. ``device`` None: CUDA when
+    ``model``: a :class:`~audiossl.models.SpeechEncoder`, e.g. what :func:`audiossl.load` returns
+    (it is moved to ``device``), or a path to load. ``device`` None: CUDA when
     available. ``dtype`` torch.bfloat16: the encoder runs under bf16 autocast (the input pipeline
     stays float32). ``max_batch_seconds``: padded audio per batch. ``on_rate_mismatch``:
     "resample" (with a warning) or "error" when audio does not have the model's rate.
@@ -103,7 +102,7 @@ class Embedder:
 
     def __init__(
         self,
-        model: nn.Module | str | Path,
+        model: SpeechEncoder | str | Path,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         max_batch_seconds: float = 200.0,
@@ -118,7 +117,9 @@ class Embedder:
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
             model = load(model, device=self.device)
-        self.model = model.to(self.device).eval()
+        if not isinstance(model, SpeechEncoder):
+            raise ConfigError(f"the model ({type(model).__name__}) is not an audiossl.models.SpeechEncoder")
+        self.model: SpeechEncoder = model.to(self.device).eval()
         self.dtype = None if dtype == torch.float32 else dtype
         self.max_batch_seconds = max_batch_seconds
         self.on_rate_mismatch = on_rate_mismatch
@@ -126,7 +127,7 @@ class Embedder:
     @property
     def sample_rate(self) -> int:
         """Rate (Hz) the model reads."""
-        return int(self.model.sample_rate)
+        return self.model.sample_rate
 
     # ------------------------------------------------------------------------------ inputs
 
@@ -182,7 +183,7 @@ class Embedder:
     def _resolve_layers(self, layers: LayerSpec) -> list[int] | None:
         if layers is None:
             return None
-        count = int(self.model.num_layers)
+        count = self.model.num_layers
         if isinstance(layers, str):
             if layers != "all":
                 raise ConfigError(f"layers must be None, an int, a list of ints or 'all', got {layers!r}")

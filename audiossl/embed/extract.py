@@ -30,8 +30,8 @@ from audiossl.embed.loading import load
 from audiossl.embed.writers import FORMATS, create_writer
 from audiossl.errors import ConfigError, DataError, UserError
 from audiossl.fileio import atomic_write
+from audiossl.models import latest_checkpoint
 from audiossl.progress import progress
-from audiossl.train.checkpoint import latest_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -19,30 +19,23 @@ from audiossl.encoders.base import EncoderOutput
 class SpeechEncoder(nn.Module, metaclass=abc.ABCMeta):
     """``(waveforms (B, T), lengths (B,)) -> EncoderOutput``, with the numbers consumers need.
 
-    Subclasses implement the four properties (as properties or class attributes) and
-    :meth:`forward`. Waveforms are mono at :attr:`sample_rate`, zero-padded after ``lengths``
-    samples; the output's ``layers`` has :attr:`num_layers` tensors of width :attr:`dim`.
+    Waveforms are mono at :attr:`sample_rate`, zero-padded after ``lengths`` samples; the
+    output's ``layers`` has :attr:`num_layers` tensors of width :attr:`dim`. Subclasses provide
+    the four attributes as properties, class attributes or attributes set in ``__init__``
+    (imported models know them only once their config is read), and implement :meth:`forward`.
     """
 
-    @property
-    @abc.abstractmethod
-    def sample_rate(self) -> int:
-        """Rate (Hz) the waveforms must have."""
+    sample_rate: int
+    """Rate (Hz) the waveforms must have."""
 
-    @property
-    @abc.abstractmethod
-    def dim(self) -> int:
-        """Width D of the hidden states."""
+    dim: int
+    """Width D of the hidden states."""
 
-    @property
-    @abc.abstractmethod
-    def num_layers(self) -> int:
-        """Hidden-state tensors L in ``EncoderOutput.layers``."""
+    num_layers: int
+    """Hidden-state tensors L in ``EncoderOutput.layers``."""
 
-    @property
-    @abc.abstractmethod
-    def frame_rate(self) -> float:
-        """Output time steps per second of audio (prefix tokens excluded)."""
+    frame_rate: float
+    """Output time steps per second of audio (prefix tokens excluded)."""
 
     @abc.abstractmethod
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:

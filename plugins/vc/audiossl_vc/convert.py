@@ -17,7 +17,7 @@ import torch
 from audiossl.audio.io import load_audio
 from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_path
-from audiossl.train.pretrained import PretrainedEncoder, load_pretrained
+from audiossl.models import PretrainedEncoder, load_pretrained
 from audiossl_vc.features import LayerSpec, encode_utterance, feature_dim, frame_hop
 from audiossl_vc.matching import knn_match
 from audiossl_vc.pool import TargetPool, build_pool, target_source

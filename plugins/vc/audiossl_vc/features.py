@@ -23,7 +23,7 @@ from torch import nn
 from audiossl.downstream.featurizer import WeightedLayerSum
 from audiossl.encoders import EncoderOutput
 from audiossl.errors import ConfigError
-from audiossl.train.pretrained import PretrainedEncoder
+from audiossl.models import PretrainedEncoder
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import torch
 from audiossl.audio.io import SOUNDFILE_EXTENSIONS, load_audio, load_utterance
 from audiossl.data.kaldi import DataDir
 from audiossl.errors import DataError
+from audiossl.models import PretrainedEncoder
 from audiossl.progress import progress
-from audiossl.train.pretrained import PretrainedEncoder
 from audiossl_vc.features import LayerSelector, LayerSpec, encode_utterance
 
 #: Silence threshold (dB below the peak) of the speech measure.

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from audiossl.errors import ConfigError, DataError
-from audiossl.train.checkpoint import latest_checkpoint, load_checkpoint
+from audiossl.models import latest_checkpoint, load_checkpoint
 from audiossl_vc.features import LayerSelector, LayerSpec
 from audiossl_vc.hifigan import Generator, HifiGanConfig
 from audiossl_vc.mel import GriffinLimSynth, MelConfig, MelRegressor
