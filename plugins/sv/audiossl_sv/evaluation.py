@@ -32,7 +32,7 @@ from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_write
 from audiossl_sv.metrics import plot_det, verification_metrics
 from audiossl_sv.scoring import save_embeddings, score_trials, write_scores
-from audiossl_sv.trials import Trial, make_trials, read_trials, write_trials
+from audiossl_sv.trials import Trial, check_verification_data, make_trials, read_trials, write_trials
 
 
 class _OneLayer(nn.Module):
@@ -171,9 +171,8 @@ def evaluate_frozen(
     """
     from audiossl.downstream.trainer import resolve_device
     from audiossl.downstream.upstream import load_upstream
-    from audiossl_sv.task import SVTask
 
-    SVTask(config).check_data(Path(data_dir), {})  # trials or speaker labels exist, before any audio is read
+    check_verification_data(data_dir, config.trials)  # trials or speaker labels exist, before any audio is read
     upstream = load_upstream(upstream_spec).to(resolve_device(device)).eval()
     embeddings = embed_data_dir(upstream, data_dir, layer=layer)
     mean, cohort = norm_statistics(config, upstream, cohort_dir, layer=layer)

@@ -21,11 +21,12 @@ from torch import nn
 from audiossl.config import from_dict, to_dict
 from audiossl.data.dataset import Batch
 from audiossl.data.kaldi import DataDir
-from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, label_file
-from audiossl.errors import DataError
+from audiossl.downstream.task import DownstreamTask, TaskState, label_file
+from audiossl.errors import ConfigError, DataError
 from audiossl.nn.outputs import LossOutput
+from audiossl_sv.evaluation import embed_data_dir, evaluate_embeddings, norm_statistics
 from audiossl_sv.head import AAMSoftmax, SpeakerHead, SpeakerHeadConfig, margin_at
-from audiossl_sv.trials import utt2spk_of
+from audiossl_sv.trials import check_verification_data, utt2spk_of
 
 ScoreNorm = Literal["none", "mean", "asnorm", "mean+asnorm"]
 
@@ -48,8 +49,6 @@ class SVTaskConfig(SpeakerHeadConfig):
     """AS-norm: the closest cohort embeddings used for each side's statistics."""
 
     def __post_init__(self) -> None:
-        from audiossl.errors import ConfigError
-
         if self.score_norm not in ("none", "mean", "asnorm", "mean+asnorm"):
             raise ConfigError(f"score_norm must be none, mean, asnorm or mean+asnorm, got {self.score_norm!r}")
         if self.embedding_dim < 1 or self.top_n < 1 or self.cohort_size < 1 or self.hidden_dim < 0:
@@ -116,10 +115,7 @@ class SVTask(DownstreamTask):
 
     def check_data(self, data_dir: Path, state: TaskState) -> None:
         """Speaker labels must exist (evaluation speakers may be new: verification is open-set)."""
-        has_trials = self.config.trials is not None or (Path(data_dir) / "trials").is_file()
-        check_labels(data_dir, () if has_trials else self.labels)
-        if not has_trials:
-            utt2spk_of(DataDir.load(data_dir))
+        check_verification_data(data_dir, self.config.trials)
 
     def make_head(self, dim: int, state: TaskState) -> nn.Module:
         return SVHead(dim, len(state["speakers"]), self.config)
@@ -149,8 +145,6 @@ class SVTask(DownstreamTask):
     def evaluate(
         self, head: nn.Module, upstream: nn.Module, data_dir: Path, state: TaskState, out_dir: Path
     ) -> dict[str, float]:
-        from audiossl_sv.evaluation import embed_data_dir, evaluate_embeddings, norm_statistics
-
         embeddings = embed_data_dir(upstream, data_dir, head=head)
         mean, cohort = norm_statistics(self.config, upstream, state.get("train_dir"), head=head)
         return evaluate_embeddings(embeddings, data_dir, out_dir, self.config, mean=mean, cohort=cohort)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from audiossl.data.kaldi import DataDir, kaldi_sort_key
+from audiossl.downstream.task import check_labels
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
 
@@ -88,6 +89,17 @@ def utt2spk_of(data: DataDir) -> dict[str, str]:
     if missing:
         raise DataError(f"{len(missing)} utterances have no speaker, e.g. {missing[0]!r}", where)
     return {u: data.utt2spk[u] for u in utterances}
+
+
+def check_verification_data(data_dir: str | Path, trials: str | Path | None = None) -> None:
+    """A data dir can be scored: a trials file (``trials`` or ``DATA/trials``), or speaker labels to draw trials from.
+
+    Evaluation speakers may be new (verification is open-set), so only the labels' presence is checked.
+    """
+    has_trials = trials is not None or (Path(data_dir) / "trials").is_file()
+    check_labels(data_dir, () if has_trials else ("spk",))
+    if not has_trials:
+        utt2spk_of(DataDir.load(data_dir))
 
 
 def make_trials(
