@@ -1,14 +1,25 @@
 """Configs are dataclasses; YAML files and ``key=value`` overrides map onto them.
 
 Unknown keys are errors (a typo must never be silently ignored), and so are values of
-the wrong type.
+the wrong type. This module is the one config mechanism of audiossl: :func:`read_yaml` /
+:func:`load_yaml` read files (errors name the file and the line of the offending key), and
+:func:`apply_overrides` applies ``--set key.sub=value`` items, for pretraining, downstream
+runs, k-means, HuBERT iterations and any future config alike.
+
+Override semantics: a key path walks dataclass fields (each must exist), list items by index
+(``iterations.1.layer=6``) and free-form mappings (``dict`` fields such as
+``encoder.overrides``), inside which new keys may be created; the value is parsed as YAML.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,8 +98,35 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def load_yaml(cls: type[C], path: str | Path) -> C:
-    """Read a YAML file into dataclass ``cls``."""
+# ----------------------------------------------------------------------------- YAML files
+
+KeyPath = tuple[str, ...]
+
+
+def key_lines(text: str) -> dict[KeyPath, int]:
+    """1-based line of every mapping key in a YAML document, by key path."""
+    lines: dict[KeyPath, int] = {}
+
+    def walk(node: Any, path: KeyPath) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+
+    try:
+        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    except yaml.YAMLError:
+        pass
+    return lines
+
+
+def read_yaml(path: str | Path, what: str = "a mapping") -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """The mapping of a YAML file and the line of each of its keys (see :func:`key_lines`).
+
+    A missing file, invalid YAML (with its line) and a document that is not a mapping
+    (``what`` says which mapping) are :class:`ConfigError` naming the file.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -99,23 +137,198 @@ def load_yaml(cls: type[C], path: str | Path) -> C:
     except yaml.YAMLError as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         raise ConfigError(f"invalid YAML: {error}", path, None if line is None else line + 1) from None
-    return from_dict(cls, data, source=path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config file must be {what}", path)
+    return data, key_lines(text)
 
 
-def apply_overrides(config: C, overrides: list[str]) -> C:
-    """Apply ``key.sub=value`` strings (values parsed as YAML) to a dataclass config."""
-    data = to_dict(config)
+def dataclass_of(hint: Any) -> type | None:
+    """The dataclass a field hint holds (``X`` or ``X | None``), else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    for option in typing.get_args(hint):
+        if dataclasses.is_dataclass(option):
+            return option
+    return None
+
+
+def _is_mapping(hint: Any) -> bool:
+    return hint is dict or typing.get_origin(hint) is dict
+
+
+def _list_item(hint: Any) -> Any:
+    """The item hint of a ``list[X]`` / ``tuple[X, ...]`` field hint (also inside ``| None``), else None."""
+    for option in (hint, *typing.get_args(hint)):
+        if typing.get_origin(option) in (list, tuple):
+            args = typing.get_args(option)
+            return args[0] if args else Any
+    return None
+
+
+def _field_hint(cls: type, key: str) -> Any:
+    """The type hint of init field ``key`` of dataclass ``cls``; None when there is no such field."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    return typing.get_type_hints(cls)[key] if key in fields else None
+
+
+def _unknown_key(cls: type, data: Any, path: KeyPath, free: dict[KeyPath, type]) -> tuple[KeyPath, type] | None:
+    """The first key path of ``data`` that ``cls`` (recursively) does not have, with the class that lacks it.
+
+    ``free``: key paths of free-form mappings whose keys must fit a class known only at run time
+    (``encoder.overrides`` -> the encoder family's config).
+    """
+    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key, value in data.items():
+        child = (*path, str(key))
+        if key not in fields:
+            return child, cls
+        hint = hints[key]
+        nested = dataclass_of(hint) or (free.get(child) if _is_mapping(hint) else None)
+        if nested is not None:
+            found = _unknown_key(nested, value, child, free)
+            if found is not None:
+                return found
+        item = _list_item(hint)
+        if dataclasses.is_dataclass(item) and isinstance(value, list):
+            for index, element in enumerate(value):
+                found = _unknown_key(item, element, (*child, str(index)), free)
+                if found is not None:
+                    return found
+    return None
+
+
+def check_keys(
+    cls: type,
+    data: dict[str, Any],
+    source: str | Path | None = None,
+    lines: dict[KeyPath, int] | None = None,
+    free: dict[KeyPath, type] | None = None,
+) -> None:
+    """Raise a :class:`ConfigError` naming the first unknown key of a raw config (and its line)."""
+    found = _unknown_key(cls, data, (), free or {})
+    if found is None:
+        return
+    path, owner = found
+    known = ", ".join(sorted(f.name for f in dataclasses.fields(owner) if f.init))
+    raise ConfigError(
+        f"unknown key {'.'.join(path)!r} ({owner.__name__} has: {known})", source, (lines or {}).get(path)
+    )
+
+
+_WHERE = re.compile(r"^(?P<path>[A-Za-z_][\w.]*)(\[\d+\])?:")
+
+
+def with_line(error: ConfigError, source: str | Path, lines: dict[KeyPath, int]) -> ConfigError:
+    """The same error naming ``source`` and, when its message starts with a key path, that key's line."""
+    match = _WHERE.match(error.message)
+    line = lines.get(tuple(match["path"].split("."))) if match else None
+    return ConfigError(error.message, source, line)
+
+
+def build_config(
+    cls: type[C],
+    data: dict[str, Any],
+    source: str | Path | None = None,
+    lines: dict[KeyPath, int] | None = None,
+    *,
+    free: dict[KeyPath, type] | None = None,
+    validate: Callable[[C], None] | None = None,
+) -> C:
+    """Check and build dataclass ``cls`` from a raw mapping; errors name ``source`` and the key's line.
+
+    Unknown keys (also inside the ``free`` mappings), wrong types and values, and what
+    ``validate`` raises for the built config are :class:`ConfigError`.
+    """
+    lines = lines or {}
+    check_keys(cls, data, source, lines, free)
+    try:
+        config = from_dict(cls, data)
+        if validate is not None:
+            validate(config)
+    except ConfigError as error:
+        if source is None or error.path is not None:
+            raise
+        raise with_line(error, source, lines) from None
+    return config
+
+
+def load_yaml(cls: type[C], path: str | Path) -> C:
+    """Read a YAML file into dataclass ``cls`` (errors name the file and the key's line)."""
+    data, lines = read_yaml(path)
+    return build_config(cls, data, path, lines)
+
+
+# ----------------------------------------------------------------------------- --set key=value
+
+
+def override_item(key: str, value: Any) -> str:
+    """The ``key=value`` item that sets ``key`` to ``value`` (written as JSON, which YAML reads back)."""
+    return f"{key}={json.dumps(value)}"
+
+
+def set_values(data: dict[str, Any], overrides: list[str], schema: type | None = None) -> dict[str, Any]:
+    """A copy of the raw mapping ``data`` with ``key.sub=value`` items applied (values parsed as YAML).
+
+    With a dataclass ``schema``, every key of a fixed section must be a field of it; inside
+    free-form mappings new keys may be created (checked later against the class they configure).
+    List items are addressed by index. Without a schema any key may be created.
+    """
+    data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not key=value")
-        node = data
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {error}") from None
         parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ConfigError(f"override {item!r}: unknown key {key!r}")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return from_dict(type(config), data)
+        node: Any = data
+        hint: Any = schema
+        for depth, part in enumerate(parts):
+            where = ".".join(parts[: depth + 1])
+            last = depth == len(parts) - 1
+            cls = dataclass_of(hint) if hint is not None else None
+            item_hint = _list_item(hint) if hint is not None else None
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {item!r}: {where!r} is not an item of a list of {len(node)}")
+                index: Any = int(part)
+                hint = item_hint
+            elif isinstance(node, dict):
+                index = part
+                if cls is not None:
+                    hint = _field_hint(cls, part)
+                    if hint is None:
+                        raise ConfigError(f"--set {item!r}: unknown key {where!r}")
+                else:
+                    hint = None  # a free-form mapping (or no schema): anything below goes
+            else:
+                raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth])!r} is not a section")
+            if last:
+                node[index] = value
+            else:
+                if not isinstance(node[index] if isinstance(node, list) else node.get(index), (dict, list)):
+                    node[index] = {}
+                node = node[index]
+    return data
+
+
+def apply_overrides(config: Any, overrides: list[str], *, schema: type | None = None) -> Any:
+    """Apply ``key.sub=value`` items (the ``--set`` option) to a config; the one implementation.
+
+    ``config``: a dataclass instance (returns a new, checked instance of its class), or a raw
+    mapping (returns the changed mapping; ``schema`` is the dataclass it must fit). See
+    :func:`set_values` for the semantics.
+    """
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        cls = type(config)
+        return from_dict(cls, set_values(to_dict(config), overrides, cls))
+    if not isinstance(config, dict):
+        raise TypeError(f"apply_overrides takes a dataclass config or a mapping, got {type(config).__name__}")
+    return set_values(config, overrides, schema)

@@ -49,37 +49,20 @@ def iterate(
 
     Finished stages are skipped, so the same command continues an interrupted run.
     """
-    import dataclasses
-
     from audiossl.config import apply_overrides, load_yaml
-    from audiossl.errors import ConfigError
-    from audiossl.train.iterations import IterationsConfig, IterationSpec, run_iterations
+    from audiossl.train.iterations import IterationsConfig, flag_overrides, run_iterations
 
-    settings = load_yaml(IterationsConfig, plan) if plan is not None else IterationsConfig()
-    changes: dict[str, object] = {}
-    if config is not None:
-        changes["pretrain"] = config
-    if overrides:
-        changes["overrides"] = [*settings.overrides, *overrides]
-    if ref_label is not None:
-        changes["reference"] = ref_label
-    specs = list(settings.iterations)
-    if clusters:
-        specs = [
-            specs[i] if i < len(specs) else IterationSpec(layer=specs[-1].layer or 6) for i in range(len(clusters))
-        ]
-        specs = [dataclasses.replace(spec, n_clusters=k) for spec, k in zip(specs, clusters, strict=True)]
-    if layers:
-        if len(layers) not in (1, len(specs) - 1):
-            raise ConfigError(f"--layer: give one layer, or one per iteration after the first ({len(specs) - 1})")
-        chosen = layers * (len(specs) - 1) if len(layers) == 1 else layers
-        specs = [specs[0], *(dataclasses.replace(spec, layer=n) for spec, n in zip(specs[1:], chosen, strict=True))]
-    if steps:
-        if len(steps) != len(specs):
-            raise ConfigError(f"--steps: give one value per iteration ({len(specs)})")
-        specs = [dataclasses.replace(spec, max_steps=n) for spec, n in zip(specs, steps, strict=True)]
-    settings = dataclasses.replace(settings, **changes, iterations=specs)
-    settings = apply_overrides(settings, list(plan_overrides or []))
+    plan_config = load_yaml(IterationsConfig, plan) if plan is not None else IterationsConfig()
+    shortcuts = flag_overrides(
+        plan_config,
+        pretrain=config,
+        overrides=overrides,
+        clusters=clusters,
+        layers=layers,
+        steps=steps,
+        reference=ref_label,
+    )
+    settings = apply_overrides(plan_config, [*shortcuts, *(plan_overrides or [])])
     result = run_iterations(settings, data, out)
     if result.stopped_by is not None:
         typer.echo(f"stopped ({result.stopped_by}); run the same command again to continue", err=True)

@@ -11,10 +11,6 @@ against the encoder family's config, ``objective.config`` against the objective'
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import re
-import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,7 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
-from audiossl.config import from_dict, to_dict
+from audiossl.config import apply_overrides, build_config, from_dict, read_yaml, to_dict
+from audiossl.config import check_keys as config_check_keys
 from audiossl.data.config import DataConfig
 from audiossl.errors import ConfigError
 from audiossl.models.config import EncoderSection, encoder_config, frontend_settings
@@ -243,37 +240,6 @@ def preset_path(name: str) -> Path:
     return Path(str(files[name]))
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """1-based line of every mapping key in a YAML document, by key path."""
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(node: Any, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = (*path, str(key.value))
-                lines[child] = key.start_mark.line + 1
-                walk(value, child)
-
-    try:
-        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
-    except yaml.YAMLError:
-        pass
-    return lines
-
-
-def _dataclass_of(hint: Any) -> type | None:
-    if dataclasses.is_dataclass(hint):
-        return hint
-    for option in typing.get_args(hint):
-        if dataclasses.is_dataclass(option):
-            return option
-    return None
-
-
-def _is_mapping(hint: Any) -> bool:
-    return hint is dict or typing.get_origin(hint) is dict
-
-
 def _free_targets(data: dict[str, Any]) -> dict[tuple[str, ...], type]:
     """The classes that the free-form mappings of a raw config must fit (when their names resolve)."""
     import audiossl.objectives  # noqa: F401
@@ -297,101 +263,16 @@ def _free_targets(data: dict[str, Any]) -> dict[tuple[str, ...], type]:
     return targets
 
 
-def _check_keys(
-    cls: type, data: Any, path: tuple[str, ...], targets: dict[tuple[str, ...], type]
-) -> tuple[tuple[str, ...], type] | None:
-    """The first key path of ``data`` that ``cls`` (recursively) does not have, with the class that lacks it."""
-    if not isinstance(data, dict) or not dataclasses.is_dataclass(cls):
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    for key, value in data.items():
-        child = (*path, str(key))
-        if key not in fields:
-            return child, cls
-        nested = _dataclass_of(hints[key]) or (targets.get(child) if _is_mapping(hints[key]) else None)
-        if nested is not None:
-            found = _check_keys(nested, value, child, targets)
-            if found is not None:
-                return found
-    return None
-
-
 def check_keys(data: dict[str, Any], source: str | Path | None, lines: dict[tuple[str, ...], int]) -> None:
     """Raise a :class:`ConfigError` (with the line) for the first unknown key of a raw config."""
-    found = _check_keys(PretrainConfig, data, (), _free_targets(data))
-    if found is None:
-        return
-    path, cls = found
-    known = ", ".join(sorted(f.name for f in dataclasses.fields(cls) if f.init))
-    raise ConfigError(f"unknown key {'.'.join(path)!r} ({cls.__name__} has: {known})", source, lines.get(path))
-
-
-def _section_hint(cls: type, key: str) -> Any:
-    if not dataclasses.is_dataclass(cls):
-        return None
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    return typing.get_type_hints(cls)[key] if key in fields else None
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values parsed as YAML) to a raw config mapping.
-
-    Keys of the fixed sections must exist; inside free-form mappings (``encoder.overrides``,
-    ``objective.config``, ``data.frontend_config``) new keys may be created, and are checked
-    afterwards against the class they configure.
-    """
-    data = copy.deepcopy(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r} is not key=value")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML: {error}") from None
-        parts = key.split(".")
-        node, cls = data, PretrainConfig
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            if cls is not None:
-                hint = _section_hint(cls, part)
-                if hint is None:
-                    raise ConfigError(f"--set {item!r}: unknown key {'.'.join(parts[: depth + 1])!r}")
-                cls = _dataclass_of(hint)
-            if last:
-                node[part] = value
-            else:
-                if not isinstance(node.get(part), dict):
-                    node[part] = {}
-                node = node[part]
-    return data
-
-
-_WHERE = re.compile(r"^(?P<path>[A-Za-z_][\w.]*)(\[\d+\])?:")
-
-
-def _with_line(error: ConfigError, source: str | Path, lines: dict[tuple[str, ...], int]) -> ConfigError:
-    """The same error naming ``source`` and, when its message starts with a key path, that key's line."""
-    match = _WHERE.match(error.message)
-    line = lines.get(tuple(match["path"].split("."))) if match else None
-    return ConfigError(error.message, source, line)
+    config_check_keys(PretrainConfig, data, source, lines, _free_targets(data))
 
 
 def config_from_dict(
     data: dict[str, Any], source: str | Path | None = None, lines: dict[tuple[str, ...], int] | None = None
 ) -> PretrainConfig:
     """Check and build a :class:`PretrainConfig` from a raw mapping (keys, types, names, values)."""
-    lines = lines or {}
-    check_keys(data, source, lines)
-    try:
-        config = from_dict(PretrainConfig, data)
-        validate(config)
-    except ConfigError as error:
-        if source is None or error.path is not None:
-            raise
-        raise _with_line(error, source, lines) from None
-    return config
+    return build_config(PretrainConfig, data, source, lines, free=_free_targets(data), validate=validate)
 
 
 def resolve_config(name_or_path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
@@ -399,21 +280,10 @@ def resolve_config(name_or_path: str | Path, overrides: list[str] | None = None)
     candidate = Path(name_or_path)
     is_file = candidate.suffix in (".yaml", ".yml") or candidate.is_file() or len(candidate.parts) > 1
     path = candidate if is_file else preset_path(str(name_or_path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("config file not found", path) from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise ConfigError(f"invalid YAML: {error}", path, None if mark is None else mark.line + 1) from None
-    if not isinstance(data, dict):
-        raise ConfigError("a config file must be a mapping of sections (data, encoder, objective, optim, run)", path)
-    lines = _key_lines(text)
+    data, lines = read_yaml(path, "a mapping of sections (data, encoder, objective, optim, run)")
     config = config_from_dict(data, path, lines)
     if overrides:
-        changed = apply_overrides(data, overrides)
+        changed = apply_overrides(data, overrides, schema=PretrainConfig)
         check_keys(changed, "--set", {})
         config = config_from_dict(changed)
     return config

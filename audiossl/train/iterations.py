@@ -32,7 +32,7 @@ import yaml
 
 from audiossl.cluster.kmeans import KMeansConfig
 from audiossl.cluster.pipeline import FitConfig, fit_kmeans_dir, label_with_kmeans_dir
-from audiossl.config import to_dict
+from audiossl.config import override_item, to_dict
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write
 from audiossl.train.checkpoint import latest_checkpoint
@@ -109,6 +109,53 @@ class IterationsConfig:
         for number, spec in enumerate(self.iterations[1:], start=2):
             if spec.layer is None:
                 raise ConfigError(f"iterations[{number - 1}]: iteration {number} needs the layer to cluster")
+
+
+def flag_overrides(
+    config: IterationsConfig,
+    *,
+    pretrain: str | None = None,
+    overrides: list[str] | None = None,
+    clusters: list[int] | None = None,
+    layers: list[int] | None = None,
+    steps: list[int] | None = None,
+    reference: str | None = None,
+) -> list[str]:
+    """The ``--set`` items that the shortcut options of ``audiossl hubert iterate`` stand for, on ``config``.
+
+    ``pretrain``/``reference`` replace those keys; ``overrides`` are added after the plan's;
+    ``clusters`` gives k of each iteration and so their number (new ones cluster the layer of
+    the last, 6 by default); ``layers`` (one for all, or one per iteration after the first) and
+    ``steps`` (one per iteration) set those fields. Applied with
+    :func:`audiossl.config.apply_overrides` like any other ``--set``.
+    """
+    sets = []
+    if pretrain is not None:
+        sets.append(override_item("pretrain", pretrain))
+    if overrides:
+        sets.append(override_item("overrides", [*config.overrides, *overrides]))
+    if reference is not None:
+        sets.append(override_item("reference", reference))
+    specs = [to_dict(spec) for spec in config.iterations]
+    if clusters:
+        fresh = to_dict(IterationSpec(layer=config.iterations[-1].layer or 6))
+        specs = [specs[i] if i < len(specs) else dict(fresh) for i in range(len(clusters))]
+        for spec, k in zip(specs, clusters, strict=True):
+            spec["n_clusters"] = k
+    if layers:
+        if len(layers) not in (1, len(specs) - 1):
+            raise ConfigError(f"--layer: give one layer, or one per iteration after the first ({len(specs) - 1})")
+        chosen = layers * (len(specs) - 1) if len(layers) == 1 else layers
+        for spec, n in zip(specs[1:], chosen, strict=True):
+            spec["layer"] = n
+    if steps:
+        if len(steps) != len(specs):
+            raise ConfigError(f"--steps: give one value per iteration ({len(specs)})")
+        for spec, n in zip(specs, steps, strict=True):
+            spec["max_steps"] = n
+    if clusters or layers or steps:
+        sets.append(override_item("iterations", specs))
+    return sets
 
 
 @dataclass
