@@ -21,11 +21,20 @@ from audiossl.engine.checkpoint import (
     set_rng_state,
 )
 from audiossl.engine.distributed import DistInfo, all_gather_objects, all_reduce, barrier, broadcast_object
+from audiossl.engine.engine import STOP_EXIT_CODES, Engine, EngineResult, NonFiniteLossError, open_run_dir
 from audiossl.engine.logging import LossEMA, RunLogger, WindowMeter, plot_loss_curve, read_records, truncate_records
+from audiossl.engine.optim import lr_factor, no_weight_decay, parameter_groups
+from audiossl.engine.unit import EngineConfig, TrainUnit
 
 __all__ = [
     "BEST_NAME",
+    "STOP_EXIT_CODES",
     "DistInfo",
+    "Engine",
+    "EngineConfig",
+    "EngineResult",
+    "NonFiniteLossError",
+    "TrainUnit",
     "LossEMA",
     "NonFiniteWeightsError",
     "RunLogger",
@@ -36,6 +45,10 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "link_best",
+    "lr_factor",
+    "no_weight_decay",
+    "open_run_dir",
+    "parameter_groups",
     "plot_loss_curve",
     "prune_checkpoints",
     "read_records",

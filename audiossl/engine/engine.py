@@ -1,0 +1,512 @@
+"""The one training loop: a :class:`~audiossl.engine.unit.TrainUnit` plugged into an :class:`Engine`.
+
+The engine owns the run dir (``ckpt-<step>.pt`` (last N), ``best.pt``, ``train.jsonl``,
+``tensorboard/``, ``loss.png``), refuses to overwrite a run that has checkpoints and resumes
+one exactly; it seeds, builds AdamW from the unit's parameter groups and the lr schedule, runs
+autocast (bf16, or fp16 with a gradient scaler), gradient accumulation and clipping, wraps the
+unit's model in DistributedDataParallel under torchrun, stops cleanly on SIGINT/SIGTERM and
+before an update with a non-finite loss or gradient.
+
+Exactness. A run stopped at step k and resumed reaches the same weights as an uninterrupted
+run when the unit's data order and per-batch draws depend only on (seed, position): the
+global random states of every process are saved in each checkpoint and restored. On a resume
+``train.jsonl`` is cut back to the restored step, so each step is logged once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+import threading
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audiossl.engine import distributed
+from audiossl.engine.checkpoint import (
+    BEST_NAME,
+    assert_finite,
+    link_best,
+    prune_checkpoints,
+    remove_stale_temporaries,
+    rng_state,
+    save_checkpoint,
+    seed_all,
+    set_rng_state,
+)
+from audiossl.engine.logging import LossEMA, RunLogger, WindowMeter, format_eta, plot_loss_curve, truncate_records
+from audiossl.engine.optim import build_scheduler, load_scheduler_state, scheduler_state
+from audiossl.engine.unit import EngineConfig, TrainUnit
+from audiossl.errors import ConfigError, UserError
+from audiossl.fileio import CHECKPOINT_FORMAT, checkpoint_path, latest_checkpoint, load_checkpoint
+from audiossl.nn.outputs import LossOutput
+from audiossl.progress import progress
+
+#: Exit statuses of a run stopped by a signal (the shell's 128 + signal number).
+STOP_EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLossError(UserError):
+    """The loss (or the gradient) became NaN or Inf; the run stopped before updating the weights."""
+
+
+@dataclass
+class EngineResult:
+    """How a run ended: last step, why it stopped early (None when it finished), checkpoints, losses."""
+
+    run_dir: Path
+    step: int
+    stopped_by: str | None
+    checkpoint: Path | None
+    best: Path | None
+    loss_ema: float
+    loss: float
+    valid_loss: float | None
+
+
+Callback = Callable[[Any], None]
+
+
+def open_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (``resume``), else None; refuses to resume nothing or overwrite a run."""
+    existing = latest_checkpoint(run_dir)
+    if resume and existing is None:
+        raise ConfigError("--resume: no checkpoint (ckpt-*.pt) in this run dir", run_dir)
+    if not resume and existing is not None:
+        raise ConfigError(
+            f"run dir already holds checkpoints ({existing.name}); pass --resume to continue it "
+            "or choose another --out",
+            run_dir,
+        )
+    return existing
+
+
+class Engine:
+    """Train ``unit`` under ``config`` into ``run_dir`` (``resume``: from its newest checkpoint).
+
+    ``callbacks`` are called after every optimizer step with the engine (tests use them to
+    interrupt a run). Construction sets everything up; :meth:`train` runs; :meth:`close` ends.
+    """
+
+    def __init__(
+        self,
+        unit: TrainUnit,
+        config: EngineConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.unit = unit
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.callbacks = list(callbacks)
+        self.logger = unit.logger
+        self.dist = distributed.setup(config.device)
+        self.device = self.dist.device
+        self._stop_requested: str | None = None
+        self._saved_step = -1
+        self._last_valid: tuple[int, float] = (-1, math.nan)
+        self.last_loss = math.nan
+        self.log: RunLogger | None = None
+        try:
+            self._setup(resume)
+        except BaseException:
+            distributed.cleanup(self.dist)
+            raise
+
+    # ------------------------------------------------------------------------- set-up
+
+    def _setup(self, resume: bool) -> None:
+        config = self.config
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        resume_path = open_run_dir(self.run_dir, resume)
+        state = load_checkpoint(resume_path) if resume_path is not None else None
+        if self.dist.is_main:
+            remove_stale_temporaries(self.run_dir)
+        seed_all(config.seed)
+        self.unit.engine = self
+        self.unit.setup(self, restoring=state is not None)
+        self.optimizer = torch.optim.AdamW(
+            self.unit.parameter_groups(config), lr=config.lr, betas=tuple(config.betas), eps=config.eps
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            warmup_steps=config.warmup_steps,
+            schedule=config.schedule,
+            max_steps=config.max_steps,
+            min_lr_ratio=config.min_lr_ratio,
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        self.autocast_dtype = AUTOCAST_DTYPES[config.precision]
+        self.step = 0
+        self.ema = LossEMA(config.ema_decay)
+        self.best, self.best_step = math.inf, None
+        self.elapsed_before = 0.0
+        if state is not None:
+            self._restore(state, resume_path)
+        else:
+            seed_all(config.seed + self.dist.rank)  # ranks draw different dropout
+        self.model = self.wrap(self.unit.model, config.find_unused_parameters)
+        if self.dist.is_main and state is not None:
+            truncate_records(self.run_dir / "train.jsonl", self.step)
+        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=config.tensorboard)
+        if self.dist.is_main:
+            event = {"kind": "event", "event": "resume" if state else "start", "step": self.step}
+            self.log.write({**event, **self.unit.start_record(), "world_size": self.dist.world_size})
+
+    def wrap(self, module: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
+        """``module`` in DistributedDataParallel under torchrun (itself for one process)."""
+        if not self.dist.distributed or not any(p.requires_grad for p in module.parameters()):
+            return module
+        return torch.nn.parallel.DistributedDataParallel(
+            module,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=find_unused_parameters,
+        )
+
+    def autocast(self) -> AbstractContextManager:
+        """The autocast region of ``config.precision`` on this device (units wrap their model call in it)."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _restore(self, state: dict[str, Any], path: Path) -> None:
+        """Load every state of a checkpoint; the log says where the run continues from."""
+        self.unit.load_state_dict(state, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        load_scheduler_state(self.scheduler, state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self._saved_step = self.step
+        meta = state.get("trainer", {})
+        self.ema = LossEMA(self.config.ema_decay, float(meta.get("ema_value", 0.0)), int(meta.get("ema_count", 0)))
+        self.best = float(meta.get("best", math.inf))
+        self.best_step = meta.get("best_step")
+        self.elapsed_before = float(meta.get("elapsed_s", 0.0))
+        rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one dict: older single runs
+        if len(rng) == self.dist.world_size:
+            set_rng_state(rng[self.dist.rank])
+        else:
+            self.logger.warning(
+                "checkpoint was written by %d process(es), this run has %d: random states are re-seeded, "
+                "so the continuation is not bit-exact",
+                len(rng),
+                self.dist.world_size,
+            )
+            seed_all(self.config.seed + 1000 * self.step + self.dist.rank)
+        if self.dist.is_main:
+            self.logger.info("resuming from step %d of %s", self.step, path)
+
+    # ------------------------------------------------------------------------- the loop
+
+    def request_stop(self, reason: str = "request") -> None:
+        """Stop after the current step, writing a checkpoint (what SIGINT/SIGTERM do)."""
+        self._stop_requested = self._stop_requested or reason
+
+    def train(self) -> EngineResult:
+        """Train until ``max_steps`` or a stop request; return how it ended."""
+        config, unit = self.config, self.unit
+        previous = self._install_signal_handlers()
+        unit.train()
+        batches = unit.batches()
+        meter = WindowMeter()
+        started = window_start = time.monotonic()
+        steps_left = max(config.max_steps - self.step, 0)
+        bar = progress(range(steps_left), desc=config.label, total=steps_left, unit="step")
+        stopped_by = None
+        try:
+            for _ in bar:
+                values, utterances, seconds, stop = self._train_step(batches)
+                self.step += 1
+                unit.on_step_end(self.step)
+                self.ema.update(values.pop("global_loss"))  # the same on every process
+                meter.add(values, utterances, seconds)
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(
+                        loss=f"{values['loss']:.3f}",
+                        utt_s=f"{meter.utterances / max(time.monotonic() - window_start, 1e-9):.1f}",
+                    )
+                if self.step % config.log_every == 0 or self.step == config.max_steps:
+                    now = time.monotonic()
+                    per_step = (now - started) / max(self.step - (config.max_steps - steps_left), 1)
+                    self._log_window(
+                        meter, now - window_start, now - started, per_step * (config.max_steps - self.step)
+                    )
+                    meter.reset()
+                    window_start = now
+                if unit.has_validation and self.step % (config.valid_every or config.checkpoint_every) == 0:
+                    self.validate()
+                if self.step % config.checkpoint_every == 0:
+                    self.save()
+                for callback in self.callbacks:
+                    callback(self)
+                if self._agree_stop(stop):
+                    stopped_by = self._stop_requested or "a stop request on another process"
+                    break
+        finally:
+            self._restore_signal_handlers(previous)
+            if hasattr(bar, "close"):
+                bar.close()
+        if self._saved_step != self.step and self.step > 0:
+            if unit.has_validation and stopped_by is None and self._last_valid[0] != self.step:
+                self.validate()
+            self.save()
+        self.elapsed_before += time.monotonic() - started
+        if stopped_by is not None:
+            self.logger.warning(
+                "stopped by %s at step %d; checkpoint %s (continue with --resume)",
+                stopped_by,
+                self.step,
+                checkpoint_path(self.run_dir, self.step),
+            )
+        if self.dist.is_main:
+            self.log.write({"kind": "event", "event": "stop" if stopped_by else "finish", "step": self.step})
+            plot_loss_curve(self.log.path, self.run_dir / "loss.png")
+        best = self.run_dir / BEST_NAME
+        valid = self._last_valid[1] if self._last_valid[0] >= 0 else None
+        return EngineResult(
+            self.run_dir,
+            self.step,
+            stopped_by,
+            latest_checkpoint(self.run_dir),
+            best if best.is_file() else None,
+            self.ema.mean,
+            self.last_loss,
+            valid,
+        )
+
+    def _train_step(self, batches: Iterator[Any]) -> tuple[dict[str, float], int, float, bool]:
+        """One optimizer step over ``accumulation_steps`` micro-batches -> (values, utterances, seconds, stop).
+
+        ``values``: this process's loss, parts and metrics (means over micro-batches), the gradient
+        norm, and ``global_loss``, the loss averaged over all processes.
+        """
+        config, unit = self.config, self.unit
+        accumulation = config.accumulation_steps
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = defaultdict(float)
+        utterances, seconds, bad = 0, 0.0, None
+        for micro in range(accumulation):
+            item = next(batches)
+            last = micro == accumulation - 1
+            sync = self.model.no_sync() if self.model is not unit.model and not last else nullcontext()
+            with sync:
+                out = unit.forward(self.model, item, self.step)
+                self.scaler.scale(out.total / accumulation).backward()
+            values = loss_values(out)
+            if bad is None and not math.isfinite(values["loss"]):
+                bad = (values, unit.describe(item))
+            for name, value in values.items():
+                sums[name] += value / accumulation
+            done, audio = unit.measure(item)
+            utterances += done
+            seconds += audio
+        # One collective per step: any rank's NaN or stop request, and the loss averaged over ranks.
+        shared = [float(bad is not None), float(self._stop_requested is not None), 0.0 if bad else sums["loss"]]
+        flags = distributed.all_reduce(torch.tensor(shared, dtype=torch.float64, device=self.device), self.dist).cpu()
+        global_loss = float(flags[2]) / self.dist.world_size
+        if flags[0] > 0:
+            self._raise_nonfinite("loss", bad)
+        self.scaler.unscale_(self.optimizer)
+        clip = config.grad_clip if config.grad_clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(unit.model.parameters(), clip))
+        if not self.scaler.is_enabled() and not math.isfinite(grad_norm):
+            self._raise_nonfinite("gradient norm", ({"loss": grad_norm}, f"epoch {unit.epoch}, batch -1"))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        with warnings.catch_warnings():
+            # fp16: the scaler skips steps whose gradients overflowed; the schedule still advances.
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+            self.scheduler.step()
+        sums["grad_norm"] = grad_norm
+        return {**sums, "global_loss": global_loss}, utterances, seconds, bool(flags[1] > 0)
+
+    def _raise_nonfinite(self, what: str, bad: tuple[dict[str, float], str] | None) -> None:
+        last = latest_checkpoint(self.run_dir)
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        detail = ""
+        if bad is not None:
+            values, where = bad
+            parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if k != "loss")
+            where = f", {where}" if where else ""
+            detail = f" ({what} {values['loss']}{where}{'; ' + parts if parts else ''})"
+        message = (
+            f"non-finite {what} at step {self.step + 1}{detail}: the run stopped before updating the weights; "
+            f"{kept}. {self.unit.nonfinite_hint}"
+        )
+        if self.dist.is_main:
+            self.log.write({"kind": "event", "event": "nonfinite", "step": self.step + 1, "message": message})
+        raise NonFiniteLossError(message)
+
+    # ------------------------------------------------------------------------- validation, logs
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean validation loss per item over every process (None when the unit has no validation data)."""
+        if not self.unit.has_validation:
+            return None
+        self.unit.train(False)
+        try:
+            sums = self.unit.validate(self.step) or {}
+        finally:
+            self.unit.train(True)
+        total = merge_sums(distributed.all_gather_objects(dict(sums), self.dist))
+        items = max(total.pop("items", 0.0), 1.0)
+        means = {name: value / items for name, value in total.items()}
+        loss = means.pop("loss", math.nan)
+        record = {"kind": "valid", "step": self.step, "loss": loss, "parts": means}
+        self._last_valid = (self.step, loss)
+        self.log.write(record)
+        if self.dist.is_main:
+            self.logger.info("step %d validation loss %.4f", self.step, loss)
+        return loss
+
+    def _log_window(self, meter: WindowMeter, seconds: float, elapsed: float, eta: float) -> None:
+        """Write one ``train`` record: window means over steps and processes, throughput over ``seconds``."""
+        gathered = distributed.all_gather_objects((meter.means(), meter.utterances, meter.audio_seconds), self.dist)
+        means = merge_sums([m for m, _, _ in gathered])
+        means = {name: value / len(gathered) for name, value in means.items()}
+        utterances = sum(u for _, u, _ in gathered)
+        audio = sum(a for _, _, a in gathered)
+        metrics = {k[len("metrics/") :]: v for k, v in means.items() if k.startswith("metrics/")}
+        parts = {k[len("parts/") :]: v for k, v in means.items() if k.startswith("parts/")}
+        found = self.unit.warnings(metrics)
+        record = {
+            "kind": "train",
+            "step": self.step,
+            "epoch": self.unit.epoch,
+            "lr": self.scheduler.get_last_lr()[0],
+            "loss": means["loss"],
+            "loss_ema": self.ema.mean,
+            "grad_norm": means.get("grad_norm", math.nan),
+            "parts": parts,
+            "metrics": metrics,
+            "utt_per_s": utterances / max(seconds, 1e-9),
+            "audio_s_per_s": audio / max(seconds, 1e-9),
+            "elapsed_s": self.elapsed_before + elapsed,
+            "warnings": found,
+        }
+        self.last_loss = record["loss"]
+        self.log.write(record)
+        if self.dist.is_main:
+            self.logger.info(
+                "step %d/%d loss %.4f (ema %.4f) lr %.3g %.1f utt/s %.1f audio-s/s eta %s",
+                self.step,
+                self.config.max_steps,
+                record["loss"],
+                record["loss_ema"],
+                record["lr"],
+                record["utt_per_s"],
+                record["audio_s_per_s"],
+                format_eta(eta),
+            )
+            for warning in found:
+                self.logger.warning("step %d: %s", self.step, warning)
+
+    # ------------------------------------------------------------------------- checkpoints
+
+    def state_dict(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        """Everything a checkpoint holds: the unit's entries and the engine's (optimizer, schedule, rng...)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            **self.unit.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler_state(self.scheduler),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": rng,
+            "world_size": self.dist.world_size,
+            "trainer": {
+                "ema_value": self.ema.value,
+                "ema_count": self.ema.count,
+                "best": self.best,
+                "best_step": self.best_step,
+                "elapsed_s": self.elapsed_before,
+            },
+        }
+
+    def save(self) -> Path:
+        """Write ``ckpt-<step>.pt`` (all processes take part; the main one writes), prune, update best.
+
+        Best is judged on the validation loss of this step when there is validation data (a
+        checkpoint without a validation at its step is not a candidate), else on the loss EMA.
+        """
+        assert_finite(self.unit.model)
+        rng = distributed.all_gather_objects(rng_state(), self.dist)
+        path = checkpoint_path(self.run_dir, self.step)
+        if self.unit.has_validation:
+            score = self._last_valid[1] if self._last_valid[0] == self.step else math.nan
+        else:
+            score = self.ema.mean
+        improved = self.config.keep_best and math.isfinite(score) and score < self.best
+        if improved:
+            self.best, self.best_step = score, self.step
+        if self.dist.is_main:
+            save_checkpoint(self.state_dict(rng), path)
+            if improved:
+                link_best(path, self.run_dir / BEST_NAME)
+            prune_checkpoints(self.run_dir, self.config.keep_last)
+        distributed.barrier(self.dist)
+        self._saved_step = self.step
+        return path
+
+    # ------------------------------------------------------------------------- signals
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self._stop_requested is not None:
+                raise KeyboardInterrupt(f"second {name}: stopping now without a checkpoint")
+            self._stop_requested = name
+            self.logger.warning("%s: stopping after this step with a checkpoint (send it again to stop at once)", name)
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _agree_stop(self, agreed_so_far: bool) -> bool:
+        """Whether any process was asked to stop (every process must stop after the same step)."""
+        flag = torch.tensor([float(agreed_so_far or self._stop_requested is not None)], dtype=torch.float64)
+        return bool(distributed.all_reduce(flag.to(self.device), self.dist, op="max").item() > 0)
+
+    def close(self) -> None:
+        """Close logs and leave the process group."""
+        if self.log is not None:
+            self.log.close()
+        distributed.cleanup(self.dist)
+
+
+def loss_values(out: LossOutput) -> dict[str, float]:
+    """Loss, parts and metrics of one forward pass as floats (one device transfer)."""
+    tensors = {"loss": out.total, **{f"parts/{name}": value for name, value in out.parts.items()}}
+    stacked = torch.stack([value.detach().float().reshape(()) for value in tensors.values()]).cpu().tolist()
+    values = dict(zip(tensors, stacked, strict=True))
+    values.update({f"metrics/{name}": float(value) for name, value in out.metrics.items()})
+    return values
+
+
+def merge_sums(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """Per-name sums over a list of dicts."""
+    merged: dict[str, float] = defaultdict(float)
+    for values in dicts:
+        for name, value in values.items():
+            merged[name] += value
+    return dict(merged)
