@@ -5,9 +5,10 @@ At start-up :func:`mount_plugins` adds every discovered plugin's typer app to th
 ``audiossl plugins list``) and the other commands keep working, unless
 ``AUDIOSSL_STRICT_PLUGINS=1`` (then every command stops with the error).
 
-Plugin authors build thin ``train`` / ``evaluate`` commands from the option types below and
-:func:`downstream_config`, :func:`run_training` and :func:`run_evaluation`, so every plugin
-takes the same upstream, mode and optimiser options.
+Plugin authors build thin ``train`` / ``evaluate`` commands from the option types and
+:func:`~audiossl.cli.options.downstream_options` of :mod:`audiossl.cli.options` (re-exported
+here) and :func:`run_training` and :func:`run_evaluation`, so every plugin takes the same
+upstream, mode and optimiser options, defined once.
 """
 
 from __future__ import annotations
@@ -15,9 +16,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING
 
 import typer
+
+# Shared option types: defined in audiossl.cli.options, importable here under their old path.
+from audiossl.cli.options import (
+    BatchSecondsOption,
+    CheckpointOption,
+    ConfigOption,
+    DataArgument,
+    DeviceOption,
+    DownstreamSettings,
+    FreezeStepsOption,
+    LrOption,
+    MaxStepsOption,
+    MaxUttSecondsOption,
+    ModeOption,
+    OutOption,
+    ResumeOption,
+    RunDirArgument,
+    SeedOption,
+    SetOption,
+    UpstreamLrOption,
+    UpstreamOption,
+    ValidOption,
+    downstream_config,
+    downstream_options,
+)
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -31,6 +57,35 @@ app = typer.Typer(help="Installed downstream-task plugins (entry-point group aud
 #: Plugins mounted at start-up and the errors of those that failed (filled by :func:`mount_plugins`).
 MOUNTED: dict[str, Plugin] = {}
 ERRORS: list[PluginError] = []
+
+__all__ = [
+    "BatchSecondsOption",
+    "CheckpointOption",
+    "ConfigOption",
+    "DataArgument",
+    "DeviceOption",
+    "DownstreamSettings",
+    "FreezeStepsOption",
+    "LrOption",
+    "MaxStepsOption",
+    "MaxUttSecondsOption",
+    "ModeOption",
+    "OutOption",
+    "ResumeOption",
+    "RunDirArgument",
+    "SeedOption",
+    "SetOption",
+    "UpstreamLrOption",
+    "UpstreamOption",
+    "ValidOption",
+    "app",
+    "check_strict",
+    "downstream_config",
+    "downstream_options",
+    "mount_plugins",
+    "run_evaluation",
+    "run_training",
+]
 
 
 def _command_names(root: typer.Typer) -> set[str]:
@@ -99,46 +154,6 @@ def list_plugins() -> None:
 
 
 # ----------------------------------------------------------------------------- helpers for plugin commands
-
-DataArgument = Annotated[Path, typer.Argument(help="Kaldi data dir with the task's labels.", show_default=False)]
-RunDirArgument = Annotated[Path, typer.Argument(help="Downstream run dir (from `train --out`).", show_default=False)]
-UpstreamOption = Annotated[
-    str,
-    typer.Option(
-        "--upstream",
-        "-u",
-        help="Pretrained checkpoint or run dir; random:<checkpoint> (random weights); fbank[:RATE[:BINS]] "
-        "(utterance CMVN); fbank-raw[:RATE[:BINS]].",
-    ),
-]
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output dir (the run dir for train).")]
-ValidOption = Annotated[Path | None, typer.Option("--valid", help="Validation data dir (loss at checkpoints).")]
-ModeOption = Annotated[str | None, typer.Option("--mode", help="frozen (weighted layer sum, SUPERB) or finetune.")]
-FreezeStepsOption = Annotated[
-    int | None, typer.Option("--freeze-steps", help="finetune: encoder frozen for the first N steps.")
-]
-MaxStepsOption = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps [default: 2000].")]
-LrOption = Annotated[float | None, typer.Option("--lr", help="Learning rate of head and layer weights.")]
-UpstreamLrOption = Annotated[float | None, typer.Option("--upstream-lr", help="finetune: encoder learning rate.")]
-BatchSecondsOption = Annotated[float | None, typer.Option("--batch-seconds", help="Padded seconds per batch.")]
-SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed of weights, batch order and crops.")]
-DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="YAML DownstreamConfig to start from; flags override it.")
-]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a DownstreamConfig field: key=value.")]
-ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint.")]
-CheckpointOption = Annotated[Path | None, typer.Option("--checkpoint", help="Checkpoint to use [default: newest].")]
-
-
-def downstream_config(config_file: Path | None = None, sets: list[str] | None = None, **flags: Any) -> DownstreamConfig:
-    """A :class:`DownstreamConfig` from an optional YAML file, then the flags that were given, then ``--set``."""
-    from audiossl.config import apply_overrides, load_yaml
-    from audiossl.downstream.trainer import DownstreamConfig
-
-    base = load_yaml(DownstreamConfig, config_file) if config_file is not None else DownstreamConfig()
-    given = [f"{key}={value}" for key, value in flags.items() if value is not None]
-    return apply_overrides(base, given + list(sets or []))
 
 
 def run_training(

@@ -11,32 +11,25 @@ from typing import Annotated
 
 import typer
 
-from audiossl.cli.plugins import (
-    BatchSecondsOption,
+from audiossl.cli.options import (
     CheckpointOption,
-    ConfigOption,
     DataArgument,
     DeviceOption,
-    FreezeStepsOption,
-    LrOption,
-    MaxStepsOption,
-    ModeOption,
+    DownstreamSettings,
     OutOption,
     ResumeOption,
     RunDirArgument,
-    SeedOption,
-    SetOption,
-    UpstreamLrOption,
     UpstreamOption,
     ValidOption,
-    downstream_config,
-    run_training,
+    downstream_options,
 )
+from audiossl.cli.plugins import run_training
 
 app = typer.Typer(help="CTC speech recognition on any upstream: train, decode, score (WER/CER).", no_args_is_help=True)
 
 
 @app.command()
+@downstream_options()
 def train(
     data: DataArgument,
     out: OutOption,
@@ -50,35 +43,14 @@ def train(
     hidden: Annotated[int, typer.Option(help="Hidden size of the mlp / each bilstm direction.")] = 256,
     layers: Annotated[int, typer.Option(help="bilstm layers.")] = 2,
     dropout: Annotated[float, typer.Option(help="Dropout in the head.")] = 0.1,
-    mode: ModeOption = None,
-    freeze_steps: FreezeStepsOption = None,
-    max_steps: MaxStepsOption = None,
-    lr: LrOption = None,
-    upstream_lr: UpstreamLrOption = None,
-    batch_seconds: BatchSecondsOption = None,
-    seed: SeedOption = None,
-    device: DeviceOption = None,
-    config: ConfigOption = None,
-    set_: SetOption = None,
+    settings: DownstreamSettings = None,
     resume: ResumeOption = False,
 ) -> None:
     """Train a CTC head (tokenizer learned from DATA's text) on an upstream; the run goes to --out."""
     from audiossl_asr.task import ASRTask
 
     task = ASRTask(tokenizer=tokenizer, vocab_size=vocab_size, head=head, hidden=hidden, layers=layers, dropout=dropout)
-    downstream = downstream_config(
-        config,
-        set_,
-        mode=mode,
-        freeze_steps=freeze_steps,
-        max_steps=max_steps,
-        lr=lr,
-        upstream_lr=upstream_lr,
-        batch_seconds=batch_seconds,
-        seed=seed,
-        device=device,
-    )
-    run_training(task, upstream, data, out, downstream, valid=valid, resume=resume)
+    run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
 
 
 @app.command()

@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from audiossl.cli.plugins import (
-    BatchSecondsOption,
+from audiossl.cli.options import (
     CheckpointOption,
-    ConfigOption,
     DataArgument,
     DeviceOption,
-    FreezeStepsOption,
-    LrOption,
-    MaxStepsOption,
-    ModeOption,
+    DownstreamSettings,
+    Flag,
     OutOption,
     ResumeOption,
     RunDirArgument,
-    SeedOption,
-    SetOption,
-    UpstreamLrOption,
     UpstreamOption,
     ValidOption,
-    downstream_config,
-    run_evaluation,
-    run_training,
+    downstream_options,
+    option_group,
 )
+from audiossl.cli.plugins import run_evaluation, run_training
 
 app = typer.Typer(
     help="Emotion recognition: pooled features + classifier; WA (overall accuracy) and UA (mean per-class recall).",
@@ -44,52 +37,44 @@ DropoutOption = Annotated[float, typer.Option("--dropout", help="Dropout before 
 NormalizeOption = Annotated[
     bool, typer.Option("--normalize/--no-normalize", help="Standardise pooled features (BatchNorm, no affine).")
 ]
+
+
+def _make_task(**options: Any) -> Any:
+    from audiossl_er import make_task  # the task pulls in torch: imported when a command runs
+
+    return make_task(**options)
+
+
+#: The classifier options train and cross-validate share; the command receives the task they make.
+task_options = option_group(
+    "task",
+    [
+        Flag("pooling", PoolingOption, "mean"),
+        Flag("hidden_dim", HiddenOption, 0),
+        Flag("class_weights", WeightsOption, False),
+        Flag("dropout", DropoutOption, 0.1),
+        Flag("normalize", NormalizeOption, True),
+    ],
+    _make_task,
+)
 NumFoldsOption = Annotated[
     int | None, typer.Option("--num-folds", help="Speaker groups (default: one speaker per fold).")
 ]
 
 
 @app.command()
+@task_options
+@downstream_options()
 def train(
     data: DataArgument,
     upstream: UpstreamOption,
     out: OutOption,
     valid: ValidOption = None,
-    pooling: PoolingOption = "mean",
-    hidden_dim: HiddenOption = 0,
-    class_weights: WeightsOption = False,
-    dropout: DropoutOption = 0.1,
-    normalize: NormalizeOption = True,
-    mode: ModeOption = None,
-    freeze_steps: FreezeStepsOption = None,
-    max_steps: MaxStepsOption = None,
-    lr: LrOption = None,
-    upstream_lr: UpstreamLrOption = None,
-    batch_seconds: BatchSecondsOption = None,
-    seed: SeedOption = None,
-    device: DeviceOption = None,
-    config: ConfigOption = None,
-    sets: SetOption = None,
+    task: Any = None,
+    settings: DownstreamSettings = None,
     resume: ResumeOption = False,
 ) -> None:
     """Train an emotion classifier on DATA (utt2emo) over an upstream."""
-    from audiossl_er import make_task
-
-    settings = downstream_config(
-        config,
-        sets,
-        mode=mode,
-        freeze_steps=freeze_steps,
-        max_steps=max_steps,
-        lr=lr,
-        upstream_lr=upstream_lr,
-        batch_seconds=batch_seconds,
-        seed=seed,
-        device=device,
-    )
-    task = make_task(
-        pooling=pooling, hidden_dim=hidden_dim, class_weights=class_weights, dropout=dropout, normalize=normalize
-    )
     run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
 
 
@@ -119,36 +104,19 @@ def folds(
 
 
 @app.command("cross-validate")
+@task_options
+@downstream_options(("mode", "max_steps", "lr", "batch_seconds", "seed", "device"))
 def cross_validate_command(
     data: DataArgument,
     upstream: UpstreamOption,
     out: OutOption,
     num_folds: NumFoldsOption = None,
-    pooling: PoolingOption = "mean",
-    hidden_dim: HiddenOption = 0,
-    class_weights: WeightsOption = False,
-    dropout: DropoutOption = 0.1,
-    normalize: NormalizeOption = True,
-    mode: ModeOption = None,
-    max_steps: MaxStepsOption = None,
-    lr: LrOption = None,
-    batch_seconds: BatchSecondsOption = None,
-    seed: SeedOption = None,
-    device: DeviceOption = None,
-    config: ConfigOption = None,
-    sets: SetOption = None,
+    task: Any = None,
+    settings: DownstreamSettings = None,
 ) -> None:
     """Leave-speaker-out cross-validation: train and evaluate every fold; print per-fold and mean WA and UA."""
     from audiossl.downstream.trainer import evaluate_downstream, train_downstream
-    from audiossl_er import make_task
     from audiossl_er.folds import cross_validate
-
-    settings = downstream_config(
-        config, sets, mode=mode, max_steps=max_steps, lr=lr, batch_seconds=batch_seconds, seed=seed, device=device
-    )
-    task = make_task(
-        pooling=pooling, hidden_dim=hidden_dim, class_weights=class_weights, dropout=dropout, normalize=normalize
-    )
 
     def train_fold(train_dir: Path, run_dir: Path) -> Path:
         return train_downstream(task, upstream, train_dir, run_dir, settings).run_dir

@@ -50,6 +50,9 @@ def _one_source(run: Path | None, upstream: str | None) -> None:
 
 
 @app.command()
+@plugin_cli.downstream_options(
+    ("mode", "freeze_steps", "max_steps", "lr", "upstream_lr", "batch_seconds", "max_utt_seconds", "seed", "device")
+)
 def train(
     data: plugin_cli.DataArgument,
     upstream: plugin_cli.UpstreamOption,
@@ -57,19 +60,7 @@ def train(
     valid: Annotated[
         Path | None, typer.Option("--valid", help="Validation data dir (other utterances of the training speakers).")
     ] = None,
-    mode: plugin_cli.ModeOption = None,
-    freeze_steps: plugin_cli.FreezeStepsOption = None,
-    max_steps: plugin_cli.MaxStepsOption = None,
-    lr: plugin_cli.LrOption = None,
-    upstream_lr: plugin_cli.UpstreamLrOption = None,
-    batch_seconds: plugin_cli.BatchSecondsOption = None,
-    max_utt_seconds: Annotated[
-        float | None, typer.Option("--max-utt-seconds", help="Train on random crops of this length (e.g. 3).")
-    ] = None,
-    seed: plugin_cli.SeedOption = None,
-    device: plugin_cli.DeviceOption = None,
-    config: plugin_cli.ConfigOption = None,
-    sets: plugin_cli.SetOption = None,
+    settings: plugin_cli.DownstreamSettings = None,
     task_config: Annotated[
         Path | None, typer.Option("--task-config", help="YAML of the sv task (head, AAM-softmax, scoring).")
     ] = None,
@@ -83,19 +74,6 @@ def train(
     from audiossl.config import apply_overrides, load_yaml
     from audiossl_sv.task import SVTask, SVTaskConfig
 
-    settings = plugin_cli.downstream_config(
-        config,
-        sets,
-        mode=mode,
-        freeze_steps=freeze_steps,
-        max_steps=max_steps,
-        lr=lr,
-        upstream_lr=upstream_lr,
-        batch_seconds=batch_seconds,
-        max_utt_seconds=max_utt_seconds,
-        seed=seed,
-        device=device,
-    )
     task = load_yaml(SVTaskConfig, task_config) if task_config is not None else SVTaskConfig()
     task = apply_overrides(task, list(task_sets or []))
     plugin_cli.run_training(SVTask(task), upstream, data, out, settings, valid=valid, resume=resume)
