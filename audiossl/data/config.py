@@ -37,10 +37,11 @@ class DataConfig:
     """DataLoader worker processes (0 = load in the training process); with ``backend: fairseq2``, the
     parallel calls of its decoding (and fbank) map (0 counts as 1)."""
 
-    backend: Literal["default", "fairseq2"] = "default"
-    """Data loader: ``default`` (torch DataLoader over :class:`~audiossl.data.dataset.AudioDataset`), or
-    ``fairseq2`` (fairseq2's native data pipeline decodes audio in C++ threads; the same batches,
-    ``pip install 'audiossl[fairseq2]'``; plain audio files only: no segments, pipes or resampling)."""
+    backend: str = "default"
+    """Registered data loader (:data:`audiossl.data.backends.DATA_BACKENDS`): ``default`` (torch
+    DataLoader over :class:`~audiossl.data.dataset.AudioDataset`), or ``fairseq2`` (fairseq2's native
+    data pipeline decodes audio in C++ threads; the same batches, ``pip install 'audiossl[fairseq2]'``;
+    plain audio files only: no segments, pipes or resampling)."""
 
     fairseq2_fbank: bool = False
     """With ``backend: fairseq2``: compute the Kaldi fbank in fairseq2's C++ workers (its

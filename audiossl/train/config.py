@@ -20,6 +20,7 @@ import yaml
 
 from audiossl.config import apply_overrides, build_config, from_dict, read_yaml, to_dict
 from audiossl.config import check_keys as config_check_keys
+from audiossl.data.backends import check_data_backend
 from audiossl.data.config import DataConfig
 from audiossl.errors import ConfigError
 from audiossl.models.config import EncoderSection, encoder_config, frontend_settings
@@ -202,11 +203,7 @@ def validate(config: PretrainConfig) -> None:
     """Build every sub-config once so bad names and values fail before any data is read."""
     encoder_config(config)
     objective_config(config)
-    frontend = frontend_settings(config)
-    if config.data.fairseq2_fbank:
-        from audiossl.train.fairseq2_data import check_fairseq2_fbank
-
-        check_fairseq2_fbank(config.data, frontend)
+    check_data_backend(config.data, frontend_settings(config))
 
 
 # ----------------------------------------------------------------------------- presets and files

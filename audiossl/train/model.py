@@ -17,14 +17,14 @@ from typing import Any
 import torch
 
 from audiossl.audio.normalize import GlobalStats, compute_global_stats
+from audiossl.data.backends import TrainData, create_train_data
 from audiossl.encoders import Encoder, create_encoder
 from audiossl.engine import distributed
 from audiossl.engine.checkpoint import link_best  # noqa: F401  (moved to the engine; old import path kept)
 from audiossl.errors import ConfigError
+from audiossl.models import InputPipeline
 from audiossl.objectives import Objective, create_objective
 from audiossl.train.config import PretrainConfig, encoder_config, frontend_settings, objective_config
-from audiossl.train.data import TrainData, create_train_data
-from audiossl.train.inputs import InputPipeline
 
 logger = logging.getLogger(__name__)
 
