@@ -2,7 +2,9 @@
 
 :func:`train_downstream` is the one trainer every plugin uses: it builds the upstream from a
 spec, lets the task prepare its label encoders, then trains head (+ layer weights, + encoder
-when fine-tuning) with AdamW on length-bucketed batches of the training data dir. A run dir
+when fine-tuning) on length-bucketed batches of the training data dir, as a
+:class:`~audiossl.downstream.unit.DownstreamUnit` of the training engine (AdamW with the shared
+no-decay rule, autocast, accumulation, DDP under torchrun). A run dir
 holds ``downstream.json`` (task, options, upstream, config), the task state, atomic
 checkpoints ``ckpt-<step>.pt`` (the last ``keep_last``), ``train.jsonl`` and ``loss.png``.
 A checkpoint carries the optimizer, scheduler, sampler position and random states, so a
@@ -16,35 +18,21 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import random
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from audiossl.config import from_dict, to_dict
-from audiossl.data.dataset import AudioDataset, Batch, collate
-from audiossl.data.sampler import BucketBatchSampler
-from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches
+from audiossl.downstream.task import DownstreamTask, TaskState, check_labels
+from audiossl.downstream.unit import DownstreamUnit, engine_config, validation_losses
 from audiossl.downstream.upstream import MODES, Upstream, load_upstream, parse_fbank_spec
-from audiossl.engine.checkpoint import (
-    prune_checkpoints,
-    remove_stale_temporaries,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from audiossl.engine.logging import RunLogger, plot_loss_curve
-from audiossl.errors import ConfigError, DataError, UserError
-from audiossl.fileio import CHECKPOINT_FORMAT, atomic_write, checkpoint_path, latest_checkpoint, load_checkpoint
-from audiossl.progress import progress
+from audiossl.engine import Engine, remove_stale_temporaries
+from audiossl.engine.optim import lr_factor as _lr_factor
+from audiossl.errors import ConfigError, DataError
+from audiossl.fileio import atomic_write, latest_checkpoint, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +62,10 @@ class DownstreamConfig:
     """Decay after the warm-up, to zero at ``max_steps`` (or none)."""
     grad_clip: float | None = 10.0
     """Clip the global gradient norm; None = no clipping."""
+    accumulation_steps: int = 1
+    """Micro-batches per optimizer step (per process; under torchrun the global batch is N x this)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast of the upstream, head and loss: ``bf16``, ``fp16`` (with a gradient scaler) or ``fp32``."""
     batch_seconds: float = 60.0
     """Padded seconds of audio per batch (longest utterance x batch size)."""
     max_utt_seconds: float | None = None
@@ -96,6 +88,10 @@ class DownstreamConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.accumulation_steps < 1:
+            raise ConfigError(f"accumulation_steps must be >= 1, got {self.accumulation_steps}")
         if self.max_steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.keep_last < 1:
             raise ConfigError("max_steps, log_every, checkpoint_every and keep_last must be >= 1")
         if self.freeze_steps < 0 or self.warmup_steps < 0:
@@ -144,68 +140,7 @@ def resolve_device(device: str) -> torch.device:
 
 def lr_factor(step: int, config: DownstreamConfig) -> float:
     """Multiplier of the peak learning rates for optimizer step ``step`` (0-based)."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    if config.schedule == "constant":
-        return 1.0
-    progress_ = min(max((step - config.warmup_steps) / max(config.max_steps - config.warmup_steps, 1), 0.0), 1.0)
-    if config.schedule == "linear":
-        return 1.0 - progress_
-    return 0.5 * (1.0 + math.cos(math.pi * progress_))
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _param_groups(head: nn.Module, upstream: Upstream, config: DownstreamConfig) -> list[dict[str, Any]]:
-    """AdamW groups: decayed matrices and undecayed vectors of the head, the layer weights, the encoder."""
-    groups = []
-    for params, lr in ((list(head.parameters()), config.lr), (upstream.encoder_parameters(), config.upstream_lr)):
-        matrices = [p for p in params if p.requires_grad and p.ndim >= 2]
-        vectors = [p for p in params if p.requires_grad and p.ndim < 2]
-        groups += [
-            {"params": matrices, "lr": lr, "weight_decay": config.weight_decay},
-            {"params": vectors, "lr": lr, "weight_decay": 0.0},
-        ]
-    groups.append({"params": upstream.featurizer_parameters(), "lr": config.lr, "weight_decay": 0.0})
-    return [group for group in groups if group["params"]]
-
-
-class _Batches:
-    """An endless, resumable stream of training batches: epoch and batches finished in it."""
-
-    def __init__(self, dataset: AudioDataset, config: DownstreamConfig):
-        self.dataset = dataset
-        self.sampler = BucketBatchSampler(dataset.durations, config.batch_seconds, seed=config.seed)
-        self.loader = DataLoader(
-            dataset,
-            batch_sampler=self.sampler,
-            collate_fn=collate,
-            num_workers=config.num_workers,
-            generator=torch.Generator().manual_seed(config.seed),
-        )
-        self.epoch = 0
-        self.batches_done = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.sampler.state_dict(batches_done=self.batches_done)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state)
-        self.epoch, self.batches_done = int(state["epoch"]), int(state["position"])
-
-    def __iter__(self) -> Iterator[Batch]:
-        while True:
-            self.sampler.set_epoch(self.epoch)
-            self.dataset.set_epoch(self.epoch)
-            for batch in self.loader:
-                self.batches_done += 1
-                yield batch
-            self.epoch += 1
-            self.batches_done = 0
+    return _lr_factor(step, warmup_steps=config.warmup_steps, schedule=config.schedule, max_steps=config.max_steps)
 
 
 def _run_info(task: DownstreamTask, upstream: Upstream, train_dir: Path, config: DownstreamConfig) -> dict[str, Any]:
@@ -235,12 +170,22 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
 def _check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """Resuming with another task, upstream or training recipe is an error (max_steps and logging may change)."""
-    free = {"max_steps", "log_every", "checkpoint_every", "keep_last", "device", "num_workers", "tensorboard"}
+    free = {
+        "max_steps",
+        "log_every",
+        "checkpoint_every",
+        "keep_last",
+        "device",
+        "num_workers",
+        "tensorboard",
+        "precision",
+    }
     changed = [key for key in ("task", "task_options", "upstream") if saved.get(key) != current.get(key)]
     changed += [
         f"config.{key}"
         for key in sorted(set(saved["config"]) | set(current["config"]))
-        if key not in free and saved["config"].get(key) != current["config"].get(key)
+        # a key the saved config lacks is a setting added since, at its default then
+        if key not in free and key in saved["config"] and saved["config"].get(key) != current["config"].get(key)
     ]
     if changed:
         raise ConfigError(f"cannot resume: {', '.join(changed)} differ from the run being resumed", path)
@@ -296,114 +241,13 @@ def train_downstream(
     if valid_dir is not None:
         task.check_data(Path(valid_dir), state)
 
-    _seed_all(config.seed)
-    device = resolve_device(config.device)
-    head = task.make_head(upstream.dim, state).to(device)
-    upstream.to(device)
-    optimizer = torch.optim.AdamW(_param_groups(head, upstream, config), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
-    crop = config.max_utt_seconds if task.level == "utterance" else None
-    dataset = AudioDataset(
-        train_dir, sample_rate=upstream.sample_rate, labels=task.labels, max_seconds=crop, crop_seed=config.seed
-    )
-    batches = _Batches(dataset, config)
-    step = 0
-    if resume:
-        saved = load_checkpoint(newest)
-        head.load_state_dict(saved["head"])
-        upstream.load_checkpoint_state(saved["upstream"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict({**saved["scheduler"], "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
-        batches.load_state_dict(saved["sampler"])
-        set_rng_state(saved["rng"])
-        step = int(saved["step"])
-        logger.info("resuming %s from step %d (%s)", run_dir, step, newest.name)
-
-    log = RunLogger(run_dir, tensorboard=config.tensorboard)
-    log.write({"kind": "event", "event": "resume" if resume else "start", "step": step, "time": time.time()})
-    result_loss, valid_loss, window, started = math.nan, None, [], time.monotonic()
-    checkpoint, saved_step = newest, step
-
-    def save() -> Path:
-        nonlocal valid_loss, saved_step
-        saved_step = step
-        if valid_dir is not None:
-            valid_loss = validate(task, head, upstream, Path(valid_dir), state, config.batch_seconds)
-            log.write({"kind": "valid", "step": step, "loss": valid_loss})
-        path = checkpoint_path(run_dir, step)
-        save_checkpoint(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "kind": "downstream",
-                "step": step,
-                "head": head.state_dict(),
-                "upstream": upstream.checkpoint_state(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
-                "sampler": batches.state_dict(),
-                "rng": rng_state(),
-                "task": task.name,
-                "config": to_dict(config),
-            },
-            path,
-        )
-        prune_checkpoints(run_dir, config.keep_last)
-        plot_loss_curve(log.path, run_dir / "loss.png")
-        return path
-
+    unit = DownstreamUnit(task, upstream, state, train_dir, config, Path(valid_dir) if valid_dir else None)
+    engine = Engine(unit, engine_config(config, task), run_dir, resume=resume)
     try:
-        stream = iter(batches)
-        for _ in progress(range(step, config.max_steps), desc=f"train {task.name}", unit="step"):
-            batch = next(stream).to(device)
-            upstream.set_step(step)
-            upstream.train()
-            head.train()
-            hidden, lengths = upstream(batch.waveforms, batch.lengths)  # (B, S, D), (B,)
-            out = task.loss(head, hidden, lengths, batch, state)
-            if not bool(torch.isfinite(out.total)):
-                raise UserError(f"non-finite loss at step {step + 1} (utterances {', '.join(batch.ids[:5])})")
-            optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip or math.inf)) if params else 0.0
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            window.append((float(out.total.detach()), {k: float(v) for k, v in out.parts.items()}, out.metrics))
-            if step % config.log_every == 0 or step == config.max_steps:
-                result_loss = _log_window(log, window, step, batches.epoch, scheduler, grad_norm, started)
-                window = []
-            if step % config.checkpoint_every == 0 or step == config.max_steps:
-                checkpoint = save()
+        result = engine.train()
     finally:
-        log.write({"kind": "event", "event": "stop", "step": step, "time": time.time()})
-        log.close()
-    if checkpoint is None or saved_step != step:
-        checkpoint = save()
-    return DownstreamResult(run_dir, step, result_loss, valid_loss, checkpoint)
-
-
-def _log_window(
-    log: RunLogger, window: list, step: int, epoch: int, scheduler: Any, grad_norm: float, started: float
-) -> float:
-    """Write one ``train`` record averaging the steps since the last one; return its loss."""
-    loss = sum(item[0] for item in window) / len(window)
-    parts = {name: sum(item[1].get(name, 0.0) for item in window) / len(window) for name in window[-1][1]}
-    metrics = {name: sum(item[2].get(name, 0.0) for item in window) / len(window) for name in window[-1][2]}
-    record = {
-        "kind": "train",
-        "step": step,
-        "epoch": epoch,
-        "lr": scheduler.get_last_lr()[0],
-        "loss": loss,
-        "parts": parts,
-        "metrics": metrics,
-        "grad_norm": grad_norm,
-        "elapsed_s": time.monotonic() - started,
-    }
-    log.write(record)
-    logger.info("step %d loss %.4f %s", step, loss, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    return loss
+        engine.close()
+    return DownstreamResult(run_dir, result.step, result.loss, result.valid_loss, result.checkpoint)
 
 
 def validate(
@@ -413,10 +257,7 @@ def validate(
     was_training = head.training
     head.eval()
     upstream.eval()
-    losses = []
-    with torch.no_grad():
-        for batch, hidden, lengths in eval_batches(upstream, data_dir, task.labels, batch_seconds=batch_seconds):
-            losses.append(float(task.loss(head, hidden, lengths, batch.to(upstream.device), state).total))
+    losses = validation_losses(task, head, upstream, data_dir, state, batch_seconds)
     head.train(was_training)
     upstream.train(was_training)
     return sum(losses) / max(len(losses), 1)

@@ -38,11 +38,22 @@ class DistInfo:
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when available; ``cuda`` without a GPU is a :class:`ConfigError`."""
+    """``auto``: CUDA when available; ``cuda`` without a GPU is a :class:`ConfigError`.
+
+    ``cuda`` is this process's GPU (``LOCAL_RANK``); ``cuda:N`` names one GPU (one process).
+    """
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
+    try:
+        named = torch.device(preference) if preference != "auto" else torch.device("cuda")
+    except RuntimeError as error:
+        raise ConfigError(f"device {preference!r}: {error}") from None
+    if named.type != "cuda":
+        return named
     if not torch.cuda.is_available():
-        raise ConfigError("run.device is 'cuda' but torch sees no CUDA device (use 'auto' or 'cpu')")
+        raise ConfigError(f"device is {preference!r} but torch sees no CUDA device (use 'auto' or 'cpu')")
+    if named.index is not None:
+        return named
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
