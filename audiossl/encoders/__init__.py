@@ -13,20 +13,30 @@ import torch
 from audiossl.encoders import ast as ast  # noqa: F401
 from audiossl.encoders import conformer as conformer  # noqa: F401
 from audiossl.encoders import mamba as mamba  # noqa: F401
-from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec, create_encoder
-from audiossl.encoders.embed import InputConfig, TokenEmbedding, apply_token_mask, gather_kept
+from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec, create_encoder, register_encoder
+from audiossl.encoders.embed import (
+    EmbeddedTokens,
+    InputConfig,
+    TokenEmbedding,
+    TokenFeatures,
+    apply_token_mask,
+    gather_kept,
+)
 
 __all__ = [
     "ENCODERS",
+    "EmbeddedTokens",
     "Encoder",
     "EncoderOutput",
     "EncoderSpec",
     "InputConfig",
     "TokenEmbedding",
+    "TokenFeatures",
     "apply_token_mask",
     "create_encoder",
     "gather_kept",
     "list_encoders",
+    "register_encoder",
 ]
 
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec
-from audiossl.encoders.embed import InputConfig, TokenEmbedding
+from audiossl.encoders.base import Encoder, EncoderOutput, register_encoder
+from audiossl.encoders.embed import EmbeddedTokens, InputConfig, TokenEmbedding
 from audiossl.nn.attention import TransformerBlock, attention_mask
 
 
@@ -75,6 +75,12 @@ def ast_tiny() -> ASTConfig:
     return config
 
 
+@register_encoder(
+    "ast",
+    ASTConfig,
+    presets={"tiny": ast_tiny, "small": ast_small, "base": ast_base},
+    description="Audio Spectrogram Transformer (ViT over patches or frames; SSAST)",
+)
 class ASTEncoder(Encoder):
     """Audio Spectrogram Transformer; ``forward`` returns every block's output."""
 
@@ -111,18 +117,8 @@ class ASTEncoder(Encoder):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def token_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return self.embedding.token_lengths(lengths)
-
-    def forward(
-        self,
-        features: torch.Tensor,
-        lengths: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        keep_indices: torch.Tensor | None = None,
-    ) -> EncoderOutput:
-        """``features`` (B, F, C) + ``lengths`` (B,) -> :class:`EncoderOutput` (cls tokens first)."""
-        embedded = self.embedding(features, lengths, mask=mask, keep_indices=keep_indices)
+    def contextualize(self, embedded: EmbeddedTokens) -> EncoderOutput:
+        """Cls tokens first, then the transformer blocks and the final norm."""
         x = embedded.tokens  # (B, S, D)
         padding_mask = embedded.padding_mask  # (B, S)
         out_lengths = embedded.lengths + self.num_prefix_tokens
@@ -138,27 +134,9 @@ class ASTEncoder(Encoder):
         for block in self.blocks:
             x = block(x, block_padding, attn_mask)
             layers.append(x)
-        last = self.norm(x).masked_fill(padding_mask.unsqueeze(-1), 0.0)
-        return EncoderOutput(
-            last=last,
-            layers=layers,
-            lengths=out_lengths,
-            padding_mask=padding_mask,
-            kept_indices=embedded.kept_indices,
-            num_prefix_tokens=self.num_prefix_tokens,
-        )
+        return self.output(self.norm(x), layers, out_lengths, padding_mask, embedded)
 
 
 def create_ast(config: ASTConfig) -> ASTEncoder:
     """Build an AST encoder from its config."""
     return ASTEncoder(config)
-
-
-ENCODERS.register("ast")(
-    EncoderSpec(
-        name="ast",
-        config_class=ASTConfig,
-        factory=create_ast,
-        presets={"tiny": ast_tiny, "small": ast_small, "base": ast_base},
-    )
-)

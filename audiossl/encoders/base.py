@@ -7,12 +7,13 @@ can sit on any encoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from audiossl.encoders.embed import EmbeddedTokens, InputConfig, TokenEmbedding, TokenFeatures
 from audiossl.registry import Registry
 
 
@@ -60,7 +61,7 @@ class EncoderOutput:
 
 
 class Encoder(nn.Module):
-    """Base class: ``forward(features, lengths, mask=None, keep_indices=None) -> EncoderOutput``.
+    """Base class: ``forward(features, lengths, mask=None, keep_indices=None, extracted=None) -> EncoderOutput``.
 
     ``features`` (B, F, C) are frames x channels (e.g. fbank bins), or (B, T) waveforms for
     waveform encoders; ``lengths`` (B,) are valid frames (samples). ``mask`` (B, S) bool
@@ -69,9 +70,20 @@ class Encoder(nn.Module):
     At most one of them is given. Both index the S input tokens of :meth:`token_lengths`
     (prefix tokens excluded).
 
-    Encoders built on :class:`audiossl.encoders.embed.TokenEmbedding` (all of ours) keep it as
-    ``self.embedding`` and their configs have ``input: InputConfig`` and ``dim: int`` fields,
-    which is what the shared tests and :mod:`audiossl.testing.configs` rely on.
+    The seam objectives use, in two steps (as fairseq2's frontend exposes ``extract_features``):
+
+    1. :meth:`extract_features` -> :class:`~audiossl.encoders.embed.TokenFeatures`: the unmasked
+       tokens before projection, the waveform front-end's raw output, token lengths and
+       ``freq_patches`` (what quantizers, feature penalties and patch targets read);
+    2. ``encoder(features, lengths, mask=..., extracted=...)``: the same pass from those tokens,
+       without running the front-end again.
+
+    Subclasses build ``self.embedding`` (a :class:`~audiossl.encoders.embed.TokenEmbedding`) and
+    implement :meth:`contextualize` (their blocks over the embedded tokens). An encoder with
+    another embedding overrides :meth:`extract_features`, :meth:`token_lengths`, ``forward`` and
+    the ``input_config`` / ``token_dim`` / ``freq_patches`` properties. Their configs have
+    ``input: InputConfig`` and ``dim: int`` fields, which the shared tests and
+    :mod:`audiossl.testing.configs` rely on.
     """
 
     #: Width D of the hidden states.
@@ -80,13 +92,71 @@ class Encoder(nn.Module):
     num_layers: int
     #: Leading non-input positions in the output (cls tokens); see EncoderOutput.
     num_prefix_tokens: int = 0
+    #: The token maker (projection, positions, mask embedding).
+    embedding: TokenEmbedding
+
+    @property
+    def input_config(self) -> InputConfig:
+        """How this encoder turns its input into tokens (kind, bins, patch, stacking, front-end)."""
+        return self.embedding.config
+
+    @property
+    def token_dim(self) -> int:
+        """Width of the tokens before projection (``TokenFeatures.tokens``)."""
+        return self.embedding.token_dim
+
+    @property
+    def freq_patches(self) -> int:
+        """Tokens per time step: frequency patches for patch tokens, else 1."""
+        return int(self.embedding.freq_patches)
 
     def token_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Input tokens (what ``mask`` / ``keep_indices`` index) for inputs of ``lengths`` frames (B,).
 
         The output has ``num_prefix_tokens`` more positions per item.
         """
+        return self.embedding.token_lengths(lengths)
+
+    def extract_features(self, features: torch.Tensor, lengths: torch.Tensor) -> TokenFeatures:
+        """The unmasked input tokens before projection (+ raw front-end features), see the class doc."""
+        return self.embedding.extract_features(features, lengths)
+
+    def forward(
+        self,
+        features: torch.Tensor | None,
+        lengths: torch.Tensor | None,
+        mask: torch.Tensor | None = None,
+        keep_indices: torch.Tensor | None = None,
+        extracted: TokenFeatures | None = None,
+    ) -> EncoderOutput:
+        """Hidden states of every block; ``extracted`` (from :meth:`extract_features`) skips the front-end."""
+        if mask is not None and keep_indices is not None:
+            raise ValueError("give either mask or keep_indices, not both")
+        if extracted is None:
+            extracted = self.extract_features(features, lengths)
+        return self.contextualize(self.embedding.embed(extracted, mask=mask, keep_indices=keep_indices))
+
+    def contextualize(self, embedded: EmbeddedTokens) -> EncoderOutput:
+        """The encoder's blocks over positioned (masked, kept) tokens -> :class:`EncoderOutput`."""
         raise NotImplementedError
+
+    def output(
+        self,
+        last: torch.Tensor,
+        layers: list[torch.Tensor],
+        lengths: torch.Tensor,
+        padding_mask: torch.Tensor,
+        embedded: EmbeddedTokens,
+    ) -> EncoderOutput:
+        """The :class:`EncoderOutput` of a :meth:`contextualize`: ``last`` zeroed at padding, prefix counted."""
+        return EncoderOutput(
+            last=last.masked_fill(padding_mask.unsqueeze(-1), 0.0),
+            layers=layers,
+            lengths=lengths,
+            padding_mask=padding_mask,
+            kept_indices=embedded.kept_indices,
+            num_prefix_tokens=self.num_prefix_tokens,
+        )
 
 
 @dataclass(frozen=True)
@@ -97,10 +167,29 @@ class EncoderSpec:
     config_class: type
     factory: Callable[..., Encoder]
     presets: dict[str, Callable[[], object]]
+    description: str = ""
 
 
 #: Registry of encoder families by name ("ast", "mamba", "conformer", ...).
 ENCODERS: Registry[EncoderSpec] = Registry("encoder")
+
+
+def register_encoder(
+    name: str, config_class: type, presets: Mapping[str, Callable[[], object]], description: str = ""
+) -> Callable[[type], type]:
+    """Class decorator: register an :class:`Encoder` subclass built as ``cls(config)``, with named presets.
+
+    The same style as :func:`~audiossl.objectives.register_objective` and
+    :func:`~audiossl.audio.frontends.register_frontend`; third-party packages use it from an extension
+    (:mod:`audiossl.extensions`). ``presets`` maps a preset name to a function returning a
+    config (``"tiny"`` is the default preset of :func:`create_encoder`).
+    """
+
+    def decorator(cls: type) -> type:
+        ENCODERS.register(name)(EncoderSpec(name, config_class, cls, dict(presets), description))
+        return cls
+
+    return decorator
 
 
 def create_encoder(name: str, preset: str | None = None, config: object | None = None) -> Encoder:

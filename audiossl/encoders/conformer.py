@@ -27,8 +27,8 @@ import torch
 import torchaudio
 from torch import nn
 
-from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec
-from audiossl.encoders.embed import InputConfig, TokenEmbedding
+from audiossl.encoders.base import Encoder, EncoderOutput, register_encoder
+from audiossl.encoders.embed import EmbeddedTokens, InputConfig, TokenEmbedding
 
 
 def _default_input() -> InputConfig:
@@ -118,6 +118,12 @@ def _conformer_layer(
     return x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
 
 
+@register_encoder(
+    "conformer",
+    ConformerConfig,
+    presets={"tiny": conformer_tiny, "small": conformer_small, "base": conformer_base},
+    description="Conformer (torchaudio blocks) over frames or waveform features",
+)
 class ConformerEncoder(Encoder):
     """Conformer over shared input tokens; ``forward`` returns every block's output."""
 
@@ -140,18 +146,8 @@ class ConformerEncoder(Encoder):
             layer.conv_module.sequential[3] = _ChannelLayerNorm(config.dim)
         self.layers = conformer.conformer_layers
 
-    def token_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return self.embedding.token_lengths(lengths)
-
-    def forward(
-        self,
-        features: torch.Tensor,
-        lengths: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        keep_indices: torch.Tensor | None = None,
-    ) -> EncoderOutput:
-        """``features`` (B, F, C) (or (B, T) waveforms) + ``lengths`` (B,) -> :class:`EncoderOutput`."""
-        embedded = self.embedding(features, lengths, mask=mask, keep_indices=keep_indices)
+    def contextualize(self, embedded: EmbeddedTokens) -> EncoderOutput:
+        """The Conformer blocks (each ends with its own layer norm, so the last block's output is final)."""
         x = embedded.tokens  # (B, S, D)
         padding_mask = embedded.padding_mask  # (B, S)
         key_padding_mask = padding_mask if bool(padding_mask.any()) else None
@@ -159,26 +155,9 @@ class ConformerEncoder(Encoder):
         for layer in self.layers:
             x = _conformer_layer(layer, x, padding_mask, key_padding_mask)
             layers.append(x)
-        # Each block ends with its own layer norm, so the last block's output is final.
-        return EncoderOutput(
-            last=x,
-            layers=layers,
-            lengths=embedded.lengths,
-            padding_mask=padding_mask,
-            kept_indices=embedded.kept_indices,
-        )
+        return self.output(x, layers, embedded.lengths, padding_mask, embedded)
 
 
 def create_conformer(config: ConformerConfig) -> ConformerEncoder:
     """Build a Conformer encoder from its config."""
     return ConformerEncoder(config)
-
-
-ENCODERS.register("conformer")(
-    EncoderSpec(
-        name="conformer",
-        config_class=ConformerConfig,
-        factory=create_conformer,
-        presets={"tiny": conformer_tiny, "small": conformer_small, "base": conformer_base},
-    )
-)

@@ -80,6 +80,29 @@ class InputConfig:
 
 
 @dataclass
+class TokenFeatures:
+    """What :meth:`TokenEmbedding.extract_features` returns: the input as tokens, before projection.
+
+    Objectives score against these (wav2vec 2.0 quantizes ``tokens``; its feature penalty reads
+    ``frontend``; SSAST's targets are the patches), and hand them back to the encoder
+    (``encoder(..., extracted=...)``) so the front-end runs once per pass.
+
+    ``tokens``: (B, S, token_dim) unmasked tokens as the projection receives them (patches,
+    stacked frames, or the waveform CNN's features after its layer norm), zero-padded or not
+    past ``lengths`` as the token maker left them.
+    ``lengths``: (B,) valid tokens per item.
+    ``frontend``: (B, S, C) the waveform front-end's raw output before its layer norm (what the
+    wav2vec 2.0 feature penalty and quantizer-style targets read); None for spectrogram tokens.
+    ``freq_patches``: tokens per time step (frequency patches; 1 for frames and waveforms).
+    """
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    frontend: torch.Tensor | None
+    freq_patches: int
+
+
+@dataclass
 class EmbeddedTokens:
     """What :class:`TokenEmbedding` returns.
 
@@ -212,20 +235,41 @@ class TokenEmbedding(nn.Module):
             return torch.div(lengths, config.frame_stack, rounding_mode="floor")
         return self.frontend.output_lengths(lengths)
 
-    def _tokenize(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw tokens before projection -> ((B, S, in_dim), (B,))."""
+    @property
+    def token_dim(self) -> int:
+        """Width of the tokens before projection (``TokenFeatures.tokens``)."""
+        return self.projection.in_features
+
+    def extract_features(self, features: torch.Tensor, lengths: torch.Tensor) -> TokenFeatures:
+        """Raw tokens before projection (and the waveform front-end's output) -> :class:`TokenFeatures`.
+
+        ``features`` (B, F, C) spectrogram or (B, T) waveform; ``lengths`` (B,) valid frames
+        (samples). Raises :class:`~audiossl.errors.DataError` naming the item when an item
+        yields no token.
+        """
         config = self.config
+        if lengths.shape != features.shape[:1]:
+            raise ValueError(f"lengths must be (B,) = ({features.shape[0]},), got {tuple(lengths.shape)}")
+        frontend = None
         if config.kind == "waveform":
             if features.dim() != 2:
                 raise ValueError(f"waveform input must be (B, T), got {tuple(features.shape)}")
-            feats, feat_lengths = self.frontend(features, lengths)  # (B, F, frontend_dim)
-            return self.frontend_norm(feats), feat_lengths
-        if features.dim() != 3 or features.shape[-1] != config.num_bins:
+            frontend, token_lengths = self.frontend(features, lengths)  # (B, S, frontend_dim)
+            tokens = self.frontend_norm(frontend)
+        elif features.dim() != 3 or features.shape[-1] != config.num_bins:
             raise ValueError(f"features must be (B, F, {config.num_bins}), got {tuple(features.shape)}")
-        if config.kind == "patch":
-            patches, token_lengths, _ = patchify(features, lengths, config.patch)  # (B, S, pt * pf)
-            return patches, token_lengths
-        return frame_tokens(features, lengths, config.frame_stack)  # (B, S, C * stack)
+        elif config.kind == "patch":
+            tokens, token_lengths, _ = patchify(features, lengths, config.patch)  # (B, S, pt * pf)
+        else:
+            tokens, token_lengths = frame_tokens(features, lengths, config.frame_stack)  # (B, S, C * stack)
+        empty = (token_lengths <= 0).nonzero().flatten().tolist()
+        if empty:
+            item = empty[0]
+            raise DataError(
+                f"item {item} of the batch ({int(lengths[item])} input frames/samples) is too short to give a "
+                f"single {config.kind} token; {len(empty)} item(s) affected: {empty[:10]}"
+            )
+        return TokenFeatures(tokens, token_lengths, frontend, self.freq_patches)
 
     def _add_positions(
         self, tokens: torch.Tensor, padding_mask: torch.Tensor, keep_indices: torch.Tensor | None
@@ -266,7 +310,7 @@ class TokenEmbedding(nn.Module):
         mask: torch.Tensor | None = None,
         keep_indices: torch.Tensor | None = None,
     ) -> EmbeddedTokens:
-        """Embed, optionally mask, position, optionally drop.
+        """Embed, optionally mask, position, optionally drop: :meth:`extract_features` then :meth:`embed`.
 
         ``features`` (B, F, C) spectrogram or (B, T) waveform; ``lengths`` (B,) valid frames
         (samples). ``mask`` (B, S) bool over the S tokens of :meth:`token_lengths`;
@@ -275,16 +319,18 @@ class TokenEmbedding(nn.Module):
         """
         if mask is not None and keep_indices is not None:
             raise ValueError("give either mask or keep_indices, not both")
-        if lengths.shape != features.shape[:1]:
-            raise ValueError(f"lengths must be (B,) = ({features.shape[0]},), got {tuple(lengths.shape)}")
-        raw, token_lengths = self._tokenize(features, lengths)  # (B, S, in_dim), (B,)
-        empty = (token_lengths <= 0).nonzero().flatten().tolist()
-        if empty:
-            item = empty[0]
-            raise DataError(
-                f"item {item} of the batch ({int(lengths[item])} input frames/samples) is too short to give a "
-                f"single {self.config.kind} token; {len(empty)} item(s) affected: {empty[:10]}"
-            )
+        return self.embed(self.extract_features(features, lengths), mask=mask, keep_indices=keep_indices)
+
+    def embed(
+        self,
+        extracted: TokenFeatures,
+        mask: torch.Tensor | None = None,
+        keep_indices: torch.Tensor | None = None,
+    ) -> EmbeddedTokens:
+        """Project the tokens of :meth:`extract_features`, then mask, position and drop (see :meth:`forward`)."""
+        if mask is not None and keep_indices is not None:
+            raise ValueError("give either mask or keep_indices, not both")
+        raw, token_lengths = extracted.tokens, extracted.lengths  # (B, S, token_dim), (B,)
         padding_mask = lengths_to_padding_mask(token_lengths, raw.shape[1])  # (B, S)
         tokens = self.projection(raw)  # (B, S, D)
         if mask is not None:

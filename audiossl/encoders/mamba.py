@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec
-from audiossl.encoders.embed import InputConfig, TokenEmbedding
+from audiossl.encoders.base import Encoder, EncoderOutput, register_encoder
+from audiossl.encoders.embed import EmbeddedTokens, InputConfig, TokenEmbedding
 from audiossl.encoders.scan import flip_padded, selective_scan
 from audiossl.nn.masking import lengths_to_padding_mask
 
@@ -247,6 +247,12 @@ def _move_to_front(hidden: torch.Tensor, position: torch.Tensor) -> torch.Tensor
     return hidden.gather(1, source.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
+@register_encoder(
+    "mamba",
+    MambaConfig,
+    presets={"tiny": mamba_tiny, "small": mamba_small, "base": mamba_base},
+    description="bidirectional Mamba (SSAMBA) over patches, frames or waveform features",
+)
 class MambaEncoder(Encoder):
     """Bidirectional Mamba (SSAMBA); ``forward`` returns every block's output."""
 
@@ -272,18 +278,8 @@ class MambaEncoder(Encoder):
             for block in self.blocks:
                 block.mixer.out_proj.weight /= math.sqrt(self.num_layers)
 
-    def token_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return self.embedding.token_lengths(lengths)
-
-    def forward(
-        self,
-        features: torch.Tensor,
-        lengths: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        keep_indices: torch.Tensor | None = None,
-    ) -> EncoderOutput:
-        """``features`` (B, F, C) or (B, T) + ``lengths`` (B,) -> :class:`EncoderOutput` (cls token first)."""
-        embedded = self.embedding(features, lengths, mask=mask, keep_indices=keep_indices)
+    def contextualize(self, embedded: EmbeddedTokens) -> EncoderOutput:
+        """Cls token inserted, bidirectional Mamba blocks, final norm; the cls token comes first in the output."""
         x = embedded.tokens  # (B, S, D), zero at padding
         token_lengths = embedded.lengths
         cls_position = None
@@ -299,30 +295,13 @@ class MambaEncoder(Encoder):
         for block in self.blocks:
             x = block(x, seq_lengths, padding_mask)
             layers.append(x)
-        last = self.norm(x).masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        last = self.norm(x)
         if self.config.cls_token == "middle":
             last = _move_to_front(last, cls_position)
             layers = [_move_to_front(hidden, cls_position) for hidden in layers]
-        return EncoderOutput(
-            last=last,
-            layers=layers,
-            lengths=seq_lengths,
-            padding_mask=padding_mask,
-            kept_indices=embedded.kept_indices,
-            num_prefix_tokens=self.num_prefix_tokens,
-        )
+        return self.output(last, layers, seq_lengths, padding_mask, embedded)
 
 
 def create_mamba(config: MambaConfig) -> MambaEncoder:
     """Build a bidirectional Mamba encoder from its config."""
     return MambaEncoder(config)
-
-
-ENCODERS.register("mamba")(
-    EncoderSpec(
-        name="mamba",
-        config_class=MambaConfig,
-        factory=create_mamba,
-        presets={"tiny": mamba_tiny, "small": mamba_small, "base": mamba_base},
-    )
-)

@@ -12,17 +12,27 @@ from audiossl.objectives import hubert as hubert  # noqa: F401
 from audiossl.objectives import mspm as mspm  # noqa: F401
 from audiossl.objectives import w2vbert as w2vbert  # noqa: F401
 from audiossl.objectives import wav2vec2 as wav2vec2  # noqa: F401
-from audiossl.objectives.base import OBJECTIVES, LossOutput, Objective, ObjectiveSpec, create_objective
+from audiossl.objectives.base import (
+    OBJECTIVES,
+    FeatureInputs,
+    LossOutput,
+    Objective,
+    ObjectiveSpec,
+    create_objective,
+    register_objective,
+)
 from audiossl.objectives.masking import MaskConfig, sample_mask
 
 __all__ = [
     "OBJECTIVES",
+    "FeatureInputs",
     "LossOutput",
     "MaskConfig",
     "Objective",
     "ObjectiveSpec",
     "create_objective",
     "list_objectives",
+    "register_objective",
     "sample_mask",
 ]
 

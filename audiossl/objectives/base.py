@@ -12,16 +12,43 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from audiossl.config import from_dict
+from audiossl.data.dataset import Batch
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError
 from audiossl.nn.outputs import LossOutput, scalar_metrics  # noqa: F401  (re-exported: objectives import them here)
 from audiossl.registry import Registry
+
+
+@dataclass
+class FeatureInputs:
+    """The default inputs of :meth:`Objective.forward`: the batch through the input pipeline."""
+
+    features: torch.Tensor
+    """(B, F, C) spectrogram frames or (B, T) waveforms."""
+
+    lengths: torch.Tensor
+    """(B,) valid frames (samples)."""
+
+
+def pipeline_features(
+    batch: Batch, inputs: nn.Module, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` through the input pipeline ``inputs`` -> (features, lengths) (see :meth:`Objective.prepare_batch`)."""
+    if batch.features is not None:
+        return inputs(
+            batch.waveforms,
+            batch.lengths,
+            generator=generator,
+            features=batch.features,
+            feature_lengths=batch.feature_lengths,
+        )
+    return inputs(batch.waveforms, batch.lengths, generator=generator)
 
 
 class Objective(nn.Module):
@@ -34,11 +61,17 @@ class Objective(nn.Module):
     (masks, negatives, Gumbel noise); None draws from torch's global RNG (which the trainer
     seeds and checkpoints). Subclasses hold the encoder as ``self.encoder`` and their own heads.
 
-    Optional hooks, each with a default that does nothing: :meth:`sample_mask` (the token
-    mask an objective draws; None = the objective masks nothing), :meth:`batch_inputs` (batch
-    preparation before the front-end and outside autocast) and :meth:`on_step_end` (updates
-    after every optimizer step, e.g. an EMA teacher).
+    Each objective declares its inputs as a dataclass, :attr:`inputs_type`; ``forward`` takes
+    its fields as keyword arguments, then ``step`` and ``generator`` (a test checks this for
+    every registered objective). Optional hooks, each with a default: :meth:`prepare_batch`
+    (batch -> :attr:`inputs_type`, before autocast; default: the input pipeline once),
+    :meth:`sample_mask` (the token mask it draws; default None = it masks nothing) and
+    :meth:`on_step_end` (updates after every optimizer step, e.g. an EMA teacher; default
+    nothing).
     """
+
+    #: The dataclass of ``forward``'s inputs, made by :meth:`prepare_batch`.
+    inputs_type: ClassVar[type] = FeatureInputs
 
     def __init__(self, encoder: Encoder):
         super().__init__()
@@ -68,30 +101,35 @@ class Objective(nn.Module):
         """Whether :meth:`sample_mask` is overridden, i.e. the objective masks input tokens."""
         return type(self).sample_mask is not Objective.sample_mask
 
-    def batch_inputs(self, batch: Any, inputs: nn.Module, generator: torch.Generator | None = None) -> dict[str, Any]:
-        """Keyword arguments of :meth:`forward` for one batch (already on the device), minus ``step``.
+    def prepare_batch(self, batch: Batch, inputs: nn.Module, generator: torch.Generator | None = None) -> Any:
+        """Batch preparation: the :attr:`inputs_type` instance of one batch (already on the device).
 
-        The default runs the input pipeline once: ``{"features": ..., "lengths": ...}``. Objectives
-        that need more than features override it: targets looked up by ``batch.ids`` (cropped with
-        ``batch.offsets``), or several augmented views made from ``batch.waveforms`` before the
-        front-end. ``inputs`` is the run's :class:`~audiossl.train.inputs.InputPipeline`;
-        ``generator`` seeds its augmentation (None: global RNG; validation passes None).
-        A batch that carries front-end features computed by the data loader (``batch.features``,
-        the fairseq2 backend with ``data.fairseq2_fbank``) hands them to ``inputs``, which then
-        only normalises (and augments) them.
+        Runs outside autocast, before :meth:`forward`. The default runs the input pipeline once
+        (:class:`FeatureInputs`). Objectives that need more than features override it, reading
+        what the data layer attached to the batch (``batch.targets``: frame labels, utterance
+        classes, cropped like the audio) or making several augmented views of
+        ``batch.waveforms`` before the front-end; they never open files. ``inputs`` is the
+        run's :class:`~audiossl.models.InputPipeline`; ``generator`` seeds its augmentation
+        (None: global RNG; validation passes None). A batch that carries front-end features
+        computed by the data loader (``batch.features``, the fairseq2 backend with
+        ``data.fairseq2_fbank``) hands them to ``inputs``, which then only normalises (and
+        augments) them.
         """
-        precomputed = getattr(batch, "features", None)
-        if precomputed is not None:
-            features, lengths = inputs(
-                batch.waveforms,
-                batch.lengths,
-                generator=generator,
-                features=precomputed,
-                feature_lengths=batch.feature_lengths,
+        return FeatureInputs(*pipeline_features(batch, inputs, generator))
+
+    def batch_inputs(self, batch: Batch, inputs: nn.Module, generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Keyword arguments of :meth:`forward` for one batch, minus ``step`` and ``generator``.
+
+        The fields of :meth:`prepare_batch`'s :attr:`inputs_type` instance, as the trainer calls
+        ``objective(**objective.batch_inputs(batch, inputs, generator=...), step=..., generator=...)``.
+        """
+        prepared = self.prepare_batch(batch, inputs, generator)
+        if not isinstance(prepared, self.inputs_type):
+            raise TypeError(
+                f"{type(self).__name__}.prepare_batch returned {type(prepared).__name__}, "
+                f"not its inputs_type {self.inputs_type.__name__}"
             )
-        else:
-            features, lengths = inputs(batch.waveforms, batch.lengths, generator=generator)
-        return {"features": features, "lengths": lengths}
+        return {item.name: getattr(prepared, item.name) for item in dataclasses.fields(prepared)}
 
     def on_step_end(self, step: int) -> None:
         """Called by the trainer after every optimizer step (``step`` counts finished steps).

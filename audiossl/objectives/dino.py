@@ -3,7 +3,7 @@
 DINO (Caron et al., "Emerging properties in self-supervised vision transformers", 2021) as
 speaker verification uses it (Chen et al. 2022; Han et al. 2022; Jung et al. 2022):
 
-* **views**: :meth:`DinoObjective.batch_inputs` cuts every utterance of a batch into
+* **views**: :meth:`DinoObjective.prepare_batch` cuts every utterance of a batch into
   ``global_crops`` long and ``local_crops`` short segments at random offsets (an utterance
   shorter than a crop is taken whole), corrupts each with additive noise and reverberation
   (:mod:`audiossl.audio.corrupt`) and runs every crop set through the front-end;
@@ -195,18 +195,38 @@ def random_crops(
 # ----------------------------------------------------------------------------- the objective
 
 
+@dataclass
+class DinoInputs:
+    """DINO's inputs: the multi-crop views of a batch through the front-end, view-major."""
+
+    global_features: torch.Tensor
+    """(G * B, F, C) global views (G = ``global_crops``; view g of item b at row g * B + b)."""
+
+    global_lengths: torch.Tensor
+    """(G * B,) valid frames of the global views."""
+
+    local_features: torch.Tensor | None = None
+    """(L * B, F, C) local views, or None without local crops."""
+
+    local_lengths: torch.Tensor | None = None
+    """(L * B,) valid frames of the local views."""
+
+    rows: torch.Tensor | None = None
+    """(B,) rows of the utterances in the pseudo-speaker table (-1 unknown); None without ``cluster``."""
+
+
 @register_objective("dino", DinoConfig, "DINO self-distillation of utterance embeddings (speakers); multi-crop")
 class DinoObjective(Objective):
-    """DINO on any encoder (see the module doc); ``forward`` takes the views made by :meth:`batch_inputs`."""
+    """DINO on any encoder (see the module doc); ``forward`` takes the views made by :meth:`prepare_batch`."""
+
+    inputs_type = DinoInputs
 
     def __init__(self, encoder: Encoder, config: DinoConfig):
         super().__init__(encoder)
         self.config = config
         pool = AttentiveStatsPooling if config.pooling == "attentive_stats" else MeanPooling
         self.pooling = pool(encoder.dim)
-        self.head = DinoHead(
-            self.pooling.out_dim, config.head_hidden_dim, config.bottleneck_dim, config.num_prototypes
-        )
+        self.head = DinoHead(self.pooling.out_dim, config.head_hidden_dim, config.bottleneck_dim, config.num_prototypes)
         self.teacher = nn.ModuleDict(
             {
                 "encoder": copy.deepcopy(encoder),
@@ -271,7 +291,7 @@ class DinoObjective(Objective):
 
     # ------------------------------------------------------------------ trainer hooks
 
-    def batch_inputs(self, batch: Any, inputs: nn.Module, generator: torch.Generator | None = None) -> dict[str, Any]:
+    def prepare_batch(self, batch: Any, inputs: nn.Module, generator: torch.Generator | None = None) -> DinoInputs:
         """Multi-crop views of ``batch.waveforms``, each corrupted, through ``inputs`` (view-major order)."""
         config = self.config
         sample_rate = int(inputs.config.sample_rate)
@@ -295,7 +315,7 @@ class DinoObjective(Objective):
             out[f"{name}_features"], out[f"{name}_lengths"] = inputs(views, view_lengths, generator=generator)
         if self.cluster is not None:
             out["rows"] = self.cluster.rows(batch.ids, strict=self.training).to(batch.lengths.device)
-        return out
+        return DinoInputs(**out)
 
     def _corruptor(self, sample_rate: int) -> Corruptor:
         if sample_rate not in self._corruptors:
@@ -347,7 +367,7 @@ class DinoObjective(Objective):
         generator: torch.Generator | None = None,
     ) -> LossOutput:
         """The DINO (and pseudo-speaker) loss of the views; ``generator`` is unused (views are cut in
-        :meth:`batch_inputs`), accepted as every objective's forward is."""
+        :meth:`prepare_batch`), accepted as every objective's forward is."""
         config = self.config
         step = step or 0
         globals_ = config.global_crops

@@ -41,7 +41,14 @@ from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError, DataError
 from audiossl.nn.masking import lengths_to_mask
 from audiossl.nn.pooling import masked_mean
-from audiossl.objectives.base import LossOutput, Objective, register_objective, scalar_metrics, trim_to_longest
+from audiossl.objectives.base import (
+    FeatureInputs,
+    LossOutput,
+    Objective,
+    register_objective,
+    scalar_metrics,
+    trim_to_longest,
+)
 from audiossl.objectives.masking import MaskConfig, sample_mask
 from audiossl.objectives.topic import TopicConfig, Topics, ensure_topics
 
@@ -189,6 +196,17 @@ class FrameLabels:
         return targets
 
 
+@dataclass
+class HubertInputs(FeatureInputs):
+    """HuBERT's inputs: the features plus the batch's frame targets (and utterance topics)."""
+
+    targets: torch.Tensor | None = None
+    """(B, S) long cluster labels of the input tokens, IGNORE where not scored (padding)."""
+
+    topics: torch.Tensor | None = None
+    """HuBERTopic targets: (B,) long dominant topics or (B, T) float distributions; None = off."""
+
+
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean over items of ``-sum_t targets * log_softmax(logits)``: (B, T) x2 -> scalar."""
     return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
@@ -198,10 +216,12 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 class HubertObjective(Objective):
     """HuBERT on any encoder with frame tokens (stacked frames, waveform CNN, or full-height patches)."""
 
+    inputs_type = HubertInputs
+
     def __init__(self, encoder: Encoder, config: HubertConfig):
         super().__init__(encoder)
         self.config = config
-        freq_patches = int(getattr(getattr(encoder, "embedding", None), "freq_patches", 1))
+        freq_patches = encoder.freq_patches
         if freq_patches != 1:
             raise ConfigError(
                 f"hubert predicts one label per time step, but the encoder has {freq_patches} frequency patches "
@@ -244,9 +264,9 @@ class HubertObjective(Objective):
             )
         return self._topics
 
-    def batch_inputs(self, batch: Any, inputs: nn.Module, generator: torch.Generator | None = None) -> dict[str, Any]:
+    def prepare_batch(self, batch: Any, inputs: nn.Module, generator: torch.Generator | None = None) -> HubertInputs:
         """Features, lengths and the frame ``targets`` (B, S) of the batch (and ``topics`` with HuBERTopic)."""
-        kwargs = super().batch_inputs(batch, inputs, generator)
+        kwargs = vars(super().prepare_batch(batch, inputs, generator))
         data = inputs.config
         if self._token_rate is None:
             self._token_rate = token_rate(inputs, self.encoder, data.sample_rate)
@@ -266,7 +286,7 @@ class HubertObjective(Objective):
             kwargs["topics"] = self.topics.targets(
                 list(batch.ids), self.config.topic.target, device, self.frame_labels.source
             )
-        return kwargs
+        return HubertInputs(**kwargs)
 
     # ------------------------------------------------------------------------- loss
 

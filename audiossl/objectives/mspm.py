@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from audiossl.audio.tokens import frame_tokens, patchify
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError
 from audiossl.objectives.base import LossOutput, Objective, register_objective, scalar_metrics, trim_to_longest
@@ -108,28 +107,22 @@ class MSPMObjective(Objective):
     def __init__(self, encoder: Encoder, config: MSPMConfig):
         super().__init__(encoder)
         self.config = config
-        embedding = getattr(encoder, "embedding", None)
-        input_config = getattr(embedding, "config", None)
-        if input_config is None or input_config.kind not in ("patch", "frame"):
-            kind = getattr(input_config, "kind", "unknown")
-            raise ConfigError(f"mspm predicts spectrogram patches or frames; the encoder's input kind is {kind!r}")
+        input_config = encoder.input_config
+        if input_config.kind not in ("patch", "frame"):
+            raise ConfigError(
+                f"mspm predicts spectrogram patches or frames; the encoder's input kind is {input_config.kind!r}"
+            )
         self.input_config = input_config
-        self.grid_width = int(embedding.freq_patches)
-        if input_config.kind == "patch":
-            target_dim = input_config.patch.patch_time * input_config.patch.patch_freq
-        else:
-            target_dim = input_config.num_bins * input_config.frame_stack
+        self.grid_width = encoder.freq_patches
+        target_dim = encoder.token_dim  # the patch (pt * pf) or the stacked frames (C * stack)
         hidden = config.head_hidden_dim or encoder.dim
         self.discriminative_head = _head(encoder.dim, hidden, target_dim)
         self.generative_head = _head(encoder.dim, hidden, target_dim)
 
     def targets(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The true tokens the encoder sees, before projection -> ((B, S, P), token lengths (B,))."""
-        config = self.input_config
-        if config.kind == "patch":
-            tokens, token_lengths, _ = patchify(features, lengths, config.patch)  # (B, S, pt * pf)
-        else:
-            tokens, token_lengths = frame_tokens(features, lengths, config.frame_stack)  # (B, S, C * stack)
+        extracted = self.encoder.extract_features(features, lengths)
+        tokens, token_lengths = extracted.tokens, extracted.lengths  # (B, S, P), (B,)
         if self.config.normalize_targets:
             mean = tokens.mean(dim=-1, keepdim=True)
             var = tokens.var(dim=-1, keepdim=True, unbiased=False)

@@ -15,8 +15,6 @@ the number of masked frames.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -122,38 +120,6 @@ def contrastive_loss(
     return loss, accuracy
 
 
-@contextmanager
-def capture_token_inputs(encoder: Encoder) -> Iterator[dict[str, torch.Tensor]]:
-    """Record, during one encoder call, the tokens before projection and the raw front-end features.
-
-    Our encoders embed their input with a :class:`~audiossl.encoders.embed.TokenEmbedding`
-    kept as ``encoder.embedding``; its ``projection`` receives the unmasked tokens (mask
-    embeddings are applied after it). The yielded dict gets ``"tokens"`` (B, S, in_dim) and,
-    for waveform encoders, ``"frontend"`` (B, S, C) the CNN output before its layer norm. This
-    lets the quantizer and the feature penalty reuse the encoder's own pass instead of running
-    the CNN twice.
-    """
-    embedding = getattr(encoder, "embedding", None)
-    if embedding is None or not hasattr(embedding, "projection"):
-        raise ConfigError(f"{type(encoder).__name__} has no TokenEmbedding at .embedding; wav2vec2 needs one")
-    captured: dict[str, torch.Tensor] = {}
-
-    def on_projection(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        captured["tokens"] = args[0]
-
-    def on_frontend(module: nn.Module, args: tuple, output: tuple[torch.Tensor, torch.Tensor]) -> None:
-        captured["frontend"] = output[0]
-
-    handles = [embedding.projection.register_forward_pre_hook(on_projection)]
-    if getattr(embedding, "frontend", None) is not None:
-        handles.append(embedding.frontend.register_forward_hook(on_frontend))
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 @dataclass
 class ContrastivePass:
     """One masked encoder pass with everything the wav2vec 2.0 family of losses needs.
@@ -172,7 +138,7 @@ class ContrastivePass:
 
 @register_objective("wav2vec2", Wav2Vec2Config, "wav2vec 2.0: span masking, Gumbel quantizer, contrastive + diversity")
 class Wav2Vec2Objective(Objective):
-    """wav2vec 2.0 on any encoder built on a TokenEmbedding (waveform CNN or spectrogram tokens)."""
+    """wav2vec 2.0 on any encoder (waveform CNN or spectrogram tokens), through its ``extract_features`` seam."""
 
     #: Name used in error messages (subclasses override).
     objective_name = "wav2vec2"
@@ -180,12 +146,8 @@ class Wav2Vec2Objective(Objective):
     def __init__(self, encoder: Encoder, config: Wav2Vec2Config):
         super().__init__(encoder)
         self.config = config
-        embedding = getattr(encoder, "embedding", None)
-        if embedding is None or not hasattr(embedding, "projection"):
-            name = type(encoder).__name__
-            raise ConfigError(f"{name} has no TokenEmbedding at .embedding; {self.objective_name} needs one")
-        self.grid_width = int(getattr(embedding, "freq_patches", 1))
-        self.quantizer = GumbelVectorQuantizer(embedding.projection.in_features, config.quantizer)
+        self.grid_width = encoder.freq_patches
+        self.quantizer = GumbelVectorQuantizer(encoder.token_dim, config.quantizer)
         self.project_quantized = nn.Linear(config.quantizer.code_dim, config.project_dim)
         self.project_context = nn.Linear(encoder.dim, config.project_dim)
 
@@ -203,15 +165,20 @@ class Wav2Vec2Objective(Objective):
         step: int | None,
         generator: torch.Generator | None = None,
     ) -> ContrastivePass:
-        """Run the encoder once with ``mask`` (B, S), quantizing its unmasked input tokens."""
-        with capture_token_inputs(self.encoder) as captured:
-            output = self.encoder(features, lengths, mask=mask).without_prefix()
-        tokens = captured["tokens"]  # (B, S, in_dim)
+        """Run the encoder once with ``mask`` (B, S), quantizing its unmasked input tokens.
+
+        The tokens before projection and the raw front-end features come from the encoder's
+        :meth:`~audiossl.encoders.base.Encoder.extract_features`, handed back to the same pass, so
+        the front-end runs once.
+        """
+        extracted = self.encoder.extract_features(features, lengths)
+        output = self.encoder(features, lengths, mask=mask, extracted=extracted).without_prefix()
+        tokens = extracted.tokens  # (B, S, token_dim)
         valid = lengths_to_mask(output.lengths, tokens.shape[1])  # (B, S)
         quantized = self.quantizer(tokens, valid, step=step, generator=generator)
         penalty = None
-        if "frontend" in captured:
-            frames = captured["frontend"].float().pow(2).mean(dim=-1)  # (B, S)
+        if extracted.frontend is not None:
+            frames = extracted.frontend.float().pow(2).mean(dim=-1)  # (B, S)
             penalty = frames.masked_fill(~valid, 0.0).sum() / valid.sum().clamp(min=1)
         return ContrastivePass(output, mask, valid, quantized, penalty)
 
