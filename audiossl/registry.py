@@ -1,7 +1,9 @@
 """One typed registry per kind of component (front-ends, encoders, objectives...).
 
 Components register under a name with a decorator; users pick them by name. Unknown
-names give a :class:`~audiossl.errors.ConfigError` listing what exists.
+names give a :class:`~audiossl.errors.ConfigError` listing what exists. The first lookup in
+any registry loads the installed extensions (:mod:`audiossl.extensions`), so third-party
+encoders, objectives, front-ends and checkpoint importers are found by name like built-ins.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (a :class:`KeyError` if it is not registered); for tests and extension reloads."""
+        return self._items.pop(name)
+
     def get(self, name: str) -> T:
+        _load_extensions()
         try:
             return self._items[name]
         except KeyError:
@@ -40,13 +47,24 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
+        _load_extensions()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        _load_extensions()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        _load_extensions()
         return len(self._items)
+
+
+def _load_extensions() -> None:
+    """Load the installed extensions once, on the first lookup in any registry."""
+    # Imported here: extensions import third-party modules, which import the registries themselves.
+    from audiossl.extensions import ensure_extensions
+
+    ensure_extensions()

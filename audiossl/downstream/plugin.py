@@ -4,21 +4,21 @@ A plugin is a :class:`Plugin` (its name, the labels it needs, a task factory and
 exposed by an entry point of the group :data:`ENTRY_POINT_GROUP`, as a ``Plugin`` object or a
 zero-argument callable returning one. fairseq2 loads its extensions the same way
 (``entry_points(group="fairseq2.extension")``), as does pluggy's
-``load_setuptools_entrypoints``. :func:`discover_plugins` loads every entry point; one that
-fails is reported (its name and error) without stopping the others, unless the environment
-variable :data:`STRICT_ENV` is set to ``1``, which makes any failure an error.
+``load_setuptools_entrypoints``. :func:`discover_plugins` loads every entry point through
+:func:`audiossl.entrypoints.load_entry_points` (shared with :mod:`audiossl.extensions`); one
+that fails is reported (its name and error) without stopping the others, unless the
+environment variable :data:`STRICT_ENV` is set to ``1``, which makes any failure an error.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from audiossl.errors import UserError
+from audiossl.entrypoints import STRICT_ENV, EntryPointError, distribution_name, load_entry_points, strict_plugins
 
 if TYPE_CHECKING:
     from audiossl.downstream.task import DownstreamTask
@@ -28,8 +28,16 @@ logger = logging.getLogger(__name__)
 #: Entry-point group under which plugins register.
 ENTRY_POINT_GROUP = "audiossl.plugins"
 
-#: Environment variable: ``1`` makes a plugin that fails to load an error instead of a warning.
-STRICT_ENV = "AUDIOSSL_STRICT_PLUGINS"
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "STRICT_ENV",
+    "Plugin",
+    "PluginError",
+    "discover_plugins",
+    "get_plugin",
+    "load_plugin",
+    "strict_plugins",
+]
 
 
 @dataclass(frozen=True)
@@ -53,30 +61,20 @@ class Plugin:
     distribution: str | None = field(default=None, compare=False)
 
 
-class PluginError(UserError):
+class PluginError(EntryPointError):
     """A plugin that could not be loaded (import error, wrong object, duplicate name)."""
 
-    def __init__(self, name: str, error: str, distribution: str | None = None):
-        self.plugin = name
-        self.error = error
-        self.distribution = distribution
-        where = f" (distribution {distribution})" if distribution else ""
-        super().__init__(f"plugin {name!r}{where} failed to load: {error}")
+    kind = "plugin"
 
-
-def strict_plugins() -> bool:
-    """Whether :data:`STRICT_ENV` asks for plugin failures to be fatal."""
-    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-def _distribution_name(entry_point: metadata.EntryPoint) -> str | None:
-    dist = getattr(entry_point, "dist", None)
-    return None if dist is None else dist.metadata["Name"]
+    @property
+    def plugin(self) -> str:
+        """The plugin's (entry point's) name."""
+        return self.name
 
 
 def load_plugin(entry_point: metadata.EntryPoint) -> Plugin:
     """Load one entry point into a :class:`Plugin` (raises :class:`PluginError` on any failure)."""
-    distribution = _distribution_name(entry_point)
+    distribution = distribution_name(entry_point)
     try:
         target = entry_point.load()
         plugin = target() if callable(target) and not isinstance(target, Plugin) else target
@@ -103,28 +101,22 @@ def discover_plugins(
     error. ``entry_points`` defaults to the group's installed entry points; ``warn=False`` only
     returns the failures (for listings that show them anyway).
     """
-    strict = strict_plugins() if strict is None else strict
-    if entry_points is None:
-        entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
     plugins: dict[str, Plugin] = {}
-    errors: list[PluginError] = []
-    for entry_point in sorted(entry_points, key=lambda ep: ep.name):
-        try:
-            plugin = load_plugin(entry_point)
-            if plugin.name in plugins:
-                raise PluginError(
-                    plugin.name,
-                    f"name already taken by distribution {plugins[plugin.name].distribution}",
-                    plugin.distribution,
-                )
-        except PluginError as error:
-            if strict:
-                raise
-            if warn:
-                logger.warning("%s (set %s=1 to make this fatal)", error, STRICT_ENV)
-            errors.append(error)
-            continue
+
+    def load(entry_point: metadata.EntryPoint) -> Plugin:
+        plugin = load_plugin(entry_point)
+        if plugin.name in plugins:
+            raise PluginError(
+                plugin.name,
+                f"name already taken by distribution {plugins[plugin.name].distribution}",
+                plugin.distribution,
+            )
         plugins[plugin.name] = plugin
+        return plugin
+
+    _, errors = load_entry_points(
+        ENTRY_POINT_GROUP, load, entry_points=entry_points, strict=strict, warn=warn, error_class=PluginError
+    )
     return plugins, errors
 
 

@@ -7,7 +7,6 @@ and entry_points.txt on ``sys.path``, next to the plugin's module (tests/downstr
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -26,6 +25,7 @@ from audiossl.downstream.plugin import (
     discover_plugins,
     get_plugin,
 )
+from audiossl.testing.distributions import install_distribution
 
 THIRDPARTY = Path(__file__).resolve().parent / "thirdparty"
 DIST = "fake-audiossl-plugins"
@@ -39,12 +39,7 @@ notaplugin = audiossl_spkid:NOT_A_PLUGIN
 
 def install_fake_distribution(site: Path, entry_points: str = ENTRY_POINTS) -> Path:
     """Write the dist-info of a fake distribution and its module into ``site`` (a sys.path entry)."""
-    info = site / "fake_audiossl_plugins-0.3.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DIST}\nVersion: 0.3.0\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text(entry_points, encoding="utf-8")
-    shutil.copy(THIRDPARTY / "audiossl_spkid.py", site / "audiossl_spkid.py")
-    return site
+    return install_distribution(site, DIST, "0.3.0", entry_points, [THIRDPARTY / "audiossl_spkid.py"])
 
 
 @pytest.fixture
