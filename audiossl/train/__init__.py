@@ -7,8 +7,8 @@ trained encoder back with its input pipeline.
 
 from __future__ import annotations
 
+from audiossl.models import PretrainedEncoder, load_pretrained  # moved to the model package; kept here for one release
 from audiossl.train.config import PretrainConfig, list_presets, resolve_config
-from audiossl.train.pretrained import PretrainedEncoder, load_pretrained
 from audiossl.train.trainer import NonFiniteLossError, PretrainResult, Trainer, pretrain
 
 __all__ = [

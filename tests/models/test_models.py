@@ -172,3 +172,11 @@ def test_loading_a_model_does_not_import_training_code():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_checkpoints_torch_cannot_memory_map_are_read_whole(tmp_path):
+    """Files written without the zip format (older torch.save settings) still load."""
+    path = tmp_path / "legacy.pt"
+    state = {"format": 1, "model": {"w": torch.ones(2)}, "optimizer": {}}
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    assert set(read_checkpoint(path, keys=("model",))) == {"format", "model"}
