@@ -52,9 +52,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from ssl_evidence import STATS, CpuBudget, StepClock, labels  # noqa: E402
 
-from audiossl.audio.normalize import compute_global_stats  # noqa: E402
 from audiossl.cluster.speakers import cluster_speakers, extract_embeddings, write_pseudo_labels  # noqa: E402
 from audiossl.data.dataset import AudioDataset, collate  # noqa: E402
+from audiossl.data.features import compute_global_stats  # noqa: E402
 from audiossl.data.fsdd import prepare_fsdd  # noqa: E402
 from audiossl.fileio import atomic_write  # noqa: E402
 from audiossl.nn.masking import lengths_to_mask  # noqa: E402

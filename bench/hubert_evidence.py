@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from ssl_evidence import COMMON, STATS, StepClock, evaluate  # noqa: E402
 
-from audiossl.audio.normalize import compute_global_stats  # noqa: E402
 from audiossl.cluster.kmeans import KMeansConfig  # noqa: E402
 from audiossl.cluster.pipeline import FitConfig, fit_kmeans_dir, label_with_kmeans_dir  # noqa: E402
+from audiossl.data.features import compute_global_stats  # noqa: E402
 from audiossl.data.fsdd import prepare_fsdd  # noqa: E402
 from audiossl.fileio import atomic_write  # noqa: E402
 from audiossl.train import load_pretrained, pretrain, resolve_config  # noqa: E402

@@ -42,8 +42,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from audiossl.audio.normalize import compute_global_stats  # noqa: E402
 from audiossl.data.dataset import AudioDataset, collate  # noqa: E402
+from audiossl.data.features import compute_global_stats  # noqa: E402
 from audiossl.data.fsdd import prepare_fsdd  # noqa: E402
 from audiossl.downstream.featurizer import WeightedLayerSum, mean_pool  # noqa: E402
 from audiossl.fileio import atomic_write  # noqa: E402

@@ -22,7 +22,8 @@ from audiossl.audio.io import load_audio
 from audiossl.audio.kaldi_fbank import fbank
 from audiossl.audio.kaldi_mfcc import compute_deltas, mfcc
 from audiossl.audio.melspec import log_mel
-from audiossl.audio.normalize import GlobalStats, cmvn, compute_global_stats
+from audiossl.audio.moved import moved_attribute
+from audiossl.audio.normalize import GlobalStats, cmvn
 from audiossl.audio.tokens import PatchConfig, frame_tokens, patch_counts, patchify, unpatchify
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "SpecAugmentConfig",
     "cmvn",
     "compute_deltas",
-    "compute_global_stats",
     "create_frontend",
     "fbank",
     "load_audio",
@@ -51,3 +51,10 @@ __all__ = [
     "patchify",
     "unpatchify",
 ]
+
+#: Deprecated: compute_global_stats (it walks a data dir) moved up to audiossl.data.features.
+_MOVED = {"compute_global_stats": "audiossl.data.features"}
+
+
+def __getattr__(name: str) -> object:
+    return moved_attribute(__name__, _MOVED, name)

@@ -6,14 +6,15 @@ acts on the waveform before the front-end, as the MUSAN + RIR recipes of speaker
 do (Snyder et al., "X-vectors", 2018):
 
 * **noise** at an SNR drawn uniformly in ``snr_db``: generated (``white``, ``pink`` 1/f, or
-  ``babble``: a sum of several voices of the embedded synthetic corpus,
-  :mod:`audiossl.data.synth`), or recordings read from a noise data dir (MUSAN-style), looped
-  and cut at a random offset;
+  ``babble``: a sum of several voices, by default of the embedded synthetic corpus), or
+  recordings of a noise data dir (MUSAN-style), looped and cut at a random offset;
 * **reverberation**: convolution (``torchaudio.functional.fftconvolve``) with a room impulse
   response: generated as exponentially decaying noise with an RT60 drawn in ``rt60_s`` (the
   stochastic tail model of Polack, 1988), or read from a RIR data dir. The output keeps the
   input's length (the tail past the end is dropped) and its level.
 
+Recordings, impulse responses and voices are read one floor up, by
+:class:`audiossl.data.corrupt.Corruptor` (this module decodes nothing from a data dir).
 Every draw comes from the ``torch.Generator`` passed in, so a batch corrupts the same way twice.
 Lengths are respected: signal power and the convolution use valid samples only (padding is
 zero, and convolution is causal), and the padding of the output is zero, so an item corrupts
@@ -24,13 +25,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torchaudio.functional
 
-from audiossl.errors import ConfigError, DataError
+from audiossl.audio.moved import moved_attribute
+from audiossl.errors import ConfigError
 from audiossl.nn.masking import lengths_to_mask
+
+#: Deprecated: Corruptor (which reads the config's data dirs) moved up to audiossl.data.corrupt.
+_MOVED = {"Corruptor": "audiossl.data.corrupt"}
+
+
+def __getattr__(name: str) -> object:
+    return moved_attribute(__name__, _MOVED, name)
+
 
 #: Noise kinds that are generated rather than read.
 NOISE_KINDS = ("white", "pink", "babble")
@@ -123,31 +132,6 @@ def exponential_rir(
     return rir / rir.norm().clamp_min(1e-8)
 
 
-def _read_dir(data_dir: str | Path, sample_rate: int) -> list[torch.Tensor]:
-    """Every recording of a Kaldi data dir as a mono float32 waveform (T,) at ``sample_rate``."""
-    from audiossl.audio.io import load_utterance
-    from audiossl.data.kaldi import DataDir  # a leaf module: tables only
-
-    data = DataDir.load(data_dir)
-    waves = [load_utterance(data, utt, sample_rate)[0].float() for utt in data.utterance_ids]
-    waves = [wave for wave in waves if wave.numel() > 0 and float(wave.abs().max()) > 0]
-    if not waves:
-        raise DataError("no non-silent recording in this data dir", data_dir)
-    return waves
-
-
-def _synthetic_voices(sample_rate: int, count: int = 12) -> list[torch.Tensor]:
-    """``count`` utterances of distinct speakers of the embedded synthetic corpus, unit variance."""
-    from audiossl.data.synth import SynthConfig, render_utterance  # lazy: data sits above audio
-
-    config = SynthConfig(speakers=count, utts_per_speaker=1, seed=12345, sample_rate=sample_rate, words_per_utt=(3, 5))
-    voices = []
-    for speaker in range(count):
-        audio = torch.from_numpy(render_utterance(config, speaker, 0)[1]).float()
-        voices.append(audio / audio.std().clamp_min(1e-8))
-    return voices
-
-
 def _loop(wave: torch.Tensor, length: int, generator: torch.Generator | None) -> torch.Tensor:
     """``length`` samples of ``wave`` (T,) from a random offset, looped when shorter."""
     offset = _randint(0, wave.numel() - 1, generator)
@@ -155,24 +139,52 @@ def _loop(wave: torch.Tensor, length: int, generator: torch.Generator | None) ->
     return wave.repeat(repeats)[offset : offset + length]
 
 
-class Corruptor:
+def needs_voices(config: CorruptConfig) -> bool:
+    """Whether ``config`` can draw babble noise (and so needs voices to sum)."""
+    return config.noise_dir is None and "babble" in config.noise_kinds and config.noise_prob > 0
+
+
+class WaveformCorruptor:
     """``(waveforms (B, T), lengths (B,), generator) -> corrupted waveforms (B, T)`` on any device.
 
-    Noise recordings, impulse responses and babble voices are loaded or synthesised once, at
-    construction. Draws happen on the CPU generator in a fixed order per item (reverb?, RT60 or
-    RIR index, RIR noise, noise?, kind, SNR, noise samples), then the item is processed on the
-    waveforms' device.
+    The noise and impulse-response sources are given, already read: ``noises`` (the recordings
+    of ``config.noise_dir``), ``rirs`` (of ``config.rir_dir``) and ``voices`` (unit-variance
+    speech summed into babble). :class:`audiossl.data.corrupt.Corruptor` reads them from the
+    config's data dirs and the synthetic corpus; this class never touches a data dir. Draws
+    happen on the CPU generator in a fixed order per item (reverb?, RT60 or RIR index, RIR
+    noise, noise?, kind, SNR, noise samples), then the item is processed on the waveforms'
+    device.
     """
 
-    def __init__(self, config: CorruptConfig, sample_rate: int):
+    def __init__(
+        self,
+        config: CorruptConfig,
+        sample_rate: int,
+        *,
+        noises: list[torch.Tensor] | None = None,
+        rirs: list[torch.Tensor] | None = None,
+        voices: list[torch.Tensor] | None = None,
+    ):
         self.config = config
         self.sample_rate = sample_rate
-        self.noises = _read_dir(config.noise_dir, sample_rate) if config.noise_dir else None
-        self.rirs = _read_dir(config.rir_dir, sample_rate) if config.rir_dir else None
-        if self.rirs is not None:
-            self.rirs = [rir / rir.norm().clamp_min(1e-8) for rir in self.rirs]
-        wants_babble = self.noises is None and "babble" in config.noise_kinds and config.noise_prob > 0
-        self.voices = _synthetic_voices(sample_rate) if wants_babble else []
+        self.noises = noises or None
+        self.rirs = None if not rirs else [rir / rir.norm().clamp_min(1e-8) for rir in rirs]
+        wants_voices = self.noises is None and "babble" in config.noise_kinds and config.noise_prob > 0
+        missing = [
+            what
+            for what, absent in (
+                ("noises (config.noise_dir)", config.noise_dir is not None and self.noises is None),
+                ("rirs (config.rir_dir)", config.rir_dir is not None and self.rirs is None),
+                ("voices (babble noise)", wants_voices and not voices),
+            )
+            if absent
+        ]
+        if missing:
+            raise ConfigError(
+                f"the corruption config needs {', '.join(missing)}: pass them, or build "
+                "audiossl.data.corrupt.Corruptor, which reads them"
+            )
+        self.voices = list(voices or [])
 
     def noise(self, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """One noise signal of ``length`` samples (T,), any level (it is scaled to the SNR later)."""

@@ -4,7 +4,8 @@
   so statistics of shards merge exactly. AST normalises its fbank input with one corpus
   mean and standard deviation over all bins (``scalar=True`` in :meth:`GlobalStats.apply`);
   per-channel statistics are the Kaldi ``compute-cmvn-stats`` convention.
-* :func:`compute_global_stats` streams a data dir through a front-end to fill them.
+* :func:`audiossl.data.features.compute_global_stats` streams a data dir through a front-end
+  to fill them (one floor up: it walks a data dir).
 * :func:`cmvn` normalises each utterance with its own statistics (Kaldi ``apply-cmvn``
   per utterance), over valid frames only.
 """
@@ -18,9 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiossl.errors import ConfigError, DataError
+from audiossl.audio.moved import moved_attribute
+from audiossl.errors import DataError
 from audiossl.fileio import atomic_path
 from audiossl.nn.masking import lengths_to_mask
+
+#: Deprecated: compute_global_stats (it walks a data dir) moved up to audiossl.data.features.
+_MOVED = {"compute_global_stats": "audiossl.data.features"}
+
+
+def __getattr__(name: str) -> object:
+    return moved_attribute(__name__, _MOVED, name)
 
 
 @dataclass
@@ -146,45 +155,6 @@ class GlobalStats:
             int(fields["utterances"]),
             frontend,
         )
-
-
-def compute_global_stats(
-    data_dir: str | Path,
-    frontend_name: str = "fbank",
-    frontend_config: object | None = None,
-    *,
-    batch_seconds: float = 200.0,
-    sample_rate: int | None = None,
-    progress: bool = True,
-    num_workers: int = 0,
-) -> GlobalStats:
-    """Per-channel statistics of a front-end's features over every utterance of a Kaldi data dir.
-
-    Utterances are read at the front-end's sample rate (``sample_rate`` overrides; 16 kHz for
-    front-ends without one), batched by length so that a batch holds about ``batch_seconds``
-    of padded audio, and streamed through the front-end; only the running sums are kept.
-    """
-    from torch.utils.data import DataLoader
-
-    from audiossl.audio.frontends import FRONTENDS, create_frontend
-    from audiossl.data.dataset import AudioDataset, collate
-    from audiossl.data.sampler import BucketBatchSampler
-    from audiossl.progress import progress as progress_bar
-
-    if FRONTENDS.get(frontend_name).learnable:
-        raise ConfigError(f"front-end {frontend_name!r} is learnable: its statistics change as it trains")
-    frontend = create_frontend(frontend_name, frontend_config).eval()
-    rate = sample_rate or getattr(frontend.config, "sample_rate", 16000)
-    dataset = AudioDataset(data_dir, sample_rate=rate)
-    sampler = BucketBatchSampler(dataset.durations, batch_seconds, shuffle=False)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
-    stats = GlobalStats(frontend=frontend_name)
-    batches = progress_bar(loader, desc="feature statistics", total=len(sampler), unit="batch") if progress else loader
-    with torch.no_grad():
-        for batch in batches:
-            features, frame_lengths = frontend(batch.waveforms, batch.lengths)
-            stats.update(features, frame_lengths)
-    return stats
 
 
 def cmvn(

@@ -34,8 +34,8 @@ def plot(
     seed: Annotated[int, typer.Option(help="Seed of the drawn mask (with --config).")] = 0,
 ) -> None:
     """Plot one utterance's features as a spectrogram PNG (with --config: and its pretraining mask)."""
-    from audiossl.audio.features import utterance_features
     from audiossl.audio.plot import plot_features
+    from audiossl.data.features import utterance_features
 
     if config is None:
         if overrides:
@@ -79,7 +79,7 @@ def stats(
     ] = None,
 ) -> None:
     """Compute global per-channel mean and variance over a data dir (for feature normalisation)."""
-    from audiossl.audio.normalize import compute_global_stats
+    from audiossl.data.features import compute_global_stats
 
     settings = None
     if config is not None:

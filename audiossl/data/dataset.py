@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from audiossl.audio.io import load_utterance, read_wav_scp_info
 from audiossl.data.kaldi import DataDir
+from audiossl.data.wav_scp import load_utterance, read_wav_scp_info
 from audiossl.errors import DataError
 from audiossl.progress import progress
 

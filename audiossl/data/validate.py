@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiossl.audio.io import MAX_SEGMENT_OVERSHOOT, read_wav_scp_entry, read_wav_scp_info
+from audiossl.audio.io import MAX_SEGMENT_OVERSHOOT
 from audiossl.data.kaldi import (
     CORE_TABLES,
     kaldi_sort_key,
@@ -21,6 +21,7 @@ from audiossl.data.kaldi import (
     utt2spk_to_spk2utt,
     write_table,
 )
+from audiossl.data.wav_scp import read_wav_scp_entry, read_wav_scp_info
 from audiossl.errors import AudioError, DataError
 from audiossl.progress import progress
 

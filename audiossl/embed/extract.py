@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiossl.audio.io import load_utterance
+from audiossl.data.wav_scp import load_utterance
 from audiossl.data.kaldi import DataDir
 from audiossl.embed.embedder import Embedder
 from audiossl.embed.loading import load

@@ -41,8 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiossl.audio.corrupt import CorruptConfig, Corruptor
+from audiossl.audio.corrupt import CorruptConfig
 from audiossl.cluster.speakers import ClusterConfig, PseudoSpeakerHead, read_pseudo_labels
+from audiossl.data.corrupt import Corruptor
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError
 from audiossl.nn.pooling import AttentiveStatsPool, MeanPool

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from audiossl.audio.normalize import GlobalStats, compute_global_stats
+from audiossl.audio.normalize import GlobalStats
 from audiossl.data.backends import TrainData, create_train_data
+from audiossl.data.features import compute_global_stats
 from audiossl.encoders import Encoder, create_encoder
 from audiossl.engine import distributed
 from audiossl.engine.checkpoint import link_best  # noqa: F401  (moved to the engine; old import path kept)

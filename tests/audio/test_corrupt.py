@@ -10,7 +10,8 @@ import soundfile
 import torch
 from scipy.signal import welch
 
-from audiossl.audio.corrupt import CorruptConfig, Corruptor, exponential_rir, pink_noise
+from audiossl.audio.corrupt import CorruptConfig, exponential_rir, pink_noise
+from audiossl.data.corrupt import Corruptor
 from audiossl.data.kaldi import DataDir
 from audiossl.errors import ConfigError
 

@@ -13,8 +13,9 @@ import soundfile
 import torch
 import torchaudio.functional
 
-from audiossl.audio.io import audio_info, load_audio, load_utterance, read_wav_scp_entry, read_wav_scp_info
+from audiossl.audio.io import audio_info, load_audio
 from audiossl.data.kaldi import DataDir, Segment
+from audiossl.data.wav_scp import load_utterance, read_wav_scp_entry, read_wav_scp_info
 from audiossl.errors import AudioError
 
 FSDD = Path(__file__).resolve().parents[2] / "../shared/data/fsdd/recordings"

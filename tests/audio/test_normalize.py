@@ -11,7 +11,8 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 from audio_signals import speech_like
 
-from audiossl.audio import GlobalStats, cmvn, compute_global_stats
+from audiossl.audio import GlobalStats, cmvn
+from audiossl.data.features import compute_global_stats
 from audiossl.errors import ConfigError, DataError
 
 

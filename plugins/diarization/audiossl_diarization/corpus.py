@@ -31,8 +31,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional
 
-from audiossl.audio.io import load_utterance
 from audiossl.data.kaldi import DataDir
+from audiossl.data.wav_scp import load_utterance
 from audiossl.errors import ConfigError, DataError, UserError
 from audiossl.fileio import atomic_path, atomic_write
 from audiossl.progress import progress

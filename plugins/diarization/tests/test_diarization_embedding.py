@@ -124,8 +124,8 @@ def test_sv_run_gives_the_sv_plugins_embeddings(source_dir, checkpoint, tmp_path
     sv_task = pytest.importorskip("audiossl_sv.task", reason="the sv plugin (plugins/sv) is not installed")
     from audiossl_sv.evaluation import embed_data_dir
 
-    from audiossl.audio.io import load_utterance
     from audiossl.data.kaldi import DataDir
+    from audiossl.data.wav_scp import load_utterance
     from audiossl.downstream.trainer import DownstreamConfig, load_downstream, train_downstream
 
     task = sv_task.SVTask(hidden_dim=16, attention_dim=8, embedding_dim=8, margin_warmup_steps=2, top_n=3)

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audiossl.audio.io import load_audio, load_utterance
+from audiossl.audio.io import load_audio
 from audiossl.data.kaldi import DataDir
+from audiossl.data.wav_scp import load_utterance
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
 from audiossl.progress import progress

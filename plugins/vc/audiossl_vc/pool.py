@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from audiossl.audio.io import SOUNDFILE_EXTENSIONS, load_audio, load_utterance
+from audiossl.audio.io import SOUNDFILE_EXTENSIONS, load_audio
 from audiossl.data.kaldi import DataDir
+from audiossl.data.wav_scp import load_utterance
 from audiossl.errors import DataError
 from audiossl.models import PretrainedEncoder
 from audiossl.progress import progress
