@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -199,12 +200,14 @@ def train_downstream(
     config: DownstreamConfig | None = None,
     valid_dir: str | Path | None = None,
     resume: bool = False,
+    callbacks: Sequence[Callable[[Engine], None]] = (),
 ) -> DownstreamResult:
     """Train ``task``'s head on ``upstream_spec`` with ``train_dir`` into the run dir ``out_dir``.
 
     ``resume`` continues from the newest checkpoint (an error when there is none); without it a
     run dir with checkpoints is an error, so a finished run is never overwritten. With
-    ``valid_dir`` the validation loss is logged at every checkpoint.
+    ``valid_dir`` the validation loss is logged at every checkpoint. ``callbacks`` are called
+    with the engine after every optimizer step. Under torchrun every process runs this call.
     """
     config = config or DownstreamConfig()
     run_dir, train_dir = Path(out_dir), Path(train_dir)
@@ -242,7 +245,7 @@ def train_downstream(
         task.check_data(Path(valid_dir), state)
 
     unit = DownstreamUnit(task, upstream, state, train_dir, config, Path(valid_dir) if valid_dir else None)
-    engine = Engine(unit, engine_config(config, task), run_dir, resume=resume)
+    engine = Engine(unit, engine_config(config, task), run_dir, resume=resume, callbacks=callbacks)
     try:
         result = engine.train()
     finally:
