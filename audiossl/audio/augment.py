@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from audiossl.audio.options import resolve_config
 from audiossl.errors import ConfigError
 from audiossl.nn.masking import lengths_to_mask
 
@@ -71,8 +72,6 @@ class SpecAugment(nn.Module):
 
     def __init__(self, config: SpecAugmentConfig | None = None, **overrides: object):
         super().__init__()
-        from audiossl.audio.options import resolve_config
-
         self.config = resolve_config(SpecAugmentConfig, config, overrides)
 
     def masks(

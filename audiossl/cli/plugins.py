@@ -44,11 +44,13 @@ from audiossl.cli.options import (
     downstream_config,
     downstream_options,
 )
+from audiossl.downstream.plugin import STRICT_ENV, PluginError, discover_plugins, strict_plugins
+from audiossl.errors import UserError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-    from audiossl.downstream.plugin import Plugin, PluginError
+    from audiossl.downstream.plugin import Plugin
     from audiossl.downstream.task import DownstreamTask
     from audiossl.downstream.trainer import DownstreamConfig
 
@@ -102,8 +104,6 @@ def mount_plugins(root: typer.Typer, entry_points: Iterable[EntryPoint] | None =
     returned; :func:`check_strict` turns them into an error when strict mode is on.
     ``entry_points`` defaults to the installed ones.
     """
-    from audiossl.downstream.plugin import PluginError, discover_plugins
-
     plugins, errors = discover_plugins(entry_points, strict=False)
     taken = _command_names(root)
     for name, plugin in plugins.items():
@@ -122,9 +122,6 @@ def mount_plugins(root: typer.Typer, entry_points: Iterable[EntryPoint] | None =
 
 def check_strict() -> None:
     """In strict mode (``AUDIOSSL_STRICT_PLUGINS=1``), raise the plugin failures found at start-up (all named)."""
-    from audiossl.downstream.plugin import STRICT_ENV, strict_plugins
-    from audiossl.errors import UserError
-
     if not ERRORS or not strict_plugins():
         return
     if len(ERRORS) == 1:
@@ -136,8 +133,6 @@ def check_strict() -> None:
 @app.command("list")
 def list_plugins() -> None:
     """List installed plugins: name, version, distribution, labels, description; then broken ones."""
-    from audiossl.downstream.plugin import discover_plugins
-
     plugins, errors = discover_plugins(strict=False, warn=False)
     if not plugins and not errors:
         typer.echo("no plugins installed (entry-point group audiossl.plugins)")
@@ -166,7 +161,7 @@ def run_training(
     resume: bool = False,
 ) -> None:
     """Train and print where the run ended (the body of every plugin's ``train`` command)."""
-    from audiossl.downstream.trainer import train_downstream
+    from audiossl.downstream.trainer import train_downstream  # here: torch + the engine; plugins mount at start-up
 
     result = train_downstream(task, upstream, data, out, config, valid_dir=valid, resume=resume)
     valid_text = "" if result.valid_loss is None else f", valid loss {result.valid_loss:.4f}"
@@ -183,7 +178,7 @@ def run_evaluation(
     device: str | None = None,
 ) -> dict[str, float]:
     """Evaluate a run on a data dir and print its metrics (the body of every plugin's ``evaluate`` command)."""
-    from audiossl.downstream.trainer import evaluate_downstream
+    from audiossl.downstream.trainer import evaluate_downstream  # here: torch + the engine (start-up time)
 
     metrics = evaluate_downstream(run_dir, data, out, checkpoint=checkpoint, task=task, device=device or "auto")
     width = max((len(name) for name in metrics), default=0)

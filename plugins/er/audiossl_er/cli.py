@@ -1,4 +1,8 @@
-"""``audiossl er``: train, evaluate, leave-speaker-out folds and cross-validation for emotion recognition."""
+"""``audiossl er``: train, evaluate, leave-speaker-out folds and cross-validation for emotion recognition.
+
+The task, folds and trainer are imported inside the commands (torch, the downstream trainer),
+so mounting the plugin at every ``audiossl`` start-up stays cheap.
+"""
 
 from __future__ import annotations
 

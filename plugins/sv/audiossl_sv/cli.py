@@ -10,6 +10,9 @@ Each command is a thin wrapper over a library function:
 * ``evaluate DATA (--run RUN | -u UPSTREAM) -o OUT``: embed, score, EER/minDCF, DET plot; without a
   run this is the frozen-embedding baseline (mean-pooled upstream features);
 * ``make-trials DATA -o TRIALS``: :func:`~audiossl_sv.trials.make_trials`.
+
+The library modules are imported inside the commands (they pull in torch and the downstream
+trainer), so mounting the plugin at every ``audiossl`` start-up stays cheap.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from audiossl.cli import plugins as plugin_cli
+from audiossl.config import apply_overrides, from_dict, load_yaml
 
 app = typer.Typer(
     name="sv",
@@ -71,7 +75,6 @@ def train(
     resume: plugin_cli.ResumeOption = False,
 ) -> None:
     """Train a speaker head (attentive stats pooling, AAM-softmax) on an upstream's layer mix."""
-    from audiossl.config import apply_overrides, load_yaml
     from audiossl_sv.task import SVTask, SVTaskConfig
 
     task = load_yaml(SVTaskConfig, task_config) if task_config is not None else SVTaskConfig()
@@ -157,7 +160,6 @@ def evaluate(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
 ) -> None:
     """Embed, cosine-score the trials, report EER and minDCF (p_target 0.01, 0.05) with a DET plot."""
-    from audiossl.config import from_dict
     from audiossl.downstream.trainer import read_run_info
     from audiossl_sv.evaluation import evaluate_frozen
     from audiossl_sv.task import SVTask, SVTaskConfig

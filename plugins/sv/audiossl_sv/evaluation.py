@@ -25,9 +25,11 @@ import torch
 from torch import nn
 
 from audiossl.data.kaldi import DataDir
+from audiossl.data.subset import subset
 from audiossl.downstream.featurizer import mean_pool
 from audiossl.downstream.task import eval_batches
-from audiossl.downstream.upstream import FbankBaseline
+from audiossl.downstream.trainer import resolve_device
+from audiossl.downstream.upstream import FbankBaseline, load_upstream
 from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_write
 from audiossl_sv.metrics import plot_det, verification_metrics
@@ -102,8 +104,6 @@ def norm_statistics(
         return None, None
     if cohort_dir is None or not Path(cohort_dir).is_dir():
         raise ConfigError(f"score_norm {config.score_norm!r} needs a cohort data dir (the training data)", cohort_dir)
-    from audiossl.data.subset import subset
-
     data = DataDir.load(cohort_dir)
     ids = data.utterance_ids
     if len(ids) > config.cohort_size:
@@ -169,9 +169,6 @@ def evaluate_frozen(
 
     Writes what :func:`evaluate_embeddings` writes plus ``metrics.json``.
     """
-    from audiossl.downstream.trainer import resolve_device
-    from audiossl.downstream.upstream import load_upstream
-
     check_verification_data(data_dir, config.trials)  # trials or speaker labels exist, before any audio is read
     upstream = load_upstream(upstream_spec).to(resolve_device(device)).eval()
     embeddings = embed_data_dir(upstream, data_dir, layer=layer)
