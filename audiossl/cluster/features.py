@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_path, atomic_write
 from audiossl.progress import progress as progress_bar
@@ -47,12 +48,12 @@ class EncoderFeatures(nn.Module):
     modules.
     """
 
-    def __init__(self, frontend: nn.Module | None, encoder: nn.Module, layer: int):
+    def __init__(self, frontend: nn.Module | None, encoder: Encoder, layer: int):
         super().__init__()
         num_layers = int(encoder.num_layers)
         if layer == 0 or not -num_layers <= layer <= num_layers:
             raise ConfigError(f"layer must be in 1..{num_layers} (or -{num_layers}..-1), got {layer}")
-        freq_patches = getattr(getattr(encoder, "embedding", None), "freq_patches", 1)
+        freq_patches = encoder.freq_patches
         if freq_patches != 1:
             raise ConfigError(
                 f"the encoder has {freq_patches} frequency patches per time step, so its tokens are not frames; "

@@ -61,8 +61,7 @@ class PretrainedEncoder(SpeechEncoder):
         """
         samples = torch.tensor([10 * self.sample_rate])
         tokens = self.encoder.token_lengths(self.inputs.output_lengths(samples))
-        per_step = getattr(getattr(self.encoder, "embedding", None), "freq_patches", 1)
-        return float(tokens[0]) / per_step / 10.0
+        return float(tokens[0]) / self.encoder.freq_patches / 10.0
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         features, feature_lengths = self.inputs(waveforms, lengths)
