@@ -186,7 +186,8 @@ class Engine:
         """Load every state of a checkpoint; the log says where the run continues from."""
         self.unit.load_state_dict(state, path)
         self.optimizer.load_state_dict(state["optimizer"])
-        load_scheduler_state(self.scheduler, state["scheduler"])
+        if "scheduler" in state:  # vocoder checkpoints of earlier releases have none (constant lr)
+            load_scheduler_state(self.scheduler, state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
@@ -196,7 +197,8 @@ class Engine:
         self.best = float(meta.get("best", math.inf))
         self.best_step = meta.get("best_step")
         self.elapsed_before = float(meta.get("elapsed_s", 0.0))
-        rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one dict: older single runs
+        rng = state.get("rng", [])
+        rng = rng if isinstance(rng, list) else [rng]  # one dict: downstream runs of earlier releases
         if len(rng) == self.dist.world_size:
             set_rng_state(rng[self.dist.rank])
         else:

@@ -6,47 +6,43 @@ memory; steps draw random segments of ``segment_frames`` frames with the matchin
 true log-mels; ``hifigan`` alternates a discriminator step (LSGAN) and a generator step
 (LSGAN + 2 x feature matching + 45 x mel L1), as in Kong et al. (2020).
 
-The run dir gets ``config.yaml``, ``ckpt-<step>.pt`` (generator, layer weights, discriminators,
-optimisers, step; atomic), ``train.jsonl`` and ``loss.png`` (:mod:`audiossl.engine.logging`).
-A run continues from its newest checkpoint with ``resume``; segments are drawn from
-``(seed, step)``, so a resumed run draws what an uninterrupted one would.
+The loop is audiossl's training engine (:mod:`audiossl.engine`, the unit is
+:class:`VocoderUnit`), so the vocoder trains with DDP under torchrun and with
+bf16/fp16 autocast. The run dir gets ``config.yaml``, ``ckpt-<step>.pt`` (generator, layer
+weights, discriminators, optimisers, step; atomic), ``train.jsonl`` and ``loss.png``. A run
+continues from its newest checkpoint with ``resume``; segments are drawn from ``(seed, step)``,
+so a resumed run draws what an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import yaml
+from torch import nn
 
 from audiossl.config import to_dict
 from audiossl.data.dataset import AudioDataset
-from audiossl.engine.checkpoint import (
-    prune_checkpoints,
-    save_checkpoint,
-)
-from audiossl.engine.logging import RunLogger, plot_loss_curve
+from audiossl.engine import Engine, EngineConfig, TrainUnit
 from audiossl.errors import ConfigError, DataError
-from audiossl.fileio import CHECKPOINT_FORMAT, atomic_write, checkpoint_path, latest_checkpoint, load_checkpoint
+from audiossl.fileio import atomic_write, latest_checkpoint, load_checkpoint
+from audiossl.models import load_pretrained
+from audiossl.nn.outputs import LossOutput
 from audiossl.progress import progress
-from audiossl.train.pretrained import load_pretrained
 from audiossl_vc.features import LayerSelector, LayerSpec, encode_layers, feature_dim, frame_hop
 from audiossl_vc.hifigan import (
-    Discriminators,
     HifiGanConfig,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_adversarial_loss,
 )
 from audiossl_vc.matching import knn_match
-from audiossl_vc.mel import LogMel, MelConfig
-from audiossl_vc.vocoder import Vocoder, VocoderSpec
+from audiossl_vc.mel import MelConfig
+from audiossl_vc.trainer import GeneratorStep, VocoderTrainer  # noqa: F401  (GeneratorStep re-exported)
+from audiossl_vc.vocoder import VocoderSpec
 
 logger = logging.getLogger("audiossl.vc")
 
@@ -97,6 +93,8 @@ class VocoderTrainConfig:
     """Seed of the initial weights and of the segment draws."""
     device: str = "cpu"
     """Where the vocoder trains (``cpu``, ``cuda``); the frozen encoder extracts features on the CPU."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast of the generator: ``bf16``, ``fp16`` (with a gradient scaler) or ``fp32``."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("hifigan", "mel-gl"):
@@ -199,84 +197,6 @@ class TrainResult:
     last_loss: float
 
 
-class VocoderTrainer:
-    """Models, optimisers and the step functions of one vocoder run."""
-
-    def __init__(self, spec: VocoderSpec, config: VocoderTrainConfig):
-        torch.manual_seed(config.seed)
-        self.spec = spec
-        self.config = config
-        self.device = torch.device(config.device)
-        self.vocoder = Vocoder(spec).to(self.device)
-        self.log_mel = LogMel(spec.mel).to(self.device)
-        lr = config.lr if config.lr is not None else (2e-4 if spec.kind == "hifigan" else 1e-3)
-        betas = (0.8, 0.99) if spec.kind == "hifigan" else (0.9, 0.99)
-        params = list(self.vocoder.selector.parameters()) + list(self.vocoder.net.parameters())
-        self.optimizer = torch.optim.AdamW(params, lr=lr, betas=betas)
-        self.discriminators = Discriminators(spec.hifigan).to(self.device) if spec.kind == "hifigan" else None
-        self.disc_optimizer = (
-            torch.optim.AdamW(self.discriminators.parameters(), lr=lr, betas=betas) if self.discriminators else None
-        )
-
-    def step(self, layers: torch.Tensor, waves: torch.Tensor) -> dict[str, float]:
-        """One optimiser step on a batch of stacked layers (K, B, S, D) and waveforms (B, S x hop)."""
-        self.vocoder.train()
-        layers, waves = layers.to(self.device), waves.to(self.device)
-        features = self.vocoder.selector(layers)  # (B, S, D)
-        lengths = torch.full((features.shape[0],), features.shape[1], device=self.device)
-        target_mel = self.log_mel(waves)  # (B, S * r, n_mels)
-        if self.discriminators is None:
-            mel, _ = self.vocoder.net(features, lengths)
-            loss = (mel - target_mel).abs().mean()
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            return {"loss": loss.item(), "mel": loss.item()}
-        fake, _ = self.vocoder.net(features, lengths)  # (B, S * hop)
-        real_scores, _ = self.discriminators(waves)
-        fake_scores, _ = self.discriminators(fake.detach())
-        disc_loss = discriminator_loss(real_scores, fake_scores)
-        self.disc_optimizer.zero_grad()
-        disc_loss.backward()
-        self.disc_optimizer.step()
-        _, real_maps = self.discriminators(waves)
-        fake_scores, fake_maps = self.discriminators(fake)
-        mel_loss = (self.log_mel(fake) - target_mel).abs().mean()
-        adversarial = generator_adversarial_loss(fake_scores)
-        matching = feature_matching_loss(real_maps, fake_maps)
-        loss = adversarial + self.config.feature_matching_weight * matching + self.config.mel_weight * mel_loss
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        return {
-            "loss": loss.item(),
-            "mel": mel_loss.item(),
-            "adversarial": adversarial.item(),
-            "feature_matching": matching.item(),
-            "discriminator": disc_loss.item(),
-        }
-
-    def state(self, step: int) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "vocoder": self.spec.to_dict(),
-            "model": self.vocoder.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "discriminators": None if self.discriminators is None else self.discriminators.state_dict(),
-            "disc_optimizer": None if self.disc_optimizer is None else self.disc_optimizer.state_dict(),
-            "train_config": to_dict(self.config),
-        }
-
-    def load(self, state: dict) -> int:
-        self.vocoder.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.discriminators is not None:
-            self.discriminators.load_state_dict(state["discriminators"])
-            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
-        return int(state["step"])
-
-
 def make_spec(model, model_path: str | Path, config: VocoderTrainConfig) -> VocoderSpec:
     """The vocoder spec for ``model``'s features under ``config``."""
     layer_spec = LayerSpec.parse(config.layer, model.encoder.num_layers)
@@ -305,7 +225,11 @@ def train_vocoder(
     *,
     resume: bool = False,
 ) -> TrainResult:
-    """Train (or with ``resume`` continue) a vocoder on the frozen features of ``model_path``."""
+    """Train (or with ``resume`` continue) a vocoder on the frozen features of ``model_path``.
+
+    The loop is audiossl's training engine (:class:`VocoderUnit`): under
+    torchrun every process draws its own segments and the generator trains with DDP.
+    """
     run_dir = Path(run_dir)
     existing = latest_checkpoint(run_dir)
     if existing is not None and not resume:
@@ -314,15 +238,10 @@ def train_vocoder(
         )
     model = load_pretrained(model_path)
     spec = make_spec(model, model_path, config)
-    trainer = VocoderTrainer(spec, config)
-    step = 0
     if existing is not None:
-        state = load_checkpoint(existing)
-        saved = VocoderSpec.from_dict(state["vocoder"])
+        saved = VocoderSpec.from_dict(load_checkpoint(existing)["vocoder"])
         if dataclasses.replace(saved, encoder="") != dataclasses.replace(spec, encoder=""):
             raise ConfigError("the run was started with other settings (kind, layer, preset or encoder)", existing)
-        step = trainer.load(state)
-        logger.info("resuming %s from step %d", run_dir, step)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run_dir / "config.yaml") as handle:
         yaml.safe_dump({"model": str(model_path), "data": [str(d) for d in data_dirs], **to_dict(config)}, handle)
@@ -333,25 +252,79 @@ def train_vocoder(
             prematch(cache, spec.layer_spec, config.prematch_k),
             config.prematch_k,
         )
-    log = RunLogger(run_dir, tensorboard=False)
-    log.write({"kind": "event", "event": "resume" if step else "start", "step": step, "utterances": len(cache.ids)})
-    started, values, checkpoint = time.monotonic(), {"loss": float("nan")}, existing
+    engine = Engine(VocoderUnit(spec, config, cache), engine_config(config), run_dir, resume=existing is not None)
     try:
-        while step < config.steps:
-            layers, waves = draw_batch(cache, config, spec.hop, step)
-            values = trainer.step(layers, waves)
-            step += 1
-            if step % config.log_every == 0 or step == config.steps:
-                parts = {k: v for k, v in values.items() if k != "loss"}
-                log.write({"kind": "train", "step": step, "loss": values["loss"], "parts": parts,
-                           "elapsed_s": time.monotonic() - started})  # fmt: skip
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                checkpoint = save_checkpoint(trainer.state(step), checkpoint_path(run_dir, step))
-                prune_checkpoints(run_dir, config.keep_last)
-                plot_loss_curve(run_dir / "train.jsonl", run_dir / "loss.png")
-        log.write({"kind": "event", "event": "finish", "step": step})
+        result = engine.train()
     finally:
-        log.close()
-    if checkpoint is None:
-        checkpoint = save_checkpoint(trainer.state(step), checkpoint_path(run_dir, step))
-    return TrainResult(run_dir, step, Path(checkpoint), values["loss"])
+        engine.close()
+    return TrainResult(run_dir, result.step, Path(result.checkpoint), result.loss)
+
+
+# ----------------------------------------------------------------------------- the engine's unit
+
+
+def engine_config(config: VocoderTrainConfig) -> EngineConfig:
+    """The engine settings of a vocoder run (constant lr, no clipping, no best.pt, no TensorBoard)."""
+    lr = config.lr if config.lr is not None else (2e-4 if config.kind == "hifigan" else 1e-3)
+    return EngineConfig(
+        max_steps=config.steps,
+        seed=config.seed,
+        device=config.device,
+        precision=config.precision,
+        lr=lr,
+        betas=(0.8, 0.99) if config.kind == "hifigan" else (0.9, 0.99),
+        log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        keep_last=config.keep_last,
+        keep_best=False,
+        tensorboard=False,
+        label="vocoder",
+    )
+
+
+class VocoderUnit(TrainUnit):
+    """A vocoder of ``spec`` trained on the segments of ``cache``."""
+
+    logger = logger
+
+    def __init__(self, spec: VocoderSpec, config: VocoderTrainConfig, cache: FeatureCache):
+        self.spec, self.settings, self.cache = spec, config, cache
+
+    def setup(self, engine: Engine, restoring: bool) -> None:
+        self.trainer = VocoderTrainer(self.spec, self.settings, device=engine.device)
+        if self.trainer.discriminators is not None:
+            self.trainer.run_discriminators = engine.wrap(self.trainer.discriminators)
+        self.model = self.trainer.generator
+
+    def parameter_groups(self, config: EngineConfig) -> list[dict[str, Any]]:
+        return self.trainer.parameter_groups()
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        engine, accumulation = self.engine, self.engine.config.accumulation_steps
+        while True:
+            for micro in range(accumulation):
+                index = (engine.step * accumulation + micro) * engine.dist.world_size + engine.dist.rank
+                yield draw_batch(self.cache, self.settings, self.spec.hop, index)
+
+    def forward(self, model: nn.Module, item: tuple[torch.Tensor, torch.Tensor], step: int) -> LossOutput:
+        layers, waves = item
+        with self.engine.autocast():
+            return self.trainer.loss(model, layers, waves)
+
+    def measure(self, item: tuple[torch.Tensor, torch.Tensor]) -> tuple[int, float]:
+        waves = item[1]
+        return waves.shape[0], waves.numel() / self.spec.sample_rate
+
+    def train(self, mode: bool = True) -> None:
+        self.trainer.vocoder.train(mode)
+        if self.trainer.discriminators is not None:
+            self.trainer.discriminators.train(mode)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.trainer.state_entries()
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        self.trainer.vocoder.load_state_dict(state["model"])
+        if self.trainer.discriminators is not None:
+            self.trainer.discriminators.load_state_dict(state["discriminators"])
+            self.trainer.disc_optimizer.load_state_dict(state["disc_optimizer"])
