@@ -43,20 +43,27 @@ _CODECS_HINT = "pip install 'audiossl[codecs]'"
 
 
 def load_audio(
-    path: str | Path,
+    path: str | Path | bytes,
     sample_rate: int | None = None,
     *,
     mono: bool = True,
     start: float = 0.0,
     end: float | None = None,
     expected_channels: int | None = None,
+    name: str | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Read ``path`` (or the span ``[start, end)`` seconds of it) as float32.
 
     Returns ``(waveform, sample_rate)``: waveform ``(T,)`` when ``mono`` (mean of the
     channels), else ``(C, T)``; resampled to ``sample_rate`` when given. ``end`` of None
-    or negative means the end of the file.
+    or negative means the end of the file. ``path`` may also be the encoded bytes of a WAV
+    or FLAC stream (a command's output); ``name`` then says where they came from in errors,
+    and a stream without a length is decoded with torchcodec.
     """
+    if isinstance(path, bytes):
+        name = name or "audio stream"
+        samples, rate = _read_stream(path, name, start, end)
+        return _finish(samples, rate, name, sample_rate, mono, expected_channels)
     path = Path(path)
     if not path.exists():
         raise AudioError("audio file not found", path)
@@ -69,21 +76,15 @@ def load_audio(
     return _finish(samples, rate, str(path), sample_rate, mono, expected_channels)
 
 
-#: Names that moved up to audiossl.data (see __getattr__).
-_MOVED = {name: "audiossl.data.wav_scp" for name in ("load_utterance", "read_wav_scp_entry", "read_wav_scp_info")}
-
-
-def __getattr__(name: str) -> object:
-    """Deprecated: the wav.scp readers moved to :mod:`audiossl.data.wav_scp`; kept for one release."""
-    return moved_attribute(__name__, _MOVED, name)
-
-
-def audio_info(path: str | Path) -> tuple[int, int, int]:
+def audio_info(path: str | Path | bytes, *, name: str | None = None) -> tuple[int, int, int]:
     """``(num_samples, sample_rate, channels)`` read from the header, without decoding.
 
     A WAV whose data chunk is cut short raises :class:`AudioError`. Formats read with
     torchcodec (MP3, ...) are decoded to count samples exactly: their headers are approximate.
+    ``path`` may be the bytes of an encoded stream, as for :func:`load_audio`.
     """
+    if isinstance(path, bytes):
+        return _stream_info(path, name or "audio stream")
     path = Path(path)
     if not path.exists():
         raise AudioError("audio file not found", path)
@@ -93,28 +94,13 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
         return _soundfile_info(handle, str(path))
 
 
-def decode_audio_bytes(
-    data: bytes,
-    name: str,
-    sample_rate: int | None = None,
-    *,
-    mono: bool = True,
-    start: float = 0.0,
-    end: float | None = None,
-    expected_channels: int | None = None,
-) -> tuple[torch.Tensor, int]:
-    """:func:`load_audio` for an encoded stream held in memory (a WAV or FLAC stream, e.g. a command's output).
-
-    ``name`` says where the bytes came from in errors. A stream without a length (a WAV header
-    written by a tool that cannot seek back) is decoded with torchcodec.
-    """
-    samples, rate = _read_stream(data, name, start, end)
-    return _finish(samples, rate, name, sample_rate, mono, expected_channels)
+#: Names that moved up to audiossl.data (see __getattr__).
+_MOVED = {name: "audiossl.data.wav_scp" for name in ("load_utterance", "read_wav_scp_entry", "read_wav_scp_info")}
 
 
-def audio_bytes_info(data: bytes, name: str) -> tuple[int, int, int]:
-    """:func:`audio_info` for an encoded stream held in memory."""
-    return _stream_info(data, name)
+def __getattr__(name: str) -> object:
+    """Deprecated: the wav.scp readers moved to :mod:`audiossl.data.wav_scp`; kept for one release."""
+    return moved_attribute(__name__, _MOVED, name)
 
 
 class _UnknownLength(Exception):

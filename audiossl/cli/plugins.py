@@ -28,6 +28,7 @@ from audiossl.cli.options import (
     DataArgument,
     DeviceOption,
     DownstreamSettings,
+    Flag,
     FreezeStepsOption,
     LrOption,
     MaxStepsOption,
@@ -43,6 +44,7 @@ from audiossl.cli.options import (
     ValidOption,
     downstream_config,
     downstream_options,
+    option_group,
 )
 from audiossl.downstream.plugin import STRICT_ENV, PluginError, discover_plugins, strict_plugins
 from audiossl.errors import UserError
@@ -67,6 +69,7 @@ __all__ = [
     "DataArgument",
     "DeviceOption",
     "DownstreamSettings",
+    "Flag",
     "FreezeStepsOption",
     "LrOption",
     "MaxStepsOption",
@@ -85,6 +88,7 @@ __all__ = [
     "downstream_config",
     "downstream_options",
     "mount_plugins",
+    "option_group",
     "run_evaluation",
     "run_training",
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from audiossl.audio.io import audio_bytes_info, audio_info, decode_audio_bytes, load_audio
+from audiossl.audio.io import audio_info, load_audio
 from audiossl.data.kaldi import DataDir
 from audiossl.errors import AudioError, DataError
 
@@ -48,14 +48,14 @@ def read_wav_scp_entry(
             return load_audio(value, sample_rate, mono=mono, start=start, end=end, expected_channels=expected_channels)
         command = value[:-1].strip()
         name = f"command {command!r}"
-        return decode_audio_bytes(
+        return load_audio(
             _run_pipe(command, name),
-            name,
             sample_rate,
             mono=mono,
             start=start,
             end=end,
             expected_channels=expected_channels,
+            name=name,
         )
     except AudioError as error:
         raise _at_source(error, source) from None
@@ -71,7 +71,7 @@ def read_wav_scp_info(
             return audio_info(value)
         command = value[:-1].strip()
         name = f"command {command!r}"
-        return audio_bytes_info(_run_pipe(command, name), name)
+        return audio_info(_run_pipe(command, name), name=name)
     except AudioError as error:
         raise _at_source(error, source) from None
 

@@ -128,6 +128,16 @@ def read_torch_file(path: Path, *, mmap: bool = False) -> object:
         ) from None
 
 
+def peek_torch_file(path: Path) -> object | None:
+    """What a weights-only torch file holds (memory-mapped), or None when ``path`` is not one: for ``detect``."""
+    if not path.is_file() or path.suffix == ".safetensors":
+        return None
+    try:
+        return read_torch_file(path, mmap=True)
+    except DataError:
+        return None
+
+
 def read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file or of a weights-only torch file."""
     if path.suffix == ".safetensors":

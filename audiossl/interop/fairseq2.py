@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from audiossl.errors import DataError
-from audiossl.interop.base import Importer, read_torch_file, register_importer
+from audiossl.interop.base import Importer, peek_torch_file, read_torch_file, register_importer
 from audiossl.interop.fairseq1 import fairseq1_to_fairseq2, load_fairseq1
 from audiossl.interop.fairseq2_encoder import (  # noqa: F401  (ENCODER_PREFIXES: its old import path)
     ENCODER_PREFIXES,
@@ -163,12 +163,7 @@ def _detect(path: Path) -> bool:
         except (OSError, yaml.YAMLError):
             return False
         return isinstance(card, Mapping) and card.get("model_family") == "wav2vec2"
-    if not path.is_file() or path.suffix == ".safetensors":
-        return False
-    try:
-        state = read_torch_file(path, mmap=True)
-    except DataError:
-        return False
+    state = peek_torch_file(path)
     return (
         isinstance(state, Mapping)
         and isinstance(state.get("model"), Mapping)

@@ -29,6 +29,7 @@ from audiossl.interop.base import (
     Importer,
     conv_frame_lengths,
     load_weights,
+    peek_torch_file,
     read_torch_file,
     register_importer,
 )
@@ -160,12 +161,7 @@ def save_torchaudio_checkpoint(
 
 
 def _detect(path: Path) -> bool:
-    if not path.is_file() or path.suffix == ".safetensors":
-        return False
-    try:
-        state = read_torch_file(path, mmap=True)
-    except DataError:
-        return False
+    state = peek_torch_file(path)
     return isinstance(state, Mapping) and FORMAT_KEY in state
 
 

@@ -61,3 +61,20 @@ def test_waveform_corruptor_takes_its_noise_source_from_the_caller():
 def test_waveform_corruptor_names_the_sources_it_lacks(settings, missing):
     with pytest.raises(ConfigError, match=f"needs {missing}.*audiossl.data.corrupt.Corruptor"):
         WaveformCorruptor(CorruptConfig(**settings), 16000)
+
+
+def test_load_audio_and_audio_info_read_encoded_bytes(tmp_path):
+    import soundfile
+
+    from audiossl.audio.io import audio_info, load_audio
+    from audiossl.errors import AudioError
+
+    wave = 0.1 * torch.randn(1600, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "a.wav"
+    soundfile.write(path, wave.numpy(), 16000, subtype="FLOAT")
+    data = path.read_bytes()
+    from_bytes, rate = load_audio(data, start=0.01, end=0.05, name="a stream")
+    torch.testing.assert_close(from_bytes, load_audio(path, start=0.01, end=0.05)[0])
+    assert rate == 16000 and audio_info(data) == audio_info(path) == (1600, 16000, 1)
+    with pytest.raises(AudioError, match="my command"):
+        load_audio(data[:100], name="my command")

@@ -11,30 +11,18 @@ from typing import Annotated
 
 import typer
 
-from audiossl.cli.options import (
-    CheckpointOption,
-    DataArgument,
-    DeviceOption,
-    DownstreamSettings,
-    OutOption,
-    ResumeOption,
-    RunDirArgument,
-    UpstreamOption,
-    ValidOption,
-    downstream_options,
-)
-from audiossl.cli.plugins import run_training
+from audiossl.cli import plugins as plugin_cli
 
 app = typer.Typer(help="CTC speech recognition on any upstream: train, decode, score (WER/CER).", no_args_is_help=True)
 
 
 @app.command()
-@downstream_options()
+@plugin_cli.downstream_options()
 def train(
-    data: DataArgument,
-    out: OutOption,
-    upstream: UpstreamOption,
-    valid: ValidOption = None,
+    data: plugin_cli.DataArgument,
+    out: plugin_cli.OutOption,
+    upstream: plugin_cli.UpstreamOption,
+    valid: plugin_cli.ValidOption = None,
     tokenizer: Annotated[str, typer.Option(help="Output units: char, unigram or bpe (sentencepiece).")] = "char",
     vocab_size: Annotated[
         int, typer.Option(help="Sentencepiece units, blank and <unk> included (ignored for char).")
@@ -43,21 +31,21 @@ def train(
     hidden: Annotated[int, typer.Option(help="Hidden size of the mlp / each bilstm direction.")] = 256,
     layers: Annotated[int, typer.Option(help="bilstm layers.")] = 2,
     dropout: Annotated[float, typer.Option(help="Dropout in the head.")] = 0.1,
-    settings: DownstreamSettings = None,
-    resume: ResumeOption = False,
+    settings: plugin_cli.DownstreamSettings = None,
+    resume: plugin_cli.ResumeOption = False,
 ) -> None:
     """Train a CTC head (tokenizer learned from DATA's text) on an upstream; the run goes to --out."""
     from audiossl_asr.task import ASRTask
 
     task = ASRTask(tokenizer=tokenizer, vocab_size=vocab_size, head=head, hidden=hidden, layers=layers, dropout=dropout)
-    run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
+    plugin_cli.run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
 
 
 @app.command()
 def decode(
-    run_dir: RunDirArgument,
+    run_dir: plugin_cli.RunDirArgument,
     data: Annotated[Path, typer.Argument(help="Kaldi data dir to transcribe (its text, if any, is scored).")],
-    out: OutOption,
+    out: plugin_cli.OutOption,
     beam: Annotated[
         bool, typer.Option("--beam/--greedy", help="Beam search (torchaudio/flashlight) or greedy.")
     ] = False,
@@ -67,8 +55,8 @@ def decode(
     lm_weight: Annotated[float, typer.Option(help="Beam: language-model weight.")] = 2.0,
     word_score: Annotated[float, typer.Option(help="Beam: score per word (lexicon decoding).")] = 0.0,
     log_add: Annotated[bool, typer.Option(help="Beam: merge equal prefixes by log-sum-exp.")] = False,
-    checkpoint: CheckpointOption = None,
-    device: DeviceOption = None,
+    checkpoint: plugin_cli.CheckpointOption = None,
+    device: plugin_cli.DeviceOption = None,
     batch_seconds: Annotated[float, typer.Option(help="Padded seconds of audio per batch.")] = 60.0,
 ) -> None:
     """Transcribe DATA with a trained run into OUT/hyp.txt (Kaldi text); score it when DATA has a text."""

@@ -11,21 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from audiossl.cli.options import (
-    CheckpointOption,
-    DataArgument,
-    DeviceOption,
-    DownstreamSettings,
-    Flag,
-    OutOption,
-    ResumeOption,
-    RunDirArgument,
-    UpstreamOption,
-    ValidOption,
-    downstream_options,
-    option_group,
-)
-from audiossl.cli.plugins import run_evaluation, run_training
+from audiossl.cli import plugins as plugin_cli
 
 app = typer.Typer(
     help="Emotion recognition: pooled features + classifier; WA (overall accuracy) and UA (mean per-class recall).",
@@ -50,14 +36,14 @@ def _make_task(**options: Any) -> Any:
 
 
 #: The classifier options train and cross-validate share; the command receives the task they make.
-task_options = option_group(
+task_options = plugin_cli.option_group(
     "task",
     [
-        Flag("pooling", PoolingOption, "mean"),
-        Flag("hidden_dim", HiddenOption, 0),
-        Flag("class_weights", WeightsOption, False),
-        Flag("dropout", DropoutOption, 0.1),
-        Flag("normalize", NormalizeOption, True),
+        plugin_cli.Flag("pooling", PoolingOption, "mean"),
+        plugin_cli.Flag("hidden_dim", HiddenOption, 0),
+        plugin_cli.Flag("class_weights", WeightsOption, False),
+        plugin_cli.Flag("dropout", DropoutOption, 0.1),
+        plugin_cli.Flag("normalize", NormalizeOption, True),
     ],
     _make_task,
 )
@@ -68,36 +54,36 @@ NumFoldsOption = Annotated[
 
 @app.command()
 @task_options
-@downstream_options()
+@plugin_cli.downstream_options()
 def train(
-    data: DataArgument,
-    upstream: UpstreamOption,
-    out: OutOption,
-    valid: ValidOption = None,
+    data: plugin_cli.DataArgument,
+    upstream: plugin_cli.UpstreamOption,
+    out: plugin_cli.OutOption,
+    valid: plugin_cli.ValidOption = None,
     task: Any = None,
-    settings: DownstreamSettings = None,
-    resume: ResumeOption = False,
+    settings: plugin_cli.DownstreamSettings = None,
+    resume: plugin_cli.ResumeOption = False,
 ) -> None:
     """Train an emotion classifier on DATA (utt2emo) over an upstream."""
-    run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
+    plugin_cli.run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
 
 
 @app.command()
 def evaluate(
-    run_dir: RunDirArgument,
-    data: DataArgument,
-    out: OutOption,
-    checkpoint: CheckpointOption = None,
-    device: DeviceOption = None,
+    run_dir: plugin_cli.RunDirArgument,
+    data: plugin_cli.DataArgument,
+    out: plugin_cli.OutOption,
+    checkpoint: plugin_cli.CheckpointOption = None,
+    device: plugin_cli.DeviceOption = None,
 ) -> None:
     """Score a trained run on DATA: WA, UA, per-class recall, report.txt, confusion.png, utt2emo_pred."""
-    run_evaluation(run_dir, data, out, checkpoint=checkpoint, device=device)
+    plugin_cli.run_evaluation(run_dir, data, out, checkpoint=checkpoint, device=device)
 
 
 @app.command()
 def folds(
-    data: DataArgument,
-    out: OutOption,
+    data: plugin_cli.DataArgument,
+    out: plugin_cli.OutOption,
     num_folds: NumFoldsOption = None,
 ) -> None:
     """Write leave-speaker-out folds of DATA: OUT/fold<k>/train and OUT/fold<k>/test."""
@@ -109,14 +95,14 @@ def folds(
 
 @app.command("cross-validate")
 @task_options
-@downstream_options(("mode", "max_steps", "lr", "batch_seconds", "seed", "device"))
+@plugin_cli.downstream_options(("mode", "max_steps", "lr", "batch_seconds", "seed", "device"))
 def cross_validate_command(
-    data: DataArgument,
-    upstream: UpstreamOption,
-    out: OutOption,
+    data: plugin_cli.DataArgument,
+    upstream: plugin_cli.UpstreamOption,
+    out: plugin_cli.OutOption,
     num_folds: NumFoldsOption = None,
     task: Any = None,
-    settings: DownstreamSettings = None,
+    settings: plugin_cli.DownstreamSettings = None,
 ) -> None:
     """Leave-speaker-out cross-validation: train and evaluate every fold; print per-fold and mean WA and UA."""
     from audiossl.downstream.trainer import evaluate_downstream, train_downstream
