@@ -43,8 +43,8 @@ def tiny_pretrained(run_dir: str | Path, data_dir: str | Path, steps: int = 2, s
 
     A run dir that already has its checkpoint is reused.
     """
-    from audiossl.train import pretrain, resolve_config
-    from audiossl.train.checkpoint import latest_checkpoint
+    from audiossl.models import latest_checkpoint
+    from audiossl.train import pretrain, resolve_config  # a real pretraining run: testing sits above train
 
     run_dir = Path(run_dir)
     if latest_checkpoint(run_dir) is None:
