@@ -11,7 +11,9 @@ zero-argument callable that registers them::
     more = "audiossl_toy.extra:register" # or call a function
 
 Extensions are loaded lazily, on the first lookup in any registry (so ``import audiossl``
-stays fast), after the built-in components, through the same loader as downstream plugins
+stays fast). Built-ins always register first: an extension imports the public packages
+(``audiossl.encoders``, ...), whose ``__init__`` registers every built-in before the
+extension's own decorators run. Loading goes through the same loader as downstream plugins
 (:func:`audiossl.entrypoints.load_entry_points`): one that fails to import or to register
 (e.g. a name already taken) is reported with its name and the others keep working;
 ``AUDIOSSL_STRICT_PLUGINS=1`` makes any failure fatal.
@@ -47,15 +49,6 @@ def load_extension(entry_point: metadata.EntryPoint) -> str | None:
     return distribution_name(entry_point)
 
 
-def _import_builtins() -> None:
-    """Register the built-in components first, so an extension can never take a built-in's name."""
-    # Imported here, not at module level: this module is a leaf the registries load lazily.
-    import audiossl.audio.frontends  # noqa: F401
-    import audiossl.encoders  # noqa: F401
-    import audiossl.interop  # noqa: F401
-    import audiossl.objectives  # noqa: F401
-
-
 def load_extensions(
     entry_points: Iterable[metadata.EntryPoint] | None = None, *, strict: bool | None = None, warn: bool = True
 ) -> tuple[dict[str, str | None], list[ExtensionError]]:
@@ -67,7 +60,6 @@ def load_extensions(
     """
     with _lock:
         _state["loaded"] = True  # set first: lookups made while extensions load must not recurse
-        _import_builtins()
         loaded, errors = load_entry_points(
             ENTRY_POINT_GROUP,
             load_extension,

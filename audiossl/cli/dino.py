@@ -22,7 +22,7 @@ def cluster(
     seed: Annotated[int, typer.Option(help="Seed of k-means.")] = 0,
 ) -> None:
     """Cluster mean-pooled utterance embeddings into K pseudo-speakers; train on them with
-    ``--set objective.config.cluster.labels=OUT/utt2pseudo --set objective.config.cluster.init=RUN``."""
+    ``--set objective.config.cluster.labels=OUT/utt2pseudo --set run.init_from=RUN``."""
     from audiossl.cluster.speakers import label_pseudo_speakers
     from audiossl.train import load_pretrained
 

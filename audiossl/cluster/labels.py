@@ -14,16 +14,17 @@ of ``tolerance`` frames per utterance (edge effects of different framings; the l
 then cropped or padded with their last value) and stops with a :class:`DataError` naming the
 utterance and both lengths beyond it, the usual symptom of labels made at another frame
 rate or with another front-end. :func:`convert_label_rate` resamples labels to the
-encoder's rate first when the two rates differ.
+encoder's rate first when the two rates differ. Reading, converting and aligning labels is
+the data layer's (:mod:`audiossl.data.targets`, which attaches them to batches); the names
+stay importable here.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,16 +33,20 @@ from audiossl.cluster.features import frame_rate as source_frame_rate
 from audiossl.cluster.features import resolve_source, stream_features
 from audiossl.cluster.kmeans import KMeans
 from audiossl.cluster.quality import QualityAccumulator, QualityReport
-from audiossl.data.kaldi import read_entries, read_table, write_table
+from audiossl.data.kaldi import read_table, write_table
+from audiossl.data.targets import (  # noqa: F401  (reading, converting, aligning labels: the data layer's; re-exported)
+    ARK,
+    FRAME_RATE,
+    INFO,
+    LABELS,
+    SCP,
+    check_label_alignment,
+    convert_label_rate,
+    read_frame_rate,
+    read_labels,
+)
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_path, atomic_write
-
-LABELS = "labels"
-FRAME_RATE = "frame_rate"
-ARK, SCP = "labels.ark", "labels.scp"
-INFO = "info.json"
-
-S = TypeVar("S", torch.Tensor, list)
 
 
 def write_labels(
@@ -71,105 +76,6 @@ def write_labels(
     with atomic_write(out_dir / FRAME_RATE) as handle:
         handle.write(f"{frame_rate!r}\n")
     return out_dir
-
-
-def read_frame_rate(label_dir: str | Path) -> float:
-    """The label rate in Hz recorded in ``label_dir/frame_rate``."""
-    path = Path(label_dir) / FRAME_RATE
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise DataError("no frame_rate file beside the labels: the label rate is unknown", path) from None
-    try:
-        rate = float(text)
-    except ValueError:
-        raise DataError(f"frame rate {text!r} is not a number", path, 1) from None
-    if not rate > 0 or math.isinf(rate):
-        raise DataError(f"frame rate must be positive, got {text}", path, 1)
-    return rate
-
-
-def read_labels(path: str | Path) -> tuple[dict[str, torch.Tensor], float]:
-    """Read a label dir (or its ``labels`` file): ``({utt: labels (F,) int64}, frame_rate in Hz)``.
-
-    Reads the text table when present, else the Kaldi ark through ``labels.scp``.
-    """
-    path = Path(path)
-    label_dir = path if path.is_dir() else path.parent
-    table = path if path.is_file() else label_dir / LABELS
-    rate = read_frame_rate(label_dir)
-    if not table.is_file() and (label_dir / SCP).is_file():
-        import kaldiio
-
-        with kaldiio.ReadHelper(f"scp:{label_dir / SCP}") as reader:
-            return {utt: torch.from_numpy(array.astype("int64")) for utt, array in reader}, rate
-    labels: dict[str, torch.Tensor] = {}
-    for entry in read_entries(table, allow_empty_value=True):
-        try:
-            values = [int(token) for token in entry.value.split()]
-        except ValueError:
-            raise DataError(f"labels of {entry.key!r} must be integers", table, entry.line) from None
-        if entry.key in labels:
-            raise DataError(f"duplicate utterance {entry.key!r}", table, entry.line)
-        labels[entry.key] = torch.tensor(values, dtype=torch.int64)  # (F,)
-    return labels, rate
-
-
-def convert_label_rate(labels: S, from_rate: float, to_rate: float, num_frames: int | None = None) -> S:
-    """Resample a label sequence from ``from_rate`` to ``to_rate`` Hz.
-
-    Target frame t (starting at t / to_rate seconds) takes the label of the source frame that
-    starts at or just before it, ``floor(t * from_rate / to_rate)``: 100 Hz -> 50 Hz keeps
-    frames 0, 2, 4, ... (with 25 ms / 10 ms MFCC frames and the wav2vec 2.0 CNN at 16 kHz,
-    CNN frame t covers exactly the samples of MFCC frame 2t); 50 Hz -> 100 Hz repeats each
-    label twice. ``num_frames`` (default ``round(len * to_rate / from_rate)``) sets the output
-    length; positions past the source's end repeat its last label.
-    """
-    length = len(labels)
-    if num_frames is None:
-        num_frames = round(length * to_rate / from_rate)
-    if length == 0 or num_frames <= 0:
-        return labels[:0]
-    ratio = from_rate / to_rate
-    index = [min(int(math.floor(t * ratio + 1e-9)), length - 1) for t in range(num_frames)]
-    if isinstance(labels, torch.Tensor):
-        return labels[torch.tensor(index, dtype=torch.long, device=labels.device)]
-    return [labels[i] for i in index]
-
-
-def check_label_alignment(
-    labels: Mapping[str, S],
-    frame_lengths_by_utt: Mapping[str, int],
-    tolerance: int = 1,
-    *,
-    source: str | Path | None = None,
-) -> dict[str, S]:
-    """Labels of every utterance of ``frame_lengths_by_utt``, cut or padded to its frame count.
-
-    An utterance without labels, or whose label count differs from its frame count by more
-    than ``tolerance``, raises :class:`DataError` naming it and both lengths (``source`` is
-    the label file named in the message).
-    """
-    aligned: dict[str, S] = {}
-    for utt, frames in frame_lengths_by_utt.items():
-        frames = int(frames)
-        if utt not in labels:
-            raise DataError(f"no labels for utterance {utt!r}", source)
-        values = labels[utt]
-        count = len(values)
-        if abs(count - frames) > tolerance:
-            raise DataError(
-                f"utterance {utt!r} has {count} labels but the encoder gives {frames} frames "
-                f"(more than {tolerance} apart): were the labels made at another frame rate or with another front-end?",
-                source,
-            )
-        if count >= frames:
-            aligned[utt] = values[:frames]
-        elif isinstance(values, torch.Tensor):
-            aligned[utt] = torch.cat([values, values[-1:].expand(frames - count)]) if count else values
-        else:
-            aligned[utt] = list(values) + [values[-1]] * (frames - count) if count else values
-    return aligned
 
 
 def load_reference(data_dir: str | Path, name: str) -> tuple[str, Path, dict[str, list[str]]]:

@@ -56,7 +56,8 @@ class ClusterConfig:
     """Kaldi table ``utt -> pseudo-speaker index`` (``audiossl dino cluster`` writes ``utt2pseudo``)."""
 
     init: str | None = None
-    """Checkpoint (or run dir) of the previous iteration to start from (weights only: student, teacher, heads)."""
+    """Deprecated alias of ``run.init_from`` (kept for one release): checkpoint (or run dir) of the previous
+    iteration to start from (weights only: student, teacher, heads; the pseudo-speaker classifier stays fresh)."""
 
     weight: float = 1.0
     """Weight of the classification loss (the DINO loss keeps ``dino_weight``)."""

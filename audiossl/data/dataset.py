@@ -3,11 +3,14 @@
 ``AudioDataset[i]`` reads one utterance (mono float32, resampled) with the labels asked for;
 ``AudioDataset[[i, j, ...]]`` reads a list of them, so a batch sampler can be used either as a
 ``batch_sampler`` or as the ``sampler`` of a ``DataLoader(batch_size=None)``. ``collate`` turns
-utterances into a zero-padded ``(B, T)`` batch with its lengths.
+utterances into a zero-padded ``(B, T)`` batch with its lengths. Targets of an objective (frame
+labels, utterance classes: :mod:`audiossl.data.targets`) are attached per utterance, cropped
+with its waveform, and travel with the batch as ``batch.targets`` / ``batch.target_lengths``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Sequence
@@ -18,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from audiossl.data.kaldi import DataDir
+from audiossl.data.targets import TargetSource, batch_targets, pad_targets
 from audiossl.data.wav_scp import load_utterance, read_wav_scp_info
 from audiossl.errors import DataError
 from audiossl.progress import progress
@@ -34,6 +38,8 @@ class Utterance:
     labels: dict[str, str] = field(default_factory=dict)
     #: Where the waveform starts in the full utterance, in seconds (non-zero when cropped).
     offset: float = 0.0
+    #: Targets of the (cropped) utterance by name (see :mod:`audiossl.data.targets`).
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +53,11 @@ class Batch:
     by the data loader (the fairseq2 backend with ``data.fairseq2_fbank``), zeros past each length;
     None when the front-end runs in the training process (the default). The waveforms are kept
     alongside, for objectives that make their own views of the audio.
+
+    ``targets``: what an objective predicts, by name, attached by the data layer (cropped with
+    the waveforms, at the encoder's token rate): frame labels (B, S) long with
+    :data:`~audiossl.data.targets.IGNORE` past each item's ``target_lengths[name]`` (B,), or
+    utterance targets (B,) / (B, T). Empty when the objective reads none.
     """
 
     ids: list[str]
@@ -56,6 +67,8 @@ class Batch:
     offsets: torch.Tensor | None = None
     features: torch.Tensor | None = None
     feature_lengths: torch.Tensor | None = None
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    target_lengths: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """The same batch with its tensors on ``device``."""
@@ -71,6 +84,25 @@ class Batch:
             self.offsets,
             features,
             feature_lengths,
+            {name: value.to(device, non_blocking=non_blocking) for name, value in self.targets.items()},
+            {name: value.to(device, non_blocking=non_blocking) for name, value in self.target_lengths.items()},
+        )
+
+    def with_targets(
+        self, sources: dict[str, TargetSource], *, max_seconds: float | None = None, sample_rate: int = 16000
+    ) -> Batch:
+        """The same batch with the targets of ``sources`` attached (for batches not made by :func:`collate`).
+
+        An item counts as cropped when ``max_seconds`` is set and it is at least that long (the
+        window), as :class:`AudioDataset` crops; ``offsets`` locate its crop.
+        """
+        window = None if max_seconds is None else round(max_seconds * sample_rate)
+        lengths = self.lengths.cpu().tolist()
+        whole = [window is None or samples < window for samples in lengths]
+        offsets = [0.0] * len(lengths) if self.offsets is None else self.offsets.cpu().tolist()
+        targets, target_lengths = batch_targets(sources, self.ids, offsets, lengths, whole)
+        return dataclasses.replace(
+            self, targets={**self.targets, **targets}, target_lengths={**self.target_lengths, **target_lengths}
         )
 
 
@@ -84,7 +116,18 @@ def collate(items: Sequence[Utterance]) -> Batch:
         waveforms[row, : item.waveform.shape[-1]] = item.waveform
     labels = {name: [item.labels[name] for item in items] for name in items[0].labels}
     offsets = torch.tensor([item.offset for item in items], dtype=torch.float64)  # (B,)
-    return Batch([item.id for item in items], waveforms, lengths, labels, offsets)
+    targets, target_lengths = {}, {}
+    for name in items[0].targets:
+        targets[name], target_lengths[name] = pad_targets([item.targets[name] for item in items])
+    return Batch(
+        [item.id for item in items],
+        waveforms,
+        lengths,
+        labels,
+        offsets,
+        targets=targets,
+        target_lengths=target_lengths,
+    )
 
 
 class AudioDataset(Dataset):
@@ -117,7 +160,12 @@ class AudioDataset(Dataset):
         self.epoch = 0
         self.ids = self.data.utterance_ids
         self.label_tables = {name: self._label_table(name) for name in labels}
+        self.targets: dict[str, TargetSource] = {}
         self._full_durations: list[float] | None = None
+
+    def set_targets(self, sources: dict[str, TargetSource]) -> None:
+        """Attach these targets to every utterance read from now on (``Utterance.targets``, ``Batch.targets``)."""
+        self.targets = dict(sources)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -149,7 +197,10 @@ class AudioDataset(Dataset):
         if duration is not None:
             waveform = waveform[: round(duration * self.sample_rate)]
         labels = {name: table[utt_id] for name, table in self.label_tables.items()}
-        return Utterance(utt_id, waveform, labels, offset)
+        targets = {
+            name: source(utt_id, offset, waveform.shape[-1], duration is None) for name, source in self.targets.items()
+        }
+        return Utterance(utt_id, waveform, labels, offset, targets)
 
     def crop_window(self, index: int) -> tuple[float, float | None]:
         """(offset, duration) in seconds of utterance ``index``'s window this epoch; (0, None) = whole.

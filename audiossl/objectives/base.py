@@ -72,6 +72,10 @@ class Objective(nn.Module):
 
     #: The dataclass of ``forward``'s inputs, made by :meth:`prepare_batch`.
     inputs_type: ClassVar[type] = FeatureInputs
+    #: Weight-name prefixes of heads tied to this run's targets (cluster embeddings, pseudo-speaker
+    #: classes): ``run.init_from`` leaves them freshly initialised, since their shape or meaning
+    #: changes from one iteration to the next.
+    target_heads: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, encoder: Encoder):
         super().__init__()
@@ -100,6 +104,15 @@ class Objective(nn.Module):
     def has_token_mask(self) -> bool:
         """Whether :meth:`sample_mask` is overridden, i.e. the objective masks input tokens."""
         return type(self).sample_mask is not Objective.sample_mask
+
+    def target_specs(self) -> dict[str, Any]:
+        """The targets :meth:`prepare_batch` reads from ``batch.targets``, declared for the data layer.
+
+        Name -> a declaration of :mod:`audiossl.data.targets` (``FrameLabelSpec``, ``TopicSpec``,
+        ``TableRowSpec``); the training set-up resolves them once into target sources that the
+        dataset applies to every utterance, cropped with its audio. The default: none.
+        """
+        return {}
 
     def prepare_batch(self, batch: Batch, inputs: nn.Module, generator: torch.Generator | None = None) -> Any:
         """Batch preparation: the :attr:`inputs_type` instance of one batch (already on the device).

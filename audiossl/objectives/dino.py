@@ -44,6 +44,7 @@ from torch import nn
 from audiossl.audio.corrupt import CorruptConfig
 from audiossl.cluster.speakers import ClusterConfig, PseudoSpeakerHead, read_pseudo_labels
 from audiossl.data.corrupt import Corruptor
+from audiossl.data.targets import TableRowSpec
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError
 from audiossl.nn.pooling import AttentiveStatsPool, MeanPool
@@ -221,6 +222,7 @@ class DinoObjective(Objective):
     """DINO on any encoder (see the module doc); ``forward`` takes the views made by :meth:`prepare_batch`."""
 
     inputs_type = DinoInputs
+    target_heads = ("cluster.",)
 
     def __init__(self, encoder: Encoder, config: DinoConfig):
         super().__init__(encoder)
@@ -242,32 +244,9 @@ class DinoObjective(Objective):
             self.cluster = PseudoSpeakerHead(
                 config.cluster, self.pooling.out_dim, read_pseudo_labels(config.cluster.labels)
             )
-            if config.cluster.init is not None:
-                self.load_previous(config.cluster.init)
         self._corruptors: dict[int, Corruptor] = {}
 
     # ------------------------------------------------------------------ set-up helpers
-
-    def load_previous(self, path: str) -> None:
-        """Start from the weights of a previous iteration's checkpoint (student, teacher, heads, centre)."""
-        from pathlib import Path
-
-        from audiossl.errors import DataError
-        from audiossl.train.checkpoint import latest_checkpoint, load_checkpoint
-
-        source = Path(path)
-        if source.is_dir():
-            newest = latest_checkpoint(source)
-            if newest is None:
-                raise DataError("no checkpoint (ckpt-*.pt) in this run dir", source)
-            source = newest
-        weights = {k: v for k, v in load_checkpoint(source)["model"].items() if not k.startswith("cluster.")}
-        missing, unexpected = self.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if not k.startswith("cluster.")]
-        if missing or unexpected:
-            raise ConfigError(
-                f"checkpoint does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}", source
-            )
 
     def teacher_parameters(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(teacher, student) parameter pairs in a fixed order."""
@@ -315,8 +294,19 @@ class DinoObjective(Objective):
                 views = self._corruptor(sample_rate)(views, view_lengths, generator)
             out[f"{name}_features"], out[f"{name}_lengths"] = inputs(views, view_lengths, generator=generator)
         if self.cluster is not None:
-            out["rows"] = self.cluster.rows(batch.ids, strict=self.training).to(batch.lengths.device)
+            if "pseudo_speaker" not in batch.targets:
+                raise ConfigError(
+                    "dino with cluster reads the pseudo-speaker rows from batch.targets['pseudo_speaker']: the data "
+                    "layer attaches them (objective.config.cluster.labels; audiossl.train.targets.attach_targets)"
+                )
+            out["rows"] = batch.targets["pseudo_speaker"]
         return DinoInputs(**out)
+
+    def target_specs(self) -> dict[str, Any]:
+        """``pseudo_speaker``: each utterance's row in the pseudo-label table (with ``cluster``)."""
+        if self.cluster is None:
+            return {}
+        return {"pseudo_speaker": TableRowSpec(self.config.cluster.labels, "pseudo-label")}
 
     def _corruptor(self, sample_rate: int) -> Corruptor:
         if sample_rate not in self._corruptors:

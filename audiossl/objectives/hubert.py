@@ -10,13 +10,15 @@ over the unmasked ones:
 
 with each CE a mean over its frames (HuBERT: masked_weight 1, unmasked_weight 0).
 
-Targets come from a label dir (``audiossl kmeans label``: labels + their frame rate).
-:meth:`HubertObjective.batch_inputs` looks up each utterance by id, resamples its labels to
-the encoder's token rate (tokens per second of the run's input pipeline and token maker, so
-stacked frames are accounted for), crops them like the audio (``batch.offsets``) and checks
-that they line up with the encoder's tokens: a difference of more than ``label_tolerance``
-frames on an utterance stops the run with that utterance named. Patch tokens with several
-frequency patches per time step have no frame to label and are refused.
+Targets come from a label dir (``audiossl kmeans label``: labels + their frame rate), which
+the objective declares (:meth:`HubertObjective.target_specs`) and the data layer attaches to
+every batch (:class:`~audiossl.data.targets.FrameTargets`): each utterance's labels resampled
+to the encoder's token rate (tokens per second of the run's input pipeline and token maker,
+so stacked frames are accounted for), cropped like the audio and checked against the
+encoder's tokens: a difference of more than ``label_tolerance`` frames on an utterance stops
+the run with that utterance named. The objective reads ``batch.targets["frames"]``; it never
+opens a label file. Patch tokens with several frequency patches per time step have no frame
+to label and are refused.
 
 With ``topic`` set, HuBERTopic (Maekaku et al. 2023, :mod:`audiossl.objectives.topic`) adds an
 utterance-level loss: a linear classifier on the mean-pooled final output predicts the
@@ -25,37 +27,33 @@ utterance's LDA topic over its bag of labels.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiossl.cluster.labels import INFO, check_label_alignment, convert_label_rate, read_labels
+from audiossl.cluster.topics import TopicConfig
+from audiossl.data.dataset import Batch
+from audiossl.data.targets import IGNORE, FrameLabelSpec, TopicSpec, recorded_clusters
 from audiossl.encoders.base import Encoder
-from audiossl.errors import ConfigError, DataError
+from audiossl.errors import ConfigError
 from audiossl.nn.masking import lengths_to_mask
 from audiossl.nn.pooling import masked_mean
 from audiossl.objectives.base import (
     FeatureInputs,
     LossOutput,
     Objective,
+    pipeline_features,
     register_objective,
     scalar_metrics,
     trim_to_longest,
 )
 from audiossl.objectives.masking import MaskConfig, sample_mask
-from audiossl.objectives.topic import TopicConfig, Topics, ensure_topics
 
 logger = logging.getLogger(__name__)
-
-#: Target value of frames that take no part in the loss (padding).
-IGNORE = -100
 
 
 def _default_mask() -> MaskConfig:
@@ -116,84 +114,12 @@ class HubertConfig:
         return [self.labels] if isinstance(self.labels, str) else list(self.labels)
 
 
-def recorded_clusters(label_dir: str | Path) -> int | None:
-    """The ``n_clusters`` a label dir's ``info.json`` records, or None."""
-    info = Path(label_dir) / INFO
-    if not info.is_file():
-        return None
-    value = json.loads(info.read_text(encoding="utf-8")).get("n_clusters")
-    return None if value is None else int(value)
-
-
 def token_rate(inputs: nn.Module, encoder: Encoder, sample_rate: int) -> float:
     """Encoder tokens per second for waveforms at ``sample_rate``, through ``inputs`` (its ``output_lengths``)."""
     probe = torch.tensor([100 * sample_rate, 200 * sample_rate])
     with torch.no_grad():
         tokens = encoder.token_lengths(inputs.output_lengths(probe))
     return round(float(tokens[1] - tokens[0]) / 100.0, 6)
-
-
-class FrameLabels:
-    """Frame labels of utterances, served at the encoder's token rate, cropped like the audio."""
-
-    def __init__(self, label_dirs: Sequence[str | Path], num_clusters: int):
-        self.source = Path(label_dirs[0])
-        self.labels: dict[str, torch.Tensor] = {}
-        self.rate: float | None = None
-        for label_dir in label_dirs:
-            labels, rate = read_labels(label_dir)
-            if self.rate is not None and rate != self.rate:
-                raise DataError(f"label rate {rate} Hz differs from {self.rate} Hz of {self.source}", label_dir)
-            self.rate = rate
-            for utt, values in labels.items():
-                if values.numel() and (int(values.min()) < 0 or int(values.max()) >= num_clusters):
-                    raise DataError(
-                        f"labels of utterance {utt!r} fall outside 0..{num_clusters - 1} "
-                        "(objective.config.num_clusters is smaller than the k-means k?)",
-                        label_dir,
-                    )
-                self.labels[utt] = values.to(torch.int32)
-        self._converted: dict[tuple[str, float], torch.Tensor] = {}
-
-    def at_rate(self, utt: str, rate: float) -> torch.Tensor:
-        """The labels of ``utt`` resampled to ``rate`` Hz (cached)."""
-        key = (utt, rate)
-        if key not in self._converted:
-            if utt not in self.labels:
-                raise DataError(f"no labels for utterance {utt!r}", self.source)
-            self._converted[key] = convert_label_rate(self.labels[utt], self.rate, rate)
-        return self._converted[key]
-
-    def batch_targets(
-        self,
-        ids: Sequence[str],
-        offsets: torch.Tensor | None,
-        whole: Sequence[bool],
-        token_lengths: torch.Tensor,
-        rate: float,
-        tolerance: int,
-    ) -> torch.Tensor:
-        """(B, S) long targets: each item's labels at ``rate`` Hz from its crop offset, IGNORE past its tokens.
-
-        ``whole[b]``: item b is the entire utterance, so its label count must match its token count
-        within ``tolerance``; a crop only needs labels covering its tokens (within ``tolerance``).
-        """
-        counts = token_lengths.tolist()
-        targets = torch.full((len(ids), max(counts, default=0)), IGNORE, dtype=torch.long)  # (B, S)
-        for b, (utt, count) in enumerate(zip(ids, counts, strict=True)):
-            values = self.at_rate(utt, rate)
-            if not whole[b]:
-                start = round(float(offsets[b]) * rate) if offsets is not None else 0
-                if len(values) - start < count - tolerance:
-                    raise DataError(
-                        f"labels of utterance {utt!r} cover {len(values) / rate:.2f} s but its crop needs them up to "
-                        f"{(start + count) / rate:.2f} s: were the labels made at another rate or from other audio?",
-                        self.source,
-                    )
-                values = values[start : start + count]
-            aligned = check_label_alignment({utt: values}, {utt: count}, tolerance, source=self.source)[utt]
-            targets[b, :count] = aligned.long()
-        return targets
 
 
 @dataclass
@@ -217,6 +143,7 @@ class HubertObjective(Objective):
     """HuBERT on any encoder with frame tokens (stacked frames, waveform CNN, or full-height patches)."""
 
     inputs_type = HubertInputs
+    target_heads = ("codewords", "topic_head.")
 
     def __init__(self, encoder: Encoder, config: HubertConfig):
         super().__init__(encoder)
@@ -240,53 +167,29 @@ class HubertObjective(Objective):
         self.projection = nn.Linear(encoder.dim, config.code_dim)
         self.codewords = nn.Parameter(torch.empty(num_clusters, config.code_dim).normal_())  # (K, C)
         self.topic_head = None if config.topic is None else nn.Linear(encoder.dim, config.topic.num_topics)
-        self._labels: FrameLabels | None = None
-        self._topics: Topics | None = None
-        self._token_rate: float | None = None
 
     # ------------------------------------------------------------------------- targets
 
-    @property
-    def frame_labels(self) -> FrameLabels:
-        """The label dirs of the config, read once."""
-        if self._labels is None:
-            if not self.config.label_dirs:
-                raise ConfigError("hubert needs objective.config.labels (a label dir from `audiossl kmeans label`)")
-            self._labels = FrameLabels(self.config.label_dirs, self.num_clusters)
-        return self._labels
-
-    @property
-    def topics(self) -> Topics:
-        """The LDA topics of the labels (fitted and stored beside them on first use)."""
-        if self._topics is None:
-            self._topics, _ = ensure_topics(
-                self.config.label_dirs[0], self.frame_labels.labels, self.num_clusters, self.config.topic
-            )
-        return self._topics
-
-    def prepare_batch(self, batch: Any, inputs: nn.Module, generator: torch.Generator | None = None) -> HubertInputs:
-        """Features, lengths and the frame ``targets`` (B, S) of the batch (and ``topics`` with HuBERTopic)."""
-        kwargs = vars(super().prepare_batch(batch, inputs, generator))
-        data = inputs.config
-        if self._token_rate is None:
-            self._token_rate = token_rate(inputs, self.encoder, data.sample_rate)
-        token_lengths = self.encoder.token_lengths(kwargs["lengths"]).cpu()
-        if data.max_utt_seconds is None:
-            whole = [True] * len(batch.ids)
-        else:
-            window = round(data.max_utt_seconds * data.sample_rate)
-            whole = [samples < window for samples in batch.lengths.tolist()]
-        offsets = None if batch.offsets is None else batch.offsets.cpu()
-        targets = self.frame_labels.batch_targets(
-            batch.ids, offsets, whole, token_lengths, self._token_rate, self.config.label_tolerance
-        )
-        device = kwargs["lengths"].device
-        kwargs["targets"] = targets.to(device)
+    def target_specs(self) -> dict[str, Any]:
+        """``frames``: the label dirs' frame labels at the token rate; ``topics`` with HuBERTopic."""
+        if not self.config.label_dirs:
+            raise ConfigError("hubert needs objective.config.labels (a label dir from `audiossl kmeans label`)")
+        label_dirs = tuple(self.config.label_dirs)
+        specs: dict[str, Any] = {"frames": FrameLabelSpec(label_dirs, self.num_clusters, self.config.label_tolerance)}
         if self.config.topic is not None:
-            kwargs["topics"] = self.topics.targets(
-                list(batch.ids), self.config.topic.target, device, self.frame_labels.source
+            specs["topics"] = TopicSpec(label_dirs, self.num_clusters, self.config.topic)
+        return specs
+
+    def prepare_batch(self, batch: Batch, inputs: nn.Module, generator: torch.Generator | None = None) -> HubertInputs:
+        """Features, lengths and the batch's frame ``targets`` (B, S) (and ``topics`` with HuBERTopic)."""
+        if "frames" not in batch.targets:
+            raise ConfigError(
+                "hubert reads its frame labels from batch.targets['frames']: the data layer attaches them "
+                "(objective.config.labels; audiossl.train.targets.attach_targets)"
             )
-        return HubertInputs(**kwargs)
+        features, lengths = pipeline_features(batch, inputs, generator)
+        topics = batch.targets.get("topics") if self.config.topic is not None else None
+        return HubertInputs(features, lengths, batch.targets["frames"], topics)
 
     # ------------------------------------------------------------------------- loss
 

@@ -135,6 +135,11 @@ class RunConfig:
     valid_data: list[str] = field(default_factory=list)
     """Data dirs to compute a validation loss on (fixed masks per batch); empty = none."""
 
+    init_from: str | None = None
+    """Checkpoint (or run dir: its newest checkpoint) whose model weights a new run starts from, e.g. the
+    previous iteration's; heads tied to the targets (HuBERT's cluster embeddings, DINO's pseudo-speaker
+    classifier) stay freshly initialised. Ignored on ``--resume`` (the run's own checkpoint wins)."""
+
     valid_every: int | None = None
     """Steps between validations; None = at every checkpoint."""
 

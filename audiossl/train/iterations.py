@@ -101,6 +101,10 @@ class IterationsConfig:
     label_option: str = "objective.config.labels"
     """Pretraining config key that receives the iteration's label dir(s)."""
 
+    init_from_previous: bool = False
+    """Start the pretraining of iteration n >= 2 from iteration n-1's weights (``run.init_from``; its cluster
+    embeddings stay fresh, the new k differs). False = every iteration from scratch (HuBERT)."""
+
     def __post_init__(self) -> None:
         if not self.iterations:
             raise ConfigError("iterations: give at least one iteration")
@@ -230,6 +234,8 @@ def run_iterations(
                 mark_complete(label_dir, {"data": data_dir})
                 ran.append(f"iter{number}/{label_dir.relative_to(iter_dir)}")
         settings = _iteration_settings(config, spec, label_dirs)
+        if config.init_from_previous and previous is not None:
+            settings.run.init_from = str(previous)
         if not is_complete(pretrain_dir):
             topics = _topic_stage(settings, label_dirs)
             if topics is not None:
@@ -283,8 +289,8 @@ def _topic_stage(settings: PretrainConfig, label_dirs: list[Path]) -> Path | Non
     if topic is None:
         return None
     from audiossl.cluster.labels import read_labels
-    from audiossl.objectives.hubert import recorded_clusters
-    from audiossl.objectives.topic import TOPIC_INFO, ensure_topics, topics_dir
+    from audiossl.cluster.topics import TOPIC_INFO, ensure_topics, topics_dir
+    from audiossl.data.targets import recorded_clusters
 
     path = topics_dir(label_dirs[0], topic)
     existed = (path / TOPIC_INFO).is_file()

@@ -26,6 +26,7 @@ from audiossl.errors import ConfigError
 from audiossl.models import InputPipeline
 from audiossl.objectives import Objective, create_objective
 from audiossl.train.config import PretrainConfig, encoder_config, frontend_settings, objective_config
+from audiossl.train.targets import attach_targets, init_objective, init_path
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ def build_model(
     encoder = create_encoder(config.encoder.family, config=settings)
     check_inputs(config, encoder, inputs)
     objective = create_objective(config.objective.name, encoder, objective_config(config))
+    init = init_path(run.init_from, objective_config(config))
+    if init is not None and not restoring:
+        init_objective(objective, init)
+    attach_targets(objective, inputs, data, valid)
     preflight_masks(objective, inputs, data)
     return BuiltRun(data, valid, inputs, objective, settings)
 
@@ -144,4 +149,3 @@ def preflight_masks(objective: Objective, inputs: InputPipeline, data: TrainData
             f"{error.message}. The shortest training utterance {utt!r} ({seconds:.3f} s) gives {int(tokens[0])} "
             "tokens: lower the mask count (objective.config.mask), or skip short utterances with data.min_utt_seconds"
         ) from None
-

@@ -10,9 +10,11 @@ import torchaudio.functional
 from _datadir_factory import make_data_dir, noise, table_lines, write_lines, write_wav
 
 from audiossl.audio.io import load_audio
+from audiossl.cluster.labels import write_labels
 from audiossl.data.dataset import AudioDataset, Utterance, collate
 from audiossl.data.kaldi import DataDir, read_table
 from audiossl.data.sampler import BucketBatchSampler
+from audiossl.data.targets import IGNORE, FrameTargets, TokenClock, UtteranceTargets
 from audiossl.errors import DataError
 
 
@@ -117,3 +119,60 @@ def test_dataloader_with_bucket_sampler(data: Path) -> None:
             assert not batch.waveforms[row, batch.lengths[row] :].any()
         seen += batch.ids
     assert sorted(seen) == sorted(dataset.ids)
+
+
+def clock_of(frame_samples: int = 160) -> TokenClock:
+    """A token clock of one token per ``frame_samples`` samples (100 Hz at 16 kHz)."""
+    return TokenClock.measure(lambda samples: torch.div(samples, frame_samples, rounding_mode="floor"), 16000, 16000)
+
+
+def test_token_clock_counts_like_the_function_it_measured() -> None:
+    def tokens_of(samples: torch.Tensor) -> torch.Tensor:  # a conv-like stride formula, 0 below one window
+        return torch.div((samples - 400).clamp(min=-320), 320, rounding_mode="floor") + 1
+
+    clock = TokenClock.measure(tokens_of, 16000, 20000)
+    assert clock.rate == 50.0
+    samples = torch.arange(0, 20001, 37)
+    assert [clock.count(int(n)) for n in samples] == tokens_of(samples).clamp(min=0).tolist()
+    with pytest.raises(ValueError, match="past"):
+        clock.count(20001)
+
+
+def test_frame_targets_travel_with_the_batch_cropped_like_the_audio(data: Path, tmp_path: Path) -> None:
+    dataset = AudioDataset(data, max_seconds=0.25, crop_seed=3)
+    full = AudioDataset(data)
+    labels = {utt: torch.arange(round(seconds * 100)) for utt, seconds in zip(full.ids, full.durations, strict=True)}
+    write_labels(tmp_path / "labels", labels, 100.0)
+    dataset.set_targets({"frames": FrameTargets([tmp_path / "labels"], 1000, clock_of())})
+    items = [dataset[index] for index in range(len(dataset))]
+    for item in items:
+        frames = item.waveform.shape[0] // 160
+        start = round(item.offset * 100)
+        assert torch.equal(item.targets["frames"], torch.arange(start, start + frames))
+    assert any(item.offset > 0 for item in items)  # some crops moved: their targets start later
+    batch = collate(items)
+    counts = [item.waveform.shape[0] // 160 for item in items]
+    assert batch.targets["frames"].shape == (len(items), max(counts))
+    assert batch.target_lengths["frames"].tolist() == counts
+    assert (batch.targets["frames"][0, counts[0] :] == IGNORE).all()
+    moved = batch.to("cpu")
+    assert torch.equal(moved.targets["frames"], batch.targets["frames"])
+
+
+def test_misaligned_frame_targets_name_the_utterance(data: Path, tmp_path: Path) -> None:
+    dataset = AudioDataset(data)
+    write_labels(tmp_path / "labels", {utt: torch.zeros(3, dtype=torch.long) for utt in dataset.ids}, 100.0)
+    dataset.set_targets({"frames": FrameTargets([tmp_path / "labels"], 10, clock_of())})
+    with pytest.raises(DataError, match=f"utterance {dataset.ids[0]!r} has 3 labels but the encoder gives 20 frames"):
+        dataset[0]
+
+
+def test_utterance_targets_stack_per_item() -> None:
+    table = {"a": torch.tensor(2), "b": torch.tensor(0)}
+    items = [Utterance(utt, torch.zeros(100), targets={"spk": table[utt]}) for utt in ("b", "a")]
+    batch = collate(items)
+    assert batch.targets["spk"].tolist() == [0, 2] and batch.target_lengths["spk"].tolist() == [1, 1]
+    source = UtteranceTargets(table, "pseudo-label")
+    with pytest.raises(DataError, match="utterance 'c' has no pseudo-label"):
+        source("c", 0.0, 100, True)
+    assert int(UtteranceTargets(table, "pseudo-label", missing=torch.tensor(-1))("c", 0.0, 100, True)) == -1

@@ -31,6 +31,7 @@ from audiossl.objectives.dino import (
 )
 from audiossl.train.config import DataConfig
 from audiossl.train.inputs import InputPipeline
+from audiossl.train.targets import init_objective, target_sources
 
 RATE = 16000
 SMALL = {"head_hidden_dim": 32, "bottleneck_dim": 8, "num_prototypes": 64}
@@ -59,7 +60,9 @@ def batch(lengths=(8000, 4000, 2000), seed: int = 0) -> Batch:
 
 
 def views(model: DinoObjective, seed: int = 0) -> dict:
-    return model.batch_inputs(batch(), pipeline(), torch.Generator().manual_seed(seed))
+    inputs = pipeline()
+    with_targets = batch().with_targets(target_sources(model, inputs, max_seconds=1.0), sample_rate=RATE)
+    return model.batch_inputs(with_targets, inputs, torch.Generator().manual_seed(seed))
 
 
 def test_teacher_is_an_ema_of_the_student_and_gets_no_gradient():
@@ -310,12 +313,13 @@ def test_resume_restores_teacher_and_centre_exactly_and_load_pretrained_takes_th
     assert main(["dino", "cluster", str(tmp_path / "straight"), "--data", str(data), "--k", "2", "-o", str(out)]) == 0
     table = (out / "utt2pseudo").read_text().split()
     assert len(table) == 12 and set(table[1::2]) <= {"0", "1"}
-    changes = {"cluster": {"labels": str(out / "utt2pseudo"), "init": str(tmp_path / "straight")}, "dino_weight": 0.0}
+    changes = {"cluster": {"labels": str(out / "utt2pseudo")}, "dino_weight": 0.0}
     config = tiny_run_config(**changes)
     from audiossl.train.config import encoder_config, objective_config
 
     encoder = create_encoder("ast", config=encoder_config(config))
     second = create_objective("dino", encoder, objective_config(config))
+    init_objective(second, tmp_path / "straight")  # run.init_from
     for key, value in second.state_dict().items():
         if not key.startswith("cluster."):
             assert torch.equal(value, straight[key]), key

@@ -18,6 +18,7 @@ from audiossl.objectives.hubert import IGNORE, HubertObjective, token_rate
 from audiossl.objectives.topic import TopicConfig, ensure_topics, fit_topics, read_topics, topics_dir
 from audiossl.train.config import DataConfig, PretrainConfig, frontend_settings
 from audiossl.train.inputs import InputPipeline
+from audiossl.train.targets import fitted_topics, target_sources
 
 K = 6
 
@@ -130,6 +131,12 @@ def pipeline(max_utt_seconds: float | None = None) -> InputPipeline:
     return InputPipeline(data, frontend_settings(PretrainConfig(data=data)))
 
 
+def with_targets(objective: HubertObjective, inputs: InputPipeline, batch: Batch) -> Batch:
+    """The batch with the objective's declared targets attached by the data layer, as the trainer does."""
+    sources = target_sources(objective, inputs, max_seconds=10.0)
+    return batch.with_targets(sources, max_seconds=inputs.config.max_utt_seconds, sample_rate=inputs.config.sample_rate)
+
+
 def test_targets_follow_token_rate_and_crop_offsets(tmp_path) -> None:
     rate_in = 100.0  # MFCC labels at 10 ms; the encoder stacks 2 frames per token: 50 tokens/s
     labels = {"a": torch.arange(198) % K, "b": torch.arange(92) % K}  # 2 s and 15000 samples of audio
@@ -148,7 +155,7 @@ def test_targets_follow_token_rate_and_crop_offsets(tmp_path) -> None:
         {},
         torch.tensor([0.5, 0.0], dtype=torch.float64),
     )
-    kwargs = objective.batch_inputs(batch, inputs)
+    kwargs = objective.batch_inputs(with_targets(objective, inputs, batch), inputs)
     token_lengths = objective.encoder.token_lengths(kwargs["lengths"])
     targets = kwargs["targets"]
     assert targets.shape == (2, int(token_lengths.max()))
@@ -174,15 +181,16 @@ def test_misaligned_labels_name_the_utterance(tmp_path) -> None:
     )
     batch = Batch(["utt-ok", "utt-bad"], torch.randn(2, 16000), torch.tensor([16000, 16000]), {}, None)
     with pytest.raises(DataError, match="utt-bad"):
-        objective.batch_inputs(batch, pipeline())
+        objective.batch_inputs(with_targets(objective, pipeline(), batch), pipeline())
     # A crop 0.5 s into a 1 s utterance whose labels cover only 0.25 s.
     cropped = Batch(["utt-bad"], torch.randn(1, 8000), torch.tensor([8000]), {}, torch.tensor([0.5]))
     with pytest.raises(
         DataError, match="labels of utterance 'utt-bad' cover 0.24 s but its crop needs them up to 0.98 s"
     ):
-        objective.batch_inputs(cropped, pipeline(max_utt_seconds=0.5))
+        objective.batch_inputs(with_targets(objective, pipeline(max_utt_seconds=0.5), cropped), pipeline())
     with pytest.raises(DataError, match="no labels for utterance 'utt-new'"):
-        objective.batch_inputs(Batch(["utt-new"], torch.randn(1, 8000), torch.tensor([8000]), {}, None), pipeline())
+        new = Batch(["utt-new"], torch.randn(1, 8000), torch.tensor([8000]), {}, None)
+        objective.batch_inputs(with_targets(objective, pipeline(), new), pipeline())
 
 
 def two_topic_bags(per_group: int = 20, seed: int = 0) -> tuple[dict[str, torch.Tensor], list[int]]:
@@ -228,7 +236,7 @@ def test_topic_loss_is_part_of_total_and_decreases(tmp_path, target: str) -> Non
         },
     )
     ids = sorted(labels)
-    topics = objective.topics.targets(ids, target)
+    topics = fitted_topics(objective.target_specs()["topics"])[0].targets(ids, target)
     assert (tmp_path / "labels" / "topics-2" / "info.json").is_file()
     features, lengths = inputs_for(objective.encoder, [2 * n for n in sizes], seed=2)
     token_lengths = objective.encoder.token_lengths(lengths)

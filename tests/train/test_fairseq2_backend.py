@@ -20,7 +20,7 @@ from train_helpers import SAMPLE_RATE, parameters, tiny_config, write_data_dir
 from audiossl.audio.augment import SpecAugmentConfig
 from audiossl.data.kaldi import DataDir, Segment
 from audiossl.errors import ConfigError, DataError
-from audiossl.objectives.base import Objective
+from audiossl.objectives.base import pipeline_features
 from audiossl.train import pretrain
 from audiossl.train.config import DataConfig, PretrainConfig, config_from_dict, frontend_settings
 from audiossl.train.data import TrainData, create_train_data
@@ -144,7 +144,8 @@ def test_fairseq2_fbank_equals_our_fbank_through_the_input_pipeline(tmp_path, no
     for batch, index in loader.epoch_batches():
         assert batch.features is not None and batch.features.shape[-1] == 80
         expected, expected_lengths = pipeline(batch.waveforms, batch.lengths, torch.Generator().manual_seed(index))
-        kwargs = Objective.batch_inputs(None, batch, pipeline, torch.Generator().manual_seed(index))
+        features, lengths = pipeline_features(batch, pipeline, torch.Generator().manual_seed(index))
+        kwargs = {"features": features, "lengths": lengths}  # what Objective.batch_inputs gives
         assert torch.equal(kwargs["lengths"], expected_lengths)
         assert kwargs["features"].shape == expected.shape
         differences.append((kwargs["features"] - expected).abs().flatten())

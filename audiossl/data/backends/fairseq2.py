@@ -36,6 +36,7 @@ from audiossl.data.backends.default import TrainData
 from audiossl.data.config import DataConfig
 from audiossl.data.dataset import AudioDataset, Batch
 from audiossl.data.kaldi import DataDir, read_entries
+from audiossl.data.targets import batch_targets
 from audiossl.errors import ConfigError, DataError
 
 _INSTALL_HINT = "pip install 'audiossl[fairseq2]'"
@@ -240,9 +241,11 @@ class _Fairseq2Loader:
             features = torch.zeros(len(fbanks), int(feature_lengths.max()), self.fbank_bins)  # (B, F, C)
             for row, fbank in enumerate(fbanks):
                 features[row, : fbank.shape[0]] = fbank
-        batch = Batch(
-            [example["id"] for example in examples], waveforms, lengths, {}, offsets, features, feature_lengths
-        )
+        ids = [example["id"] for example in examples]
+        sources = self.owner.datasets[0].targets  # the objective's targets, as AudioDataset attaches them
+        whole = [example["duration"] < 0 for example in examples]
+        targets, target_lengths = batch_targets(sources, ids, offsets.tolist(), lengths.tolist(), whole)
+        batch = Batch(ids, waveforms, lengths, {}, offsets, features, feature_lengths, targets, target_lengths)
         return _pinned(batch) if self.pin_memory else batch
 
 
@@ -262,6 +265,8 @@ def _pinned(batch: Batch) -> Batch:
         batch.offsets,
         pin(batch.features),
         pin(batch.feature_lengths),
+        batch.targets,
+        batch.target_lengths,
     )
 
 
