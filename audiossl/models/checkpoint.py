@@ -40,13 +40,16 @@ __all__ = [
 ]
 
 
-def resolve_checkpoint(path_or_run_dir: str | Path) -> Path:
-    """The checkpoint file ``path_or_run_dir`` names: itself, or a run dir's newest ``ckpt-*.pt``."""
+def resolve_checkpoint(path_or_run_dir: str | Path, what: str = "checkpoint") -> Path:
+    """The checkpoint file ``path_or_run_dir`` names: itself, or a run dir's newest ``ckpt-*.pt``.
+
+    ``what`` names the kind of checkpoint in the error for a run dir without one.
+    """
     path = Path(path_or_run_dir)
     if path.is_dir():
         newest = latest_checkpoint(path)
         if newest is None:
-            raise DataError("no checkpoint (ckpt-*.pt) in this run dir", path)
+            raise DataError(f"no {what} (ckpt-*.pt) in this run dir", path)
         return newest
     return path
 

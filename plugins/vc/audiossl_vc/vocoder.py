@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from audiossl.errors import ConfigError, DataError
-from audiossl.models import latest_checkpoint, load_checkpoint
+from audiossl.models import read_checkpoint
+from audiossl.models import resolve_checkpoint as resolve_model_checkpoint
 from audiossl_vc.features import LayerSelector, LayerSpec
 from audiossl_vc.hifigan import Generator, HifiGanConfig
 from audiossl_vc.mel import GriffinLimSynth, MelConfig, MelRegressor
@@ -115,19 +116,13 @@ class Vocoder(nn.Module):
 
 def resolve_checkpoint(run: str | Path) -> Path:
     """A vocoder checkpoint path from a run dir (its newest ``ckpt-*.pt``) or a file."""
-    run = Path(run)
-    if run.is_dir():
-        newest = latest_checkpoint(run)
-        if newest is None:
-            raise DataError("no vocoder checkpoint (ckpt-*.pt) in this run dir", run)
-        return newest
-    return run
+    return resolve_model_checkpoint(run, what="vocoder checkpoint")
 
 
 def load_vocoder(run: str | Path) -> Vocoder:
     """The vocoder of a run dir (newest checkpoint) or checkpoint file, in eval mode on the CPU."""
     path = resolve_checkpoint(run)
-    state = load_checkpoint(path)
+    state = read_checkpoint(path, keys=("vocoder", "model"))  # one memory-mapped read, no optimizer state
     if "vocoder" not in state:
         raise DataError("not a vocoder checkpoint (audiossl vc train-vocoder writes them)", path)
     vocoder = Vocoder(VocoderSpec.from_dict(state["vocoder"]))
