@@ -20,6 +20,7 @@ from torch import nn
 
 from audiossl.encoders import EncoderOutput
 from audiossl.errors import DataError
+from audiossl.models.inputs import normalize_waveforms
 from audiossl.models.protocol import SpeechEncoder
 from audiossl.nn.masking import lengths_to_padding_mask
 from audiossl.registry import Registry
@@ -205,19 +206,6 @@ def make_output(
         padding_mask=padding_mask,
         num_prefix_tokens=num_prefix_tokens,
     )
-
-
-def normalize_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance per utterance over its valid samples; padding stays 0.
-
-    The input normalisation of wav2vec2-large-lv60k-style models (HF's ``do_normalize``,
-    fairseq's ``task.normalize``), computed on valid samples only so padding cannot move it.
-    """
-    valid = ~lengths_to_padding_mask(lengths, waveforms.shape[1])  # (B, T)
-    count = lengths.clamp(min=1).to(waveforms.dtype).unsqueeze(1)  # (B, 1)
-    mean = (waveforms * valid).sum(1, keepdim=True) / count
-    var = (((waveforms - mean) * valid) ** 2).sum(1, keepdim=True) / count
-    return (waveforms - mean) / torch.sqrt(var + 1e-7) * valid
 
 
 def run_items_alone(
