@@ -76,19 +76,14 @@ def read_checkpoint(path: str | Path, keys: Iterable[str] | None = None) -> dict
     except RuntimeError as error:
         if "mmap" not in str(error):  # legacy (non-zip) files cannot be mapped: read them whole
             raise DataError(f"cannot read the checkpoint: {error}", path) from None
-        return read_checkpoint_whole(path, keys)
+        return _select(load_checkpoint(path), keys)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise DataError(f"cannot read the checkpoint: {error}", path) from None
-    state = _check_format(state, path)
-    if keys is None:
-        return state
-    wanted = {"format", *keys}
-    return {key: value for key, value in state.items() if key in wanted}
+    return _select(_check_format(state, path), keys)
 
 
-def read_checkpoint_whole(path: Path, keys: Iterable[str] | None) -> dict[str, Any]:
-    """:func:`read_checkpoint` for files torch cannot memory-map (written without the zip format)."""
-    state = load_checkpoint(path)
+def _select(state: dict[str, Any], keys: Iterable[str] | None) -> dict[str, Any]:
+    """The entries ``keys`` of ``state`` (and ``format``); all of them when ``keys`` is None."""
     if keys is None:
         return state
     wanted = {"format", *keys}
@@ -114,10 +109,10 @@ def init_from_checkpoint(
     weights = {
         name[len(prefix) :]: value
         for name, value in state["model"].items()
-        if name.startswith(prefix) and not name[len(prefix) :].startswith(exclude or ("\0",))
+        if name.startswith(prefix) and not name[len(prefix) :].startswith(exclude)
     }
     missing, unexpected = module.load_state_dict(weights, strict=False)
-    missing = [name for name in missing if not (exclude and name.startswith(exclude))]
+    missing = [name for name in missing if not name.startswith(exclude)]
     if missing or unexpected:
         raise ConfigError(
             f"checkpoint does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}", source
