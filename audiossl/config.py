@@ -113,6 +113,10 @@ def key_lines(text: str) -> dict[KeyPath, int]:
                 child = (*path, str(key.value))
                 lines[child] = key.start_mark.line + 1
                 walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):  # list items by index: ("iterations", "1", "layer")
+            for index, value in enumerate(node.value):
+                lines.setdefault((*path, str(index)), value.start_mark.line + 1)
+                walk(value, (*path, str(index)))
 
     try:
         walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
@@ -220,13 +224,19 @@ def check_keys(
     )
 
 
-_WHERE = re.compile(r"^(?P<path>[A-Za-z_][\w.]*)(\[\d+\])?:")
+_WHERE = re.compile(r"^(?P<path>[A-Za-z_][\w.\[\]]*):")
 
 
 def with_line(error: ConfigError, source: str | Path, lines: dict[KeyPath, int]) -> ConfigError:
-    """The same error naming ``source`` and, when its message starts with a key path, that key's line."""
+    """The same error naming ``source`` and, when its message starts with a key path, that key's line.
+
+    ``a.b[2].c`` is looked up as ``("a", "b", "2", "c")``, then as its shorter prefixes.
+    """
     match = _WHERE.match(error.message)
-    line = lines.get(tuple(match["path"].split("."))) if match else None
+    line = None
+    if match:
+        path = tuple(re.sub(r"\[(\d+)\]", r".\1", match["path"]).split("."))
+        line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
     return ConfigError(error.message, source, line)
 
 

@@ -76,3 +76,15 @@ def test_yaml_errors_name_the_line_for_every_config(tmp_path):
     with pytest.raises(ConfigError) as info:
         read_yaml(broken)
     assert info.value.line is not None and "invalid YAML" in info.value.message
+
+
+def test_yaml_errors_inside_list_items_name_their_line(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("iterations:\n  - n_clusters: 4\n  - n_clusters: 8\n    layr: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(IterationsConfig, plan)
+    assert info.value.line == 4 and "'iterations.1.layr'" in info.value.message
+    plan.write_text("iterations:\n  - n_clusters: 4\n  - n_clusters: many\n    layer: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(IterationsConfig, plan)
+    assert info.value.line == 3 and "n_clusters" in info.value.message
