@@ -33,7 +33,8 @@ from audiossl.downstream.upstream import MODES, Upstream, load_upstream, parse_f
 from audiossl.engine import Engine, remove_stale_temporaries
 from audiossl.engine.optim import lr_factor as _lr_factor
 from audiossl.errors import ConfigError, DataError
-from audiossl.fileio import atomic_write, latest_checkpoint, load_checkpoint
+from audiossl.fileio import atomic_write, latest_checkpoint
+from audiossl.models import read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def load_downstream(
     path = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir)
     if path is None:
         raise DataError("no checkpoint (ckpt-*.pt) in this run dir", run_dir)
-    saved = load_checkpoint(path)
+    saved = read_checkpoint(path, keys=("kind", "step", "head", "upstream"))  # never the optimizer state
     if saved.get("kind") != "downstream":
         raise DataError("not a downstream checkpoint", path)
     config = from_dict(DownstreamConfig, info["config"])

@@ -31,8 +31,8 @@ from audiossl.config import to_dict
 from audiossl.data.dataset import AudioDataset
 from audiossl.engine import Engine, EngineConfig, TrainUnit
 from audiossl.errors import ConfigError, DataError
-from audiossl.fileio import atomic_write, latest_checkpoint, load_checkpoint
-from audiossl.models import load_pretrained
+from audiossl.fileio import atomic_write, latest_checkpoint
+from audiossl.models import load_pretrained, read_checkpoint
 from audiossl.nn.outputs import LossOutput
 from audiossl.progress import progress
 from audiossl_vc.features import LayerSelector, LayerSpec, encode_layers, feature_dim, frame_hop
@@ -239,7 +239,7 @@ def train_vocoder(
     model = load_pretrained(model_path)
     spec = make_spec(model, model_path, config)
     if existing is not None:
-        saved = VocoderSpec.from_dict(load_checkpoint(existing)["vocoder"])
+        saved = VocoderSpec.from_dict(read_checkpoint(existing, keys=("vocoder",))["vocoder"])
         if dataclasses.replace(saved, encoder="") != dataclasses.replace(spec, encoder=""):
             raise ConfigError("the run was started with other settings (kind, layer, preset or encoder)", existing)
     run_dir.mkdir(parents=True, exist_ok=True)
