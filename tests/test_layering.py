@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "audiossl"
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 #: Rooms anyone may import.
-LEAVES = {"errors", "registry", "config", "fileio", "progress", "extensions", "__init__"}
+LEAVES = {"errors", "registry", "config", "fileio", "progress", "entrypoints", "extensions", "__init__"}
 
 #: Room -> the rooms it may import (besides itself and the leaves), lowest rooms first.
 ALLOWED: dict[str, set[str]] = {
@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "fileio": set(),
     "progress": set(),
+    "entrypoints": set(),
     "extensions": set(),
     "__init__": {"embed"},
     "nn": set(),
