@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-import signal
-import threading
 import time
 import warnings
 from collections import defaultdict
@@ -42,12 +40,21 @@ from audiossl.engine.checkpoint import (
     seed_all,
     set_rng_state,
 )
-from audiossl.engine.logging import LossEMA, RunLogger, WindowMeter, format_eta, plot_loss_curve, truncate_records
+from audiossl.engine.logging import (
+    LossEMA,
+    RunLogger,
+    WindowMeter,
+    format_eta,
+    loss_values,
+    merge_sums,
+    plot_loss_curve,
+    truncate_records,
+)
 from audiossl.engine.optim import build_scheduler, load_scheduler_state, scheduler_state
+from audiossl.engine.signals import StopRequest
 from audiossl.engine.unit import EngineConfig, TrainUnit
 from audiossl.errors import ConfigError, UserError
 from audiossl.fileio import CHECKPOINT_FORMAT, checkpoint_path, latest_checkpoint, load_checkpoint
-from audiossl.nn.outputs import LossOutput
 from audiossl.progress import progress
 
 #: Exit statuses of a run stopped by a signal (the shell's 128 + signal number).
@@ -114,7 +121,7 @@ class Engine:
         self.logger = unit.logger
         self.dist = distributed.setup(config.device)
         self.device = self.dist.device
-        self._stop_requested: str | None = None
+        self.stop = StopRequest(self.logger)
         self._saved_step = -1
         self._last_valid: tuple[int, float] = (-1, math.nan)
         self.last_loss = math.nan
@@ -216,12 +223,11 @@ class Engine:
 
     def request_stop(self, reason: str = "request") -> None:
         """Stop after the current step, writing a checkpoint (what SIGINT/SIGTERM do)."""
-        self._stop_requested = self._stop_requested or reason
+        self.stop.request(reason)
 
     def train(self) -> EngineResult:
         """Train until ``max_steps`` or a stop request; return how it ended."""
         config, unit = self.config, self.unit
-        previous = self._install_signal_handlers()
         unit.train()
         batches = unit.batches()
         meter = WindowMeter()
@@ -230,36 +236,36 @@ class Engine:
         bar = progress(range(steps_left), desc=config.label, total=steps_left, unit="step")
         stopped_by = None
         try:
-            for _ in bar:
-                values, utterances, seconds, stop = self._train_step(batches)
-                self.step += 1
-                unit.on_step_end(self.step)
-                self.ema.update(values.pop("global_loss"))  # the same on every process
-                meter.add(values, utterances, seconds)
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(
-                        loss=f"{values['loss']:.3f}",
-                        utt_s=f"{meter.utterances / max(time.monotonic() - window_start, 1e-9):.1f}",
-                    )
-                if self.step % config.log_every == 0 or self.step == config.max_steps:
-                    now = time.monotonic()
-                    per_step = (now - started) / max(self.step - (config.max_steps - steps_left), 1)
-                    self._log_window(
-                        meter, now - window_start, now - started, per_step * (config.max_steps - self.step)
-                    )
-                    meter.reset()
-                    window_start = now
-                if unit.has_validation and self.step % (config.valid_every or config.checkpoint_every) == 0:
-                    self.validate()
-                if self.step % config.checkpoint_every == 0:
-                    self.save()
-                for callback in self.callbacks:
-                    callback(self)
-                if self._agree_stop(stop):
-                    stopped_by = self._stop_requested or "a stop request on another process"
-                    break
+            with self.stop.handling_signals():
+                for _ in bar:
+                    values, utterances, seconds, stop = self._train_step(batches)
+                    self.step += 1
+                    unit.on_step_end(self.step)
+                    self.ema.update(values.pop("global_loss"))  # the same on every process
+                    meter.add(values, utterances, seconds)
+                    if hasattr(bar, "set_postfix"):
+                        bar.set_postfix(
+                            loss=f"{values['loss']:.3f}",
+                            utt_s=f"{meter.utterances / max(time.monotonic() - window_start, 1e-9):.1f}",
+                        )
+                    if self.step % config.log_every == 0 or self.step == config.max_steps:
+                        now = time.monotonic()
+                        per_step = (now - started) / max(self.step - (config.max_steps - steps_left), 1)
+                        self._log_window(
+                            meter, now - window_start, now - started, per_step * (config.max_steps - self.step)
+                        )
+                        meter.reset()
+                        window_start = now
+                    if unit.has_validation and self.step % (config.valid_every or config.checkpoint_every) == 0:
+                        self.validate()
+                    if self.step % config.checkpoint_every == 0:
+                        self.save()
+                    for callback in self.callbacks:
+                        callback(self)
+                    if self._agree_stop(stop):
+                        stopped_by = self.stop.reason or "a stop request on another process"
+                        break
         finally:
-            self._restore_signal_handlers(previous)
             if hasattr(bar, "close"):
                 bar.close()
         if self._saved_step != self.step and self.step > 0:
@@ -317,7 +323,7 @@ class Engine:
             utterances += done
             seconds += audio
         # One collective per step: any rank's NaN or stop request, and the loss averaged over ranks.
-        shared = [float(bad is not None), float(self._stop_requested is not None), 0.0 if bad else sums["loss"]]
+        shared = [float(bad is not None), float(self.stop.reason is not None), 0.0 if bad else sums["loss"]]
         flags = distributed.all_reduce(torch.tensor(shared, dtype=torch.float64, device=self.device), self.dist).cpu()
         global_loss = float(flags[2]) / self.dist.world_size
         if flags[0] > 0:
@@ -465,28 +471,11 @@ class Engine:
         self._saved_step = self.step
         return path
 
-    # ------------------------------------------------------------------------- signals
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum: int, frame: Any) -> None:
-            name = signal.Signals(signum).name
-            if self._stop_requested is not None:
-                raise KeyboardInterrupt(f"second {name}: stopping now without a checkpoint")
-            self._stop_requested = name
-            self.logger.warning("%s: stopping after this step with a checkpoint (send it again to stop at once)", name)
-
-        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    # ------------------------------------------------------------------------- stops
 
     def _agree_stop(self, agreed_so_far: bool) -> bool:
         """Whether any process was asked to stop (every process must stop after the same step)."""
-        flag = torch.tensor([float(agreed_so_far or self._stop_requested is not None)], dtype=torch.float64)
+        flag = torch.tensor([float(agreed_so_far or self.stop.reason is not None)], dtype=torch.float64)
         return bool(distributed.all_reduce(flag.to(self.device), self.dist, op="max").item() > 0)
 
     def close(self) -> None:
@@ -494,21 +483,3 @@ class Engine:
         if self.log is not None:
             self.log.close()
         distributed.cleanup(self.dist)
-
-
-def loss_values(out: LossOutput) -> dict[str, float]:
-    """Loss, parts and metrics of one forward pass as floats (one device transfer)."""
-    tensors = {"loss": out.total, **{f"parts/{name}": value for name, value in out.parts.items()}}
-    stacked = torch.stack([value.detach().float().reshape(()) for value in tensors.values()]).cpu().tolist()
-    values = dict(zip(tensors, stacked, strict=True))
-    values.update({f"metrics/{name}": float(value) for name, value in out.metrics.items()})
-    return values
-
-
-def merge_sums(dicts: list[dict[str, float]]) -> dict[str, float]:
-    """Per-name sums over a list of dicts."""
-    merged: dict[str, float] = defaultdict(float)
-    for values in dicts:
-        for name, value in values.items():
-            merged[name] += value
-    return dict(merged)

@@ -18,7 +18,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from audiossl.fileio import atomic_path, atomic_write
+from audiossl.nn.outputs import LossOutput
 
 logger = logging.getLogger("audiossl.engine")
 
@@ -230,3 +233,21 @@ def format_eta(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def loss_values(out: LossOutput) -> dict[str, float]:
+    """Loss, parts and metrics of one forward pass as floats (one device transfer)."""
+    tensors = {"loss": out.total, **{f"parts/{name}": value for name, value in out.parts.items()}}
+    stacked = torch.stack([value.detach().float().reshape(()) for value in tensors.values()]).cpu().tolist()
+    values = dict(zip(tensors, stacked, strict=True))
+    values.update({f"metrics/{name}": float(value) for name, value in out.metrics.items()})
+    return values
+
+
+def merge_sums(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """Per-name sums over a list of dicts."""
+    merged: dict[str, float] = defaultdict(float)
+    for values in dicts:
+        for name, value in values.items():
+            merged[name] += value
+    return dict(merged)

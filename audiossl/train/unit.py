@@ -25,8 +25,7 @@ from torch import nn
 from audiossl.config import to_dict
 from audiossl.data.dataset import Batch
 from audiossl.engine import Engine, EngineConfig, TrainUnit
-from audiossl.engine.engine import loss_values
-from audiossl.engine.logging import health_warnings
+from audiossl.engine.logging import health_warnings, loss_values
 from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_write
 from audiossl.nn.outputs import LossOutput
