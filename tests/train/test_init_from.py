@@ -35,3 +35,25 @@ def test_init_from_refuses_weights_that_do_not_fit(varied_dir, tmp_path):
     wider = {"encoder": {"overrides": {"dim": 64}}, "run": {"init_from": str(tmp_path / "first")}}
     with pytest.raises((ConfigError, RuntimeError)):
         Trainer(tiny_config(**wider), [varied_dir], tmp_path / "second").close()
+
+
+def test_target_heads_stay_fresh_when_the_number_of_clusters_changes(tmp_path):
+    from audiossl.encoders import create_encoder
+    from audiossl.models.checkpoint import CHECKPOINT_FORMAT
+    from audiossl.objectives import create_objective
+    from audiossl.testing.configs import tiny_encoder_config
+    from audiossl.train.targets import init_objective
+
+    def hubert(k: int):
+        torch.manual_seed(k)
+        encoder = create_encoder("conformer", config=tiny_encoder_config("conformer", "frame"))
+        return create_objective("hubert", encoder, {"num_clusters": k, "code_dim": 8})
+
+    previous, following = hubert(6), hubert(9)
+    torch.save({"format": CHECKPOINT_FORMAT, "model": previous.state_dict()}, tmp_path / "ckpt-00000004.pt")
+    fresh_codewords = following.codewords.detach().clone()
+    assert init_objective(following, tmp_path) == tmp_path / "ckpt-00000004.pt"
+    for name, value in previous.encoder.state_dict().items():
+        assert torch.equal(following.encoder.state_dict()[name], value), name
+    assert torch.equal(following.projection.weight, previous.projection.weight)
+    assert following.codewords.shape == (9, 8) and torch.equal(following.codewords, fresh_codewords)
