@@ -17,6 +17,7 @@ trainer), so mounting the plugin at every ``audiossl`` start-up stays cheap.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,9 +49,31 @@ LayerOption = Annotated[
 ]
 
 
-def _one_source(run: Path | None, upstream: str | None) -> None:
+@dataclass(frozen=True)
+class Source:
+    """What embed and evaluate embed with: a trained run, or an upstream (and a layer) for the frozen baseline."""
+
+    run: Path | None
+    upstream: str | None
+    layer: int | None
+
+
+def _source(run: Path | None = None, upstream: str | None = None, layer: int | None = None) -> Source:
     if (run is None) == (upstream is None):
         raise typer.BadParameter("give exactly one of --run RUN_DIR and --upstream SPEC", param_hint="--run/--upstream")
+    return Source(run, upstream, layer)
+
+
+#: --run / --upstream / --layer of embed and evaluate; the command receives the checked Source.
+source_options = plugin_cli.option_group(
+    "source",
+    [
+        plugin_cli.Flag("run", RunOption),
+        plugin_cli.Flag("upstream", UpstreamOption),
+        plugin_cli.Flag("layer", LayerOption),
+    ],
+    _source,
+)
 
 
 @app.command()
@@ -83,12 +106,11 @@ def train(
 
 
 @app.command()
+@source_options
 def embed(
     data_dir: Annotated[Path, typer.Argument(help="Data dir whose utterances are embedded.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Kaldi archive of embeddings to write (xvector.ark).")],
-    run: RunOption = None,
-    upstream: UpstreamOption = None,
-    layer: LayerOption = None,
+    source: Source = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
 ) -> None:
     """Embed every utterance of a data dir: a trained head's embeddings, or mean-pooled upstream features."""
@@ -97,13 +119,12 @@ def embed(
     from audiossl_sv.evaluation import embed_data_dir
     from audiossl_sv.scoring import save_embeddings
 
-    _one_source(run, upstream)
-    if run is not None:
-        model = load_downstream(run, device=device)
-        table = embed_data_dir(model.upstream, data_dir, head=model.head, layer=layer)
+    if source.run is not None:
+        model = load_downstream(source.run, device=device)
+        table = embed_data_dir(model.upstream, data_dir, head=model.head, layer=source.layer)
     else:
-        source = load_upstream(upstream).to(resolve_device(device))
-        table = embed_data_dir(source, data_dir, layer=layer)
+        upstream = load_upstream(source.upstream).to(resolve_device(device))
+        table = embed_data_dir(upstream, data_dir, layer=source.layer)
     save_embeddings(out, table)
     typer.echo(f"wrote {len(table)} embeddings of size {len(next(iter(table.values())))} to {out}")
 
@@ -140,12 +161,11 @@ def score(
 
 
 @app.command()
+@source_options
 def evaluate(
     data_dir: Annotated[Path, typer.Argument(help="Evaluation data dir (unseen speakers).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dir: scores, det.png, metrics.json...")],
-    run: RunOption = None,
-    upstream: UpstreamOption = None,
-    layer: LayerOption = None,
+    source: Source = None,
     trials: Annotated[
         Path | None, typer.Option("--trials", help="Trials file; default DATA/trials, else a generated list.")
     ] = None,
@@ -164,7 +184,7 @@ def evaluate(
     from audiossl_sv.evaluation import evaluate_frozen
     from audiossl_sv.task import SVTask, SVTaskConfig
 
-    _one_source(run, upstream)
+    run, upstream, layer = source.run, source.upstream, source.layer
     changes: dict[str, Any] = {}
     if trials is not None:
         changes["trials"] = str(trials)
