@@ -27,7 +27,10 @@ dict, so a resumed run continues exactly; ``load_pretrained`` gives the *student
 
 With ``cluster`` set, the objective also trains a pseudo-speaker classifier with the dynamic
 loss-gate and label correction (the cluster-aware iteration, :mod:`audiossl.cluster.speakers`);
-``dino_weight: 0`` trains the classifier alone, as Han et al.'s second stage does.
+``dino_weight: 0`` trains the classifier alone, as Han et al.'s second stage does. The
+utterances' rows in the pseudo-label table travel with the batch (``batch.targets
+["pseudo_speaker"]``, declared by :meth:`DinoObjective.target_specs`); the previous
+iteration's weights come from ``run.init_from`` (the classifier, ``cluster.``, stays fresh).
 """
 
 from __future__ import annotations
