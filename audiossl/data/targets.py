@@ -144,6 +144,26 @@ def check_label_alignment(
     return aligned
 
 
+def read_pseudo_labels(path: str | Path) -> dict[str, int]:
+    """A table ``utt -> pseudo-speaker index`` (``audiossl dino cluster`` writes ``utt2pseudo``).
+
+    Bad lines raise a :class:`DataError` with their line.
+    """
+    table = {}
+    for entry in read_entries(path):
+        line, utt, value = entry.line, entry.key, entry.value
+        try:
+            label = int(value)
+        except ValueError:
+            raise DataError(f"pseudo-label of {utt!r} is not an integer: {value!r}", path, line) from None
+        if label < 0:
+            raise DataError(f"pseudo-label of {utt!r} is negative: {label}", path, line)
+        table[utt] = label
+    if not table:
+        raise DataError("the pseudo-label table is empty", path)
+    return table
+
+
 def recorded_clusters(label_dir: str | Path) -> int | None:
     """The ``n_clusters`` a label dir's ``info.json`` records, or None."""
     info = Path(label_dir) / INFO
@@ -169,7 +189,7 @@ class FrameLabelSpec:
 class TopicSpec:
     """An objective's declaration: HuBERTopic topics of the label bags of ``label_dirs`` (one target per utterance).
 
-    ``config`` is the :class:`~audiossl.cluster.topics.TopicConfig`; ``config.target`` picks the
+    ``config`` is the :class:`~audiossl.data.topics.TopicConfig`; ``config.target`` picks the
     dominant topic (a 0-d long per utterance) or the distribution ((T,) float).
     """
 

@@ -45,12 +45,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiossl.audio.corrupt import CorruptConfig
-from audiossl.cluster.speakers import ClusterConfig, PseudoSpeakerHead, read_pseudo_labels
 from audiossl.data.corrupt import Corruptor
-from audiossl.data.targets import TableRowSpec
+from audiossl.data.targets import TableRowSpec, read_pseudo_labels
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError
 from audiossl.nn.pooling import AttentiveStatsPool, MeanPool
+from audiossl.nn.pseudo_labels import ClusterConfig, PseudoSpeakerHead
 from audiossl.objectives.base import LossOutput, Objective, register_objective, scalar_metrics
 
 

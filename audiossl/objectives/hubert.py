@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiossl.cluster.topics import TopicConfig
 from audiossl.data.dataset import Batch
 from audiossl.data.targets import IGNORE, FrameLabelSpec, TopicSpec, recorded_clusters
+from audiossl.data.topics import TopicConfig
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError
 from audiossl.nn.masking import lengths_to_mask

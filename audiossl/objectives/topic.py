@@ -1,9 +1,9 @@
-"""Deprecated: moved to :mod:`audiossl.cluster.topics` (topic models are fitted on cluster labels, beside them);
+"""Deprecated: moved to :mod:`audiossl.data.topics` (topics are utterance targets derived from label dirs);
 kept for one release."""
 
 from __future__ import annotations
 
-from audiossl.cluster.topics import (  # noqa: F401
+from audiossl.data.topics import (  # noqa: F401
     TOPIC_DIST,
     TOPIC_INFO,
     UTT2TOPIC,

@@ -289,8 +289,8 @@ def _topic_stage(settings: PretrainConfig, label_dirs: list[Path]) -> Path | Non
     if topic is None:
         return None
     from audiossl.cluster.labels import read_labels
-    from audiossl.cluster.topics import TOPIC_INFO, ensure_topics, topics_dir
     from audiossl.data.targets import recorded_clusters
+    from audiossl.data.topics import TOPIC_INFO, ensure_topics, topics_dir
 
     path = topics_dir(label_dirs[0], topic)
     existed = (path / TOPIC_INFO).is_file()

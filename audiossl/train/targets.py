@@ -19,8 +19,6 @@ import torch
 from torch import nn
 
 from audiossl.cluster.labels import read_labels
-from audiossl.cluster.speakers import read_pseudo_labels
-from audiossl.cluster.topics import Topics, ensure_topics
 from audiossl.data.targets import (
     FrameLabelSpec,
     FrameTargets,
@@ -29,7 +27,9 @@ from audiossl.data.targets import (
     TokenClock,
     TopicSpec,
     UtteranceTargets,
+    read_pseudo_labels,
 )
+from audiossl.data.topics import Topics, ensure_topics
 from audiossl.errors import ConfigError
 from audiossl.models.checkpoint import init_from_checkpoint
 from audiossl.objectives import Objective
