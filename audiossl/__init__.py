@@ -10,10 +10,12 @@ __all__ = ["Embedder", "load"]
 def __getattr__(name: str):
     """``audiossl.load`` and ``audiossl.Embedder``, imported on first use (``import audiossl`` stays light)."""
     if name == "load":
+        # lazy: audiossl.embed pulls in torch; `import audiossl` (and the CLI) stays light
         from audiossl.embed import load
 
         return load
     if name == "Embedder":
+        # lazy: audiossl.embed pulls in torch; `import audiossl` (and the CLI) stays light
         from audiossl.embed import Embedder
 
         return Embedder

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiossl.embed.loading import load
 from audiossl.errors import ConfigError, UserError
 from audiossl.fileio import atomic_path, atomic_write
 from audiossl.models import PretrainedEncoder
@@ -102,8 +103,6 @@ def export_model(
     Returns ``out``. Writes ``out`` and ``out.json`` (inputs, outputs, front-end settings, the
     measured difference to the eager model), each atomically, only when the check passes.
     """
-    from audiossl.embed.loading import load
-
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
     out = Path(out)

@@ -61,6 +61,7 @@ def _section_dirs(exp_dir: Path) -> list[Path]:
 
 
 def _losses(path: Path) -> tuple[int, float, int, float] | None:
+    # lazy: audiossl.engine pulls in torch; only the loss summary needs it
     from audiossl.engine import read_records
 
     try:

@@ -19,6 +19,7 @@ def synth(
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the generated audio (Hz).")] = 16000,
 ) -> None:
     """Generate the embedded synthetic corpus (speech-like audio with text, speaker and emotion labels)."""
+    # lazy: data.synth pulls in scipy; every `audiossl` start-up imports this module
     from audiossl.data.synth import SynthConfig, synthesize_corpus
 
     config = SynthConfig(speakers=speakers, utts_per_speaker=utts_per_speaker, seed=seed, sample_rate=sample_rate)
@@ -35,6 +36,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check a data dir: sort order, id consistency, readable audio, sample rates. Exit 2 on any problem."""
+    # lazy: data.validate pulls in torch; every `audiossl` start-up imports this module
     from audiossl.data.validate import validate_data_dir
 
     problems = validate_data_dir(data_dir, check_audio=not no_audio, allow_pipes=not no_pipes)
@@ -54,6 +56,7 @@ def fix(
     ] = False,
 ) -> None:
     """Sort every table, regenerate spk2utt and utt2dur; report (never delete) inconsistent utterances."""
+    # lazy: data.validate pulls in torch; every `audiossl` start-up imports this module
     from audiossl.data.validate import fix_data_dir
 
     changes = fix_data_dir(data_dir, allow_pipes=not no_pipes)
@@ -69,6 +72,7 @@ def prepare_fsdd(
     out_dir: Annotated[Path, typer.Argument(help="Where to write the train/ and test/ data dirs.")],
 ) -> None:
     """Turn FSDD recordings into train/test Kaldi data dirs (official split: takes 0-4 are test)."""
+    # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.fsdd import prepare_fsdd as prepare
 
     for split, data in prepare(recordings, out_dir).items():
@@ -88,6 +92,7 @@ def split(
     seed: Annotated[int, typer.Option(help="Seed of the assignment.")] = 0,
 ) -> None:
     """Split a data dir into parts by utterance (stratified per speaker) or by speaker."""
+    # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.kaldi import DataDir
     from audiossl.data.subset import parse_fractions, write_parts
     from audiossl.data.subset import split as split_data
@@ -108,6 +113,7 @@ def subset(
     max_speakers: Annotated[int | None, typer.Option(help="Keep at most this many speakers.")] = None,
 ) -> None:
     """Keep a few utterances of each speaker, spread over its list (smoke runs, quick checks)."""
+    # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.kaldi import DataDir
     from audiossl.data.subset import smoke_subset
 
@@ -122,6 +128,7 @@ def folds(
     by: Annotated[str, typer.Option(help="Label whose values are the held-out groups (utt2<by>).")] = "session",
 ) -> None:
     """Leave-one-group-out folds by a label (IEMOCAP: one session held out per fold)."""
+    # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.folds import write_group_folds
 
     for fold in write_group_folds(data_dir, out_dir, by):
@@ -140,6 +147,7 @@ def download(
     ] = None,
 ) -> None:
     """Download (resumable, checked) and extract a public corpus; parts already extracted are skipped."""
+    # lazy: the downloader pulls in ssl/http/tarfile; every `audiossl` start-up imports this module
     from audiossl.data.corpora.download import download_corpus
 
     chosen = [p.strip() for p in parts.split(",") if p.strip()] if parts else None
@@ -154,6 +162,7 @@ def prepare_librispeech(
     parts: Annotated[str | None, typer.Option(help="Comma-separated parts; default: every part present.")] = None,
 ) -> None:
     """LibriSpeech -> one data dir per part (text, utt2spk, utt2dur)."""
+    # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.corpora.librispeech import data_dir_name
     from audiossl.data.corpora.librispeech import prepare_librispeech as prepare
 
@@ -173,6 +182,7 @@ def prepare_voxceleb(
     ] = None,
 ) -> None:
     """VoxCeleb1/2 -> OUT/dev (and OUT/test with OUT/test/trials in 'label enroll test' utterance ids)."""
+    # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.corpora.voxceleb import prepare_voxceleb as prepare
 
     for name, data in prepare(corpus_dirs, out_dir, trials).items():
@@ -193,6 +203,7 @@ def prepare_iemocap(
     """IEMOCAP -> a data dir with utt2emo (4 classes by default) and utt2session for session folds."""
     from collections import Counter
 
+    # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.corpora.iemocap import prepare_iemocap as prepare
 
     data = prepare(corpus_dir, out_dir, four_class=not all_classes)
@@ -210,6 +221,7 @@ def prepare_vctk(
     ] = False,
 ) -> None:
     """VCTK 0.92 -> one data dir (one microphone; recordings without a transcript left out)."""
+    # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.corpora.vctk import prepare_vctk as prepare
 
     data, without_text = prepare(corpus_dir, out_dir, mic=mic, require_text=not keep_untranscribed)
@@ -224,6 +236,7 @@ def combine(
     data_dirs: Annotated[list[Path], typer.Argument(help="Data dirs to combine (disjoint utterance ids).")],
 ) -> None:
     """Combine data dirs into one (tables every dir has; e.g. LibriSpeech's 960 h from its parts)."""
+    # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.combine import combine as combine_dirs
 
     data = combine_dirs(data_dirs)

@@ -23,6 +23,7 @@ def cluster(
 ) -> None:
     """Cluster mean-pooled utterance embeddings into K pseudo-speakers; train on them with
     ``--set objective.config.cluster.labels=OUT/utt2pseudo --set run.init_from=RUN``."""
+    # lazy: cluster and train pull in torch; every `audiossl` start-up imports this module
     from audiossl.cluster.speakers import label_pseudo_speakers
     from audiossl.train import load_pretrained
 

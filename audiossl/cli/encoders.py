@@ -17,6 +17,7 @@ def format_count(count: int) -> str:
 @app.command("list")
 def list_command() -> None:
     """Print every encoder family and preset with its number of parameters."""
+    # lazy: audiossl.encoders pulls in torch; every `audiossl` start-up imports this module
     from audiossl.encoders import list_encoders
 
     rows = list_encoders()

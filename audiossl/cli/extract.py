@@ -34,6 +34,7 @@ def extract(
     no_pipes: Annotated[bool, typer.Option("--no-pipes", help="Refuse wav.scp commands ending in '|'.")] = False,
 ) -> int:
     """Extract frame features or utterance embeddings of every utterance of a data dir (resumable)."""
+    # lazy: audiossl.embed pulls in torch; every `audiossl` start-up imports this module
     from audiossl.embed.extract import extract as run_extract
 
     result = run_extract(
@@ -65,6 +66,7 @@ def export(
     ] = 1e-4,
 ) -> int:
     """Export the encoder (on features) to TorchScript or ONNX, checked against the eager model."""
+    # lazy: audiossl.export pulls in torch; every `audiossl` start-up imports this module
     from audiossl.export import export_model
 
     path = export_model(model, out, format, tolerance=tolerance, overwrite=overwrite)

@@ -34,6 +34,7 @@ def plot(
     seed: Annotated[int, typer.Option(help="Seed of the drawn mask (with --config).")] = 0,
 ) -> None:
     """Plot one utterance's features as a spectrogram PNG (with --config: and its pretraining mask)."""
+    # lazy: audio.plot pulls in matplotlib and torch; every `audiossl` start-up imports this module
     from audiossl.audio.plot import plot_features
     from audiossl.data.features import utterance_features
 
@@ -44,6 +45,7 @@ def plot(
         plot_features(features, out, title=f"{utt_id} ({frontend})")
         typer.echo(f"wrote {out}")
         return
+    # lazy: audiossl.train pulls in torch; every `audiossl` start-up imports this module
     from audiossl.train.config import frontend_settings, resolve_config
     from audiossl.train.maskplot import mask_cells
 
@@ -79,10 +81,12 @@ def stats(
     ] = None,
 ) -> None:
     """Compute global per-channel mean and variance over a data dir (for feature normalisation)."""
+    # lazy: data.features pulls in torch; every `audiossl` start-up imports this module
     from audiossl.data.features import compute_global_stats
 
     settings = None
     if config is not None:
+        # lazy: audiossl.train pulls in torch; every `audiossl` start-up imports this module
         from audiossl.train.config import frontend_settings, resolve_config
 
         run_config = resolve_config(config, overrides or [])
@@ -102,6 +106,7 @@ def stats(
 @app.command("list")
 def list_frontends() -> None:
     """List the registered front-ends."""
+    # lazy: audiossl.audio pulls in torch; every `audiossl` start-up imports this module
     from audiossl.audio import FRONTENDS
 
     for name in FRONTENDS.names():

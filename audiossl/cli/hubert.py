@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from audiossl.config import apply_overrides, load_yaml
+
 app = typer.Typer(
     help="HuBERT: iterations of clustering and masked prediction of cluster labels.", no_args_is_help=True
 )
@@ -49,7 +51,7 @@ def iterate(
 
     Finished stages are skipped, so the same command continues an interrupted run.
     """
-    from audiossl.config import apply_overrides, load_yaml
+    # lazy: audiossl.train pulls in torch; every `audiossl` start-up imports this module
     from audiossl.train.iterations import IterationsConfig, flag_overrides, run_iterations
 
     plan_config = load_yaml(IterationsConfig, plan) if plan is not None else IterationsConfig()

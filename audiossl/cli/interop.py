@@ -15,6 +15,7 @@ app = typer.Typer(
 @app.command("list")
 def list_command() -> None:
     """List the checkpoint formats (the values of --format) with what each accepts."""
+    # lazy: audiossl.interop pulls in torch; every `audiossl` start-up imports this module
     from audiossl.interop import IMPORTERS
 
     for name in IMPORTERS.names():
@@ -29,6 +30,7 @@ def inspect_command(
     ] = None,
 ) -> None:
     """Import a checkpoint and print what audiossl sees: format, sample rate, width, layers, frame rate."""
+    # lazy: audiossl.interop pulls in torch; every `audiossl` start-up imports this module
     from audiossl.interop import import_model
 
     model = import_model(path, format=format)

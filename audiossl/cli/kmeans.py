@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from audiossl.config import apply_overrides, load_yaml
+
 app = typer.Typer(
     help="Fit mini-batch k-means on frame features (HuBERT targets) and label data dirs with it.",
     no_args_is_help=True,
@@ -41,8 +43,8 @@ def fit(
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
 ) -> None:
     """Fit k-means on features streamed from one or more data dirs; write model, config and quality report."""
+    # lazy: audiossl.cluster pulls in torch; every `audiossl` start-up imports this module
     from audiossl.cluster.pipeline import FitConfig, default_device, fit_kmeans_dir
-    from audiossl.config import apply_overrides, load_yaml
 
     base = load_yaml(FitConfig, config) if config is not None else FitConfig()
     if config is None and device is None:
@@ -74,6 +76,7 @@ def label(
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: the model's device).")] = None,
 ) -> None:
     """Label every utterance of a data dir (one cluster per frame) with the features the model was fitted on."""
+    # lazy: audiossl.cluster pulls in torch; every `audiossl` start-up imports this module
     from audiossl.cluster.pipeline import label_with_kmeans_dir
 
     report = label_with_kmeans_dir(model, data, out, reference=ref_label, ark=ark, device=device)

@@ -10,6 +10,7 @@ app = typer.Typer(help="Self-supervised objectives (any objective trains any enc
 @app.command("list")
 def list_command() -> None:
     """List every registered objective with a one-line description."""
+    # lazy: audiossl.objectives pulls in torch; every `audiossl` start-up imports this module
     from audiossl.objectives import list_objectives
 
     for name, description in list_objectives():

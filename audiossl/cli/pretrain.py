@@ -36,6 +36,7 @@ def pretrain(
     list_configs: Annotated[bool, typer.Option("--list-configs", help="List the shipped presets and exit.")] = False,
 ) -> int:
     """Pretrain an encoder with a self-supervised objective."""
+    # lazy: audiossl.train pulls in torch; every `audiossl` start-up imports this module
     from audiossl.fileio import atomic_write
     from audiossl.train import list_presets, pretrain, resolve_config
     from audiossl.train.checkpoint import latest_checkpoint

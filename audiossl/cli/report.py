@@ -14,6 +14,7 @@ def report(
     title: Annotated[str | None, typer.Option(help="Report title (default: the dir's name).")] = None,
 ) -> None:
     """Write a Markdown report: every metrics.json as a table, every PNG shown, example audio linked."""
+    # lazy: the report module is not needed to start; every `audiossl` start-up imports this module
     from audiossl.report import write_report
 
     typer.echo(f"wrote {write_report(exp_dir, out, title)}")

@@ -24,6 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiossl.audio.frontends import FRONTENDS, create_frontend
+from audiossl.data.dataset import AudioDataset, collate
+from audiossl.data.sampler import BucketBatchSampler
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_path, atomic_write
@@ -84,7 +87,6 @@ def resolve_source(
         if options:
             raise ConfigError("front-end options apply to a named source only")
         return source
-    from audiossl.audio.frontends import FRONTENDS, create_frontend
 
     spec = FRONTENDS.get(source)
     if spec.learnable:
@@ -128,9 +130,6 @@ def stream_features(
     their order, and the interleaving of several dirs, is shuffled from ``(seed, epoch)``.
     Features are computed under ``no_grad`` on ``device`` and returned there.
     """
-    from audiossl.data.dataset import AudioDataset, collate
-    from audiossl.data.sampler import BucketBatchSampler
-
     if not 0.0 < sample_fraction <= 1.0:
         raise ConfigError(f"sample_fraction must be in (0, 1], got {sample_fraction}")
     dirs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)

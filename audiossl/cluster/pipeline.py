@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import yaml
 
+from audiossl.audio.frontends import FRONTENDS
 from audiossl.cluster.features import (
     EncoderFeatures,
     FeatureDump,
@@ -147,8 +148,6 @@ def feature_source(config: FitConfig) -> tuple[torch.nn.Module, FitConfig]:
     so labelling later reads exactly the same features.
     """
     if config.layer is None:
-        from audiossl.audio.frontends import FRONTENDS
-
         if config.features not in FRONTENDS and Path(config.features).exists():
             raise ConfigError(f"features {config.features!r} is a path: set layer=N to cluster block N of a checkpoint")
         return resolve_source(config.features, config.sample_rate, config.feature_options), config

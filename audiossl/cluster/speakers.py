@@ -40,8 +40,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audiossl.cluster.kmeans import KMeans, KMeansConfig
+from audiossl.data.dataset import AudioDataset, collate
+from audiossl.data.kaldi import DataDir, write_table
 from audiossl.data.targets import read_pseudo_labels  # noqa: F401  (moved to the data layer; re-exported)
 from audiossl.errors import ConfigError
+from audiossl.fileio import atomic_write
 from audiossl.models import SpeechEncoder
 from audiossl.nn.pooling import masked_mean
 from audiossl.nn.pseudo_labels import (  # noqa: F401  (moved to audiossl.nn: objectives use them; re-exported)
@@ -66,8 +70,6 @@ def extract_embeddings(
     ``model``: a :class:`~audiossl.models.SpeechEncoder` (e.g. a checkpoint loaded with
     :func:`~audiossl.models.load_pretrained`). Utterances are batched by length.
     """
-    from audiossl.data.dataset import AudioDataset, collate
-
     dataset = AudioDataset(data_dir, sample_rate=model.sample_rate)
     model = model.to(device).eval()
     order = np.argsort(dataset.durations, kind="stable").tolist()
@@ -104,8 +106,6 @@ def cluster_speakers(
         raise ConfigError(f"num_speakers must be in 1..{len(embeddings)} (the utterances), got {num_speakers}")
     points = F.normalize(embeddings.float(), dim=1)
     if method == "kmeans":
-        from audiossl.cluster.kmeans import KMeans, KMeansConfig
-
         config = KMeansConfig(n_clusters=num_speakers, batch_size=min(10000, len(points)), max_iter=100, seed=seed)
         return KMeans(config).fit(points).predict(points).long()
     if method == "agglomerative":
@@ -118,8 +118,6 @@ def cluster_speakers(
 
 def write_pseudo_labels(path: str | Path, ids: Sequence[str], labels: torch.Tensor) -> None:
     """Write ``utt -> pseudo-speaker index`` as a Kaldi table (atomically)."""
-    from audiossl.data.kaldi import write_table
-
     write_table(path, {utt: int(label) for utt, label in zip(ids, labels.tolist(), strict=True)})
 
 
@@ -146,9 +144,6 @@ def label_pseudo_speakers(
     import json
 
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-    from audiossl.data.kaldi import DataDir
-    from audiossl.fileio import atomic_write
 
     ids, embeddings = extract_embeddings(model, data_dir)
     if subtract_mean:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from audiossl.downstream.featurizer import WeightedLayerSum
+from audiossl.embed import load as load_model
 from audiossl.errors import ConfigError, DataError
 from audiossl.models import FbankBaseline, SpeechEncoder, load_pretrained
 
@@ -160,10 +161,7 @@ def load_encoder(spec: str, *, seed: int = 0) -> SpeechEncoder:
         return load_pretrained(spec[len("random:") :], random_init=True, seed=seed)
     if not Path(spec).exists():
         raise DataError("upstream not found: expected a checkpoint, a run dir, random:<checkpoint> or fbank", spec)
-    try:  # audiossl.load reads audiossl checkpoints (through load_pretrained) and imported formats
-        from audiossl.embed import load as load_model
-    except ImportError:
-        return load_pretrained(spec)
+    # audiossl.load reads audiossl checkpoints (through load_pretrained) and imported formats
     return load_model(spec, device="cpu")
 
 

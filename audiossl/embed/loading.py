@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from audiossl.encoders import ENCODERS
 from audiossl.errors import ConfigError, DataError
 from audiossl.models import SpeechEncoder, latest_checkpoint, read_checkpoint
 from audiossl.models.pretrained import MODEL_ENTRIES, pretrained_from_state
@@ -55,8 +56,6 @@ def _read_audiossl(path: Path) -> tuple[Path, dict[str, Any]] | None:
 
 def _check_state(state: dict[str, Any], path: Path) -> None:
     """Name what is missing or unknown in an audiossl checkpoint before building anything from it."""
-    from audiossl.encoders import ENCODERS
-
     missing = [key for key in REQUIRED_ENTRIES if key not in state]
     if missing:
         raise DataError(f"audiossl checkpoint lacks the entries {missing} (has {sorted(state)})", path)

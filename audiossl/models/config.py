@@ -12,8 +12,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from audiossl.audio.frontends import FRONTENDS, frontend_config
 from audiossl.config import from_dict, to_dict
 from audiossl.data.config import DataConfig
+from audiossl.encoders import ENCODERS
 from audiossl.errors import ConfigError
 
 
@@ -64,8 +66,6 @@ def encoder_config(config: Any) -> Any:
     ``config``: anything with an ``encoder`` section (a ``PretrainConfig``, a :class:`ModelConfig`),
     or an :class:`EncoderSection`.
     """
-    from audiossl.encoders import ENCODERS
-
     section = config if isinstance(config, EncoderSection) else config.encoder
     spec = ENCODERS.get(section.family)
     if section.preset not in spec.presets:
@@ -81,8 +81,6 @@ def frontend_settings(config: Any) -> Any | None:
 
     ``config``: anything with a ``data`` section, or a :class:`~audiossl.data.config.DataConfig`.
     """
-    from audiossl.audio.frontends import FRONTENDS, frontend_config
-
     data = config if isinstance(config, DataConfig) else config.data
     if data.frontend == "none":
         return None

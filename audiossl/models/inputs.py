@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from audiossl.audio.augment import SpecAugment
+from audiossl.audio.frontends import create_frontend
 from audiossl.audio.normalize import GlobalStats, cmvn
 from audiossl.data.config import DataConfig
 from audiossl.errors import ConfigError
@@ -40,7 +41,6 @@ class InputPipeline(nn.Module):
 
     def __init__(self, config: DataConfig, frontend_config: Any | None, stats: GlobalStats | None = None):
         super().__init__()
-        from audiossl.audio.frontends import create_frontend
 
         self.config = config
         self.frontend = None if frontend_config is None else create_frontend(config.frontend, frontend_config)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from audiossl.audio.tokens import PatchConfig
+from audiossl.encoders import ENCODERS
 from audiossl.encoders.embed import InputConfig
 
 #: Input kinds every encoder accepts.
@@ -70,8 +71,6 @@ SHRINKERS: dict[str, Callable[[Any], Any]] = {
 
 def tiny_encoder_config(family: str, input_kind: str) -> Any:
     """The config of a tiny ``family`` encoder reading ``input_kind`` tokens (see module doc)."""
-    from audiossl.encoders import ENCODERS
-
     spec = ENCODERS.get(family)
     config = spec.presets["tiny"]()
     shrink = SHRINKERS.get(family)
@@ -82,8 +81,6 @@ def tiny_encoder_config(family: str, input_kind: str) -> Any:
 
 def encoder_cases() -> list[tuple[str, str]]:
     """Every registered (family, input kind) pair, for parameterised tests."""
-    from audiossl.encoders import ENCODERS
-
     return [(family, kind) for family in ENCODERS.names() for kind in INPUT_KINDS]
 
 

@@ -32,6 +32,7 @@ TINY_PRETRAIN_OVERRIDES = [
 
 def tiny_corpus(out_dir: str | Path, speakers: int = 2, utts_per_speaker: int = 4, seed: int = 0) -> Path:
     """A small synthetic corpus (wav.scp, utt2spk, text, utt2emo, ...) in ``out_dir``; returns it."""
+    # lazy: data.synth pulls in scipy; importing these fixtures stays cheap
     from audiossl.data.synth import SynthConfig, synthesize_corpus
 
     synthesize_corpus(out_dir, SynthConfig(speakers=speakers, utts_per_speaker=utts_per_speaker, seed=seed))
@@ -43,6 +44,7 @@ def tiny_pretrained(run_dir: str | Path, data_dir: str | Path, steps: int = 2, s
 
     A run dir that already has its checkpoint is reused.
     """
+    # lazy: models and train pull in torch and the pretraining stack; only this fixture needs them
     from audiossl.models import latest_checkpoint
     from audiossl.train import pretrain, resolve_config  # a real pretraining run: testing sits above train
 

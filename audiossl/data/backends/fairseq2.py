@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from audiossl.audio.frontends import frontend_config
 from audiossl.audio.io import SOUNDFILE_EXTENSIONS
 from audiossl.data.backends.base import DataBackend, register_data_backend
 from audiossl.data.backends.default import TrainData
@@ -93,8 +94,6 @@ class Fairseq2TrainData(TrainData):
         data_pipeline, audio = import_fairseq2()
         fbank_bins = None
         if config.fairseq2_fbank:
-            from audiossl.audio.frontends import frontend_config
-
             settings = frontend_config(config.frontend, {**config.frontend_config, "sample_rate": config.sample_rate})
             check_fairseq2_fbank(config, settings)
             fbank_bins = settings.num_mel_bins
