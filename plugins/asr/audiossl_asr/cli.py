@@ -35,6 +35,7 @@ def train(
     resume: plugin_cli.ResumeOption = False,
 ) -> None:
     """Train a CTC head (tokenizer learned from DATA's text) on an upstream; the run goes to --out."""
+    # lazy: audiossl_asr.task pulls in torch; every `audiossl` start-up imports this module
     from audiossl_asr.task import ASRTask
 
     task = ASRTask(tokenizer=tokenizer, vocab_size=vocab_size, head=head, hidden=hidden, layers=layers, dropout=dropout)
@@ -60,6 +61,7 @@ def decode(
     batch_seconds: Annotated[float, typer.Option(help="Padded seconds of audio per batch.")] = 60.0,
 ) -> None:
     """Transcribe DATA with a trained run into OUT/hyp.txt (Kaldi text); score it when DATA has a text."""
+    # lazy: decoding and recognize pull in torch; every `audiossl` start-up imports this module
     from audiossl_asr.decoding import BeamSearchOptions
     from audiossl_asr.recognize import decode_run
 
@@ -89,6 +91,7 @@ def score(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the scores as JSON here.")] = None,
 ) -> None:
     """Print WER and CER (corpus rates with their edit counts) of hypotheses against references."""
+    # lazy: audiossl_asr.recognize pulls in torch; every `audiossl` start-up imports this module
     from audiossl_asr.recognize import score_files
     from audiossl_asr.task import write_score
 

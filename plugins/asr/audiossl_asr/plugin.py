@@ -16,6 +16,7 @@ def _version() -> str:
 
 
 def _task(**options):
+    # lazy: the task pulls in torch; every `audiossl` start-up imports this module
     from audiossl_asr.task import ASRTask
 
     return ASRTask(**options)

@@ -54,6 +54,7 @@ def make_corpus_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Mix speaker turns (silences, overlaps) into recordings with RTTM/UEM references and a pyannote protocol."""
+    # lazy: the diarization modules pull in torch and pyannote; every `audiossl` start-up imports this module
     from audiossl_diarization.corpus import PROTOCOL_NAME, CorpusConfig, make_corpus
 
     config = CorpusConfig(
@@ -83,6 +84,7 @@ def train_segmentation_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train pyannote's PyanNet segmentation model (powerset) on the corpus's train subset."""
+    # lazy: the diarization modules pull in torch and pyannote; every `audiossl` start-up imports this module
     from audiossl_diarization.segmentation import SegmentationConfig, train_segmentation
 
     config = SegmentationConfig(
@@ -134,6 +136,7 @@ def diarize(
     """Diarize audio with pyannote's pipeline: local segmentation model + audiossl speaker embeddings; RTTM out."""
     import torch
 
+    # lazy: the diarization modules pull in torch and pyannote; every `audiossl` start-up imports this module
     from audiossl_diarization.embedding import load_embedding
     from audiossl_diarization.evaluation import write_rttm
     from audiossl_diarization.pipeline import PipelineConfig, build_pipeline, diarize_files
@@ -179,6 +182,7 @@ def tune(
     """Pick the clustering threshold with the lowest DER (collar 0) on a corpus subset (default: development)."""
     import torch
 
+    # lazy: the diarization modules pull in torch and pyannote; every `audiossl` start-up imports this module
     from audiossl.fileio import atomic_write
     from audiossl_diarization.corpus import SUBSETS, load_protocol
     from audiossl_diarization.embedding import load_embedding
@@ -233,6 +237,7 @@ def evaluate(
     overwrite: OverwriteOption = False,
 ) -> None:
     """DER from pyannote.metrics at each collar, with missed speech, false alarm and confusion."""
+    # lazy: evaluation is not needed to start; every `audiossl` start-up imports this module
     from audiossl_diarization.evaluation import evaluate_rttm, format_report
 
     try:

@@ -36,6 +36,7 @@ from pyannote.audio.core.model import Model
 from pyannote.audio.core.task import Problem, Resolution, Specifications
 from torch import nn
 
+from audiossl.downstream.trainer import load_downstream
 from audiossl.embed import load, pool
 from audiossl.errors import ConfigError
 
@@ -184,7 +185,6 @@ def load_embedding(
     if sv_run is not None:
         if layer is not None:
             raise ConfigError("a layer can only be chosen without an sv run (the run's head reads its layer mix)")
-        from audiossl.downstream.trainer import load_downstream
 
         trained = load_downstream(sv_run, device="cpu")
         adapter = AudiosslSpeakerEmbedding(

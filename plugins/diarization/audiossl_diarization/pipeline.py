@@ -23,6 +23,7 @@ import torchaudio.functional
 
 from audiossl.errors import AudioError, ConfigError
 from audiossl_diarization.corpus import read_waveform
+from audiossl_diarization.evaluation import diarization_error
 
 
 @dataclass(kw_only=True)
@@ -146,8 +147,6 @@ def tune_threshold(
     redone for each threshold. Ties go to the first threshold given.
     """
     from pyannote.core import Segment
-
-    from audiossl_diarization.evaluation import diarization_error
 
     if not thresholds:
         raise ConfigError("no thresholds to try")

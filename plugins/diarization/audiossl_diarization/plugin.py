@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from audiossl.downstream.plugin import Plugin
 from audiossl_diarization import __version__
+from audiossl_diarization.cli import app
 
 
 def plugin() -> Plugin:
     """Speaker diarization: the ``audiossl diarization`` commands (no downstream task: nothing to fine-tune here)."""
-    from audiossl_diarization.cli import app
-
     return Plugin(
         name="diarization",
         version=__version__,

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from audiossl.config import from_dict
 from audiossl.errors import ConfigError, DataError, UserError
 from audiossl.fileio import atomic_path, atomic_write
 
@@ -124,6 +125,7 @@ def train_segmentation(
     import lightning
     from pyannote.audio.tasks import SpeakerDiarization
 
+    # lazy: the corpus module pulls in librosa; loading a model does not need it
     from audiossl_diarization.corpus import corpus_sample_rate, load_protocol
 
     out = Path(out)
@@ -232,7 +234,6 @@ def load_segmentation(path: str | Path):
         return _load_pyannote_checkpoint(path)
     if state.get("version") != FORMAT_VERSION:
         raise DataError(f"segmentation file version {state.get('version')}, this plugin reads {FORMAT_VERSION}", path)
-    from audiossl.config import from_dict
 
     config = from_dict(SegmentationConfig, state["config"])
     model = _pyannet(config, int(state["sample_rate"]))

@@ -22,6 +22,7 @@ LABEL = "emo"
 
 def make_task(**options: Any):
     """An :class:`audiossl_er.task.EmotionTask` built with ``options`` (see its docstring)."""
+    # lazy: the task pulls in torch; every `audiossl` start-up imports this package
     from audiossl_er.task import EmotionTask
 
     return EmotionTask(**options)
@@ -29,6 +30,7 @@ def make_task(**options: Any):
 
 def plugin() -> Plugin:
     """The entry point (group ``audiossl.plugins``, name ``er``)."""
+    # lazy: audiossl_er.cli imports make_task from this package (import cycle)
     from audiossl_er.cli import app
 
     return Plugin(

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from audiossl.cli import plugins as plugin_cli
+from audiossl_er import make_task  # light: make_task imports the torch-heavy task module on use
 
 app = typer.Typer(
     help="Emotion recognition: pooled features + classifier; WA (overall accuracy) and UA (mean per-class recall).",
@@ -30,8 +31,6 @@ NormalizeOption = Annotated[
 
 
 def _make_task(**options: Any) -> Any:
-    from audiossl_er import make_task  # the task pulls in torch: imported when a command runs
-
     return make_task(**options)
 
 
@@ -87,6 +86,7 @@ def folds(
     num_folds: NumFoldsOption = None,
 ) -> None:
     """Write leave-speaker-out folds of DATA: OUT/fold<k>/train and OUT/fold<k>/test."""
+    # lazy: folds cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl_er.folds import leave_speaker_out_folds
 
     for fold_dir in leave_speaker_out_folds(data, out, num_folds):
@@ -105,6 +105,7 @@ def cross_validate_command(
     settings: plugin_cli.DownstreamSettings = None,
 ) -> None:
     """Leave-speaker-out cross-validation: train and evaluate every fold; print per-fold and mean WA and UA."""
+    # lazy: audiossl.downstream.trainer pulls in torch; every `audiossl` start-up imports this module
     from audiossl.downstream.trainer import evaluate_downstream, train_downstream
     from audiossl_er.folds import cross_validate
 

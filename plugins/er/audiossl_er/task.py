@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiossl.data.dataset import Batch
-from audiossl.data.kaldi import read_entries
+from audiossl.data.kaldi import read_entries, write_table
 from audiossl.downstream.pooling import POOLINGS, PooledNorm, create_pooling
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches, label_file
 from audiossl.errors import ConfigError, DataError
@@ -155,7 +155,6 @@ class EmotionTask(DownstreamTask):
         scores = scores_from_confusion(matrix, classes)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        from audiossl.data.kaldi import write_table
 
         write_table(out_dir / "utt2emo_pred", predicted)
         write_report(out_dir / "report.txt", format_report(scores, matrix, classes))

@@ -98,6 +98,7 @@ def train(
     resume: plugin_cli.ResumeOption = False,
 ) -> None:
     """Train a speaker head (attentive stats pooling, AAM-softmax) on an upstream's layer mix."""
+    # lazy: audiossl_sv.task pulls in torch; every `audiossl` start-up imports this module
     from audiossl_sv.task import SVTask, SVTaskConfig
 
     task = load_yaml(SVTaskConfig, task_config) if task_config is not None else SVTaskConfig()
@@ -114,6 +115,7 @@ def embed(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
 ) -> None:
     """Embed every utterance of a data dir: a trained head's embeddings, or mean-pooled upstream features."""
+    # lazy: audiossl.downstream.trainer pulls in torch; every `audiossl` start-up imports this module
     from audiossl.downstream.trainer import load_downstream, resolve_device
     from audiossl.downstream.upstream import load_upstream
     from audiossl_sv.evaluation import embed_data_dir
@@ -144,6 +146,7 @@ def score(
     """Cosine-score a trials file (optional mean subtraction and AS-norm); print EER and minDCF."""
     import numpy as np
 
+    # lazy: audiossl_sv.scoring pulls in torch; every `audiossl` start-up imports this module
     from audiossl_sv.metrics import plot_det, verification_metrics
     from audiossl_sv.scoring import load_embeddings, score_trials, write_scores
     from audiossl_sv.trials import read_trials
@@ -180,6 +183,7 @@ def evaluate(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
 ) -> None:
     """Embed, cosine-score the trials, report EER and minDCF (p_target 0.01, 0.05) with a DET plot."""
+    # lazy: audiossl.downstream.trainer pulls in torch; every `audiossl` start-up imports this module
     from audiossl.downstream.trainer import read_run_info
     from audiossl_sv.evaluation import evaluate_frozen
     from audiossl_sv.task import SVTask, SVTaskConfig
@@ -215,6 +219,7 @@ def make_trials_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the draw; the same seed gives the same list.")] = 0,
 ) -> None:
     """Write a balanced trial list (target / non-target) drawn from a data dir's speakers."""
+    # lazy: audiossl_sv.trials pulls in torch; every `audiossl` start-up imports this module
     from audiossl_sv.trials import make_trials, write_trials
 
     trials = make_trials(data_dir, num_trials=num_trials, seed=seed)

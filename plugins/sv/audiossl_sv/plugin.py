@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from audiossl.downstream.plugin import Plugin
 from audiossl_sv import __version__
+from audiossl_sv.cli import app
 
 
 def _create_task(**options):
@@ -15,8 +16,6 @@ def _create_task(**options):
 
 def plugin() -> Plugin:
     """Speaker verification: task factory (labels ``spk``) and the ``audiossl sv`` commands."""
-    from audiossl_sv.cli import app
-
     return Plugin(
         name="sv",
         version=__version__,

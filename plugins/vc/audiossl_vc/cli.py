@@ -52,6 +52,7 @@ def train_vocoder_command(
     ] = False,
 ) -> None:
     """Train a vocoder from the frozen features of --model to waveforms."""
+    # lazy: audiossl_vc.train pulls in torch; every `audiossl` start-up imports this module
     from audiossl_vc.train import VocoderTrainConfig, train_vocoder
 
     config = VocoderTrainConfig(
@@ -84,6 +85,7 @@ def convert(
     plot: Annotated[Path | None, typer.Option(help="Also write source and converted spectrograms to this PNG.")] = None,
 ) -> None:
     """Speak SOURCE in the target's voice: kNN matching against the target pool, then the vocoder."""
+    # lazy: audiossl_vc.convert pulls in torch; every `audiossl` start-up imports this module
     from audiossl_vc.convert import convert_file
 
     chosen = target[0] if len(target) == 1 else target
@@ -113,6 +115,7 @@ def evaluate(
     asr_run: Annotated[Path | None, typer.Option(help="Trained asr run for the content WER.")] = None,
 ) -> None:
     """Target-speaker similarity (and ASR WER) of conversions between speakers of a data dir."""
+    # lazy: audiossl_vc.evaluate pulls in torch; every `audiossl` start-up imports this module
     from audiossl_vc.evaluate import evaluate_conversions
 
     report = evaluate_conversions(

@@ -31,11 +31,13 @@ import torch.nn.functional as F
 from audiossl.audio.io import load_audio
 from audiossl.data.kaldi import DataDir
 from audiossl.data.wav_scp import load_utterance
+from audiossl.downstream.trainer import load_downstream
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
 from audiossl.progress import progress
 from audiossl_vc.convert import Converter, write_wav
 from audiossl_vc.features import encode_layers
+from audiossl_vc.matching import knn_match
 from audiossl_vc.pool import TargetSource, build_pool
 
 CONDITIONS = ("source", "resynthesis", "converted")
@@ -232,18 +234,16 @@ def evaluate_conversions(
 
 def _match(features: torch.Tensor, pool, k: int) -> torch.Tensor:
     """Matched features (N, D) of ``features`` against a :class:`~audiossl_vc.pool.TargetPool`."""
-    from audiossl_vc.matching import knn_match
-
     return knn_match(features, pool.features, k)
 
 
 def _sv_embedder(sv_run: str | Path):
     """Embedding function of a trained ``sv`` run (its head on its upstream's layer mix) and its sample rate."""
     try:
+        # lazy: the sv plugin is optional
         from audiossl_sv.evaluation import embed_data_dir  # noqa: F401  (checks the plugin is there)
     except ImportError as error:
         raise DataError(f"--sv-run needs the sv plugin (audiossl-sv): {error}", sv_run) from None
-    from audiossl.downstream.trainer import load_downstream
 
     model = load_downstream(sv_run, device="cpu")
 
@@ -258,6 +258,7 @@ def _sv_embedder(sv_run: str | Path):
 def _asr_content(asr_run: str | Path, out_dir: Path, with_sources: bool) -> dict[str, float]:
     """WER (%) of a trained ``asr`` run on the converted, resynthesised and (when written) source dirs."""
     try:
+        # lazy: the asr plugin is optional
         from audiossl_asr.recognize import decode_run
     except ImportError as error:
         raise DataError(f"--asr-run needs the asr plugin (audiossl-asr): {error}", asr_run) from None

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
+from audiossl.errors import ConfigError
 from audiossl.nn.masking import lengths_to_mask
 
 LEAKY_SLOPE = 0.1
@@ -67,7 +68,6 @@ class HifiGanConfig:
                 periods=(2, 3, 5),
                 msd_scales=2,
             )
-        from audiossl.errors import ConfigError
 
         raise ConfigError(f"unknown HiFi-GAN preset {name!r}; known: v1, small, tiny")
 
