@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from audiossl.audio.io import load_utterance
 from audiossl.cli.main import main
 from audiossl.data.kaldi import DataDir
+from audiossl.data.wav_scp import load_utterance
 from audiossl.embed import Embedder, extract, load, read_features
 from audiossl.embed import embedder as embedder_module
 from audiossl.embed.extract import DONE_NAME, OutputExistsError
