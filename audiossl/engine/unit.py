@@ -15,6 +15,7 @@ from ``batches``, then ``on_step_end``; ``validate`` every ``valid_every`` steps
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,7 @@ class EngineConfig:
     """Name of the progress bar."""
 
 
-class TrainUnit:
+class TrainUnit(ABC):
     """Base class of a kind of training; subclasses set ``model`` in :meth:`setup` and implement ``forward``.
 
     ``model`` is the module whose parameters the engine optimises and, under torchrun, wraps in
@@ -98,6 +99,7 @@ class TrainUnit:
     model: nn.Module
     engine: Engine
 
+    @abstractmethod
     def setup(self, engine: Engine, restoring: bool) -> None:
         """Build modules (on ``engine.device``) and data; ``restoring``: a checkpoint will be loaded next."""
         raise NotImplementedError
@@ -106,10 +108,12 @@ class TrainUnit:
         """AdamW groups; the default: ``model``'s parameters with the shared no-decay rule."""
         return parameter_groups(self.model, config.weight_decay)
 
+    @abstractmethod
     def batches(self) -> Iterator[Any]:
         """An endless stream of training items (whatever :meth:`forward` reads), resumable via ``state_dict``."""
         raise NotImplementedError
 
+    @abstractmethod
     def forward(self, model: nn.Module, item: Any, step: int) -> LossOutput:
         """The loss of one micro-batch; wrap the model call in ``self.engine.autocast()``."""
         raise NotImplementedError
