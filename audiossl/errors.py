@@ -37,3 +37,39 @@ class AudioError(UserError):
 
 class ConfigError(UserError):
     """A configuration value or key that is not valid."""
+
+
+# Which interface the user is in: messages name a CLI flag on the command line and a keyword
+# argument in Python. The CLI's entry point switches this once; library code only asks.
+_INTERFACE = "python"
+
+
+def set_interface(name: str) -> None:
+    """``"cli"`` or ``"python"``: how :func:`spell_option` names options from now on (this process)."""
+    global _INTERFACE
+    if name not in ("cli", "python"):
+        raise ValueError(f"interface must be 'cli' or 'python', got {name!r}")
+    _INTERFACE = name
+
+
+def interface() -> str:
+    """``"cli"`` when running under the ``audiossl`` command, else ``"python"``."""
+    return _INTERFACE
+
+
+def spell_option(keyword: str, value: object = None, *, flag: str | None = None) -> str:
+    """Name an option the way the user's interface spells it.
+
+    ``spell_option("on_rate_mismatch", "resample")`` is ``--on-rate-mismatch resample`` on the
+    command line and ``on_rate_mismatch='resample'`` in Python; a boolean ``value`` True names
+    the bare flag (``--allow-pipes`` / ``allow_pipes=True``). ``flag`` overrides the derived
+    CLI spelling where the command's flag differs from the keyword.
+    """
+    if _INTERFACE == "cli":
+        name = flag or "--" + keyword.replace("_", "-")
+        if value is None or value is True:
+            return name
+        return f"{name} {value}"
+    if value is None:
+        return keyword
+    return f"{keyword}={value!r}"

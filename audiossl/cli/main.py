@@ -6,6 +6,7 @@ Each command is a thin wrapper over one library function. User errors
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from typing import Annotated
@@ -25,7 +26,7 @@ from audiossl.cli import objectives as objective_commands
 from audiossl.cli import plugins as plugin_commands
 from audiossl.cli import pretrain as pretrain_commands
 from audiossl.cli import report as report_commands
-from audiossl.errors import UserError
+from audiossl.errors import UserError, interface, set_interface
 
 app = typer.Typer(
     name="audiossl",
@@ -77,10 +78,29 @@ plugin_commands.mount_plugins(app)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return its exit status (2 for user errors)."""
+    previous = interface()
+    set_interface("cli")  # messages name CLI flags, not keyword arguments (restored for in-process callers)
+    try:
+        return _run_app(argv)
+    finally:
+        set_interface(previous)
+
+
+# Errors of the user's filesystem, not of audiossl: reported with the path, exit 2, no traceback.
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def _run_app(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
+        return 2
+    except OSError as error:
+        if error.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"error: {where}{error.strerror}", err=True)
         return 2
     except typer.Exit as done:
         return done.exit_code
