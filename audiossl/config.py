@@ -30,6 +30,36 @@ from audiossl.errors import ConfigError
 C = TypeVar("C")
 
 
+# ----------------------------------------------------------------------------- the YAML loader
+
+#: Floats written with an exponent as YAML 1.2 reads them (``1e-3``, ``1E5``, ``-2.5e+3``, ``.5e1``).
+#: PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent, so ``1e-3`` would be the
+#: *string* ``'1e-3'`` and ``--set optim.lr=1e-3`` a type error.
+SCIENTIFIC_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+
+
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading scientific-notation numbers as floats (YAML 1.2 style).
+
+    The one YAML loader of audiossl: config files, ``--set`` values and every other YAML a user
+    types go through :func:`parse_yaml`.
+    """
+
+
+Loader.add_implicit_resolver("tag:yaml.org,2002:float", SCIENTIFIC_FLOAT, list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """One YAML document parsed safely, with ``1e-3`` a float (see :class:`Loader`); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+
+
+def _scientific(value: str) -> float | None:
+    """``value`` as a float when it is a number in scientific notation, else None."""
+    text = value.strip()
+    return float(text.replace("_", "")) if SCIENTIFIC_FLOAT.match(text) else None
+
+
 def _check_type(value: Any, hint: Any, where: str, source: str | None) -> Any:
     origin = typing.get_origin(hint)
     if hint is Any:
@@ -65,6 +95,10 @@ def _check_type(value: Any, hint: Any, where: str, source: str | None) -> Any:
         return from_dict(hint, value, source=source, prefix=f"{where}.")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint in (float, int) and isinstance(value, str) and _scientific(value) is not None:
+        value = _scientific(value)  # '1e-3' quoted, or from a source read as YAML 1.1: still a number
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # run.max_steps=1e5
     if isinstance(hint, type):
         if hint is not bool and isinstance(value, bool):
             raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}", source)
@@ -119,7 +153,7 @@ def key_lines(text: str) -> dict[KeyPath, int]:
                 walk(value, (*path, str(index)))
 
     try:
-        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+        walk(yaml.compose(text, Loader=Loader), ())
     except yaml.YAMLError:
         pass
     return lines
@@ -137,7 +171,7 @@ def read_yaml(path: str | Path, what: str = "a mapping") -> tuple[dict[str, Any]
     except FileNotFoundError:
         raise ConfigError("config file not found", path) from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = parse_yaml(text) or {}
     except yaml.YAMLError as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         raise ConfigError(f"invalid YAML: {error}", path, None if line is None else line + 1) from None
@@ -294,7 +328,7 @@ def set_values(data: dict[str, Any], overrides: list[str], schema: type | None =
         if not sep or not key:
             raise ConfigError(f"--set {item!r} is not key=value")
         try:
-            value = yaml.safe_load(raw)
+            value = parse_yaml(raw)
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {item!r}: value is not valid YAML: {error}") from None
         parts = key.split(".")

@@ -74,3 +74,44 @@ def test_overrides_parse_values_and_reject_unknown_keys():
         apply_overrides(Outer(), ["inner.nope=1"])
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(Outer(), ["rate"])
+
+
+# Scientific notation is a number wherever a user types a value (YAML 1.1 would read `1e-3` as a string).
+SCIENTIFIC = [("1e-3", 1e-3), ("1E5", 1e5), ("-2.5e+3", -2500.0), (".5e1", 5.0), ("1.0e-3", 1e-3), ("2e0", 2.0)]
+
+
+@pytest.mark.parametrize(("text", "number"), SCIENTIFIC)
+def test_scientific_notation_is_a_float_in_files_and_set_items(tmp_path, text, number):
+    from audiossl.config import parse_yaml
+
+    assert parse_yaml(text) == number and isinstance(parse_yaml(text), float)
+    assert apply_overrides(Outer(), [f"rate={text}"]).rate == number
+    path = tmp_path / "c.yaml"
+    path.write_text(f"rate: {text}\n", encoding="utf-8")
+    assert load_yaml(Outer, path).rate == number
+
+
+def test_numbers_stay_numbers_and_words_stay_words():
+    from audiossl.config import parse_yaml
+
+    assert [parse_yaml(t) for t in ("1", "0", "-3", "1.5")] == [1, 0, -3, 1.5]
+    assert isinstance(parse_yaml("1"), int)
+    assert [parse_yaml(t) for t in ("1e", "e3", "1e-", "abc", "1.2.3")] == ["1e", "e3", "1e-", "abc", "1.2.3"]
+
+
+def test_typed_fields_accept_scientific_text_and_integral_floats():
+    # A quoted '1e-3' for a float field, and 1e3 for an int field, are the numbers the user meant.
+    assert from_dict(Outer, {"rate": "1e-3"}).rate == 1e-3
+    assert apply_overrides(Outer(), ["inner.size=1e3"]).inner.size == 1000
+    assert isinstance(apply_overrides(Outer(), ["inner.size=1e3"]).inner.size, int)
+    with pytest.raises(ConfigError, match="inner.size"):
+        apply_overrides(Outer(), ["inner.size=1.5e0"])  # 1.5 is not an int
+    with pytest.raises(ConfigError, match="rate"):
+        from_dict(Outer, {"rate": "fast"})
+
+
+def test_set_optim_lr_in_scientific_notation_for_pretraining():
+    from audiossl.train.config import resolve_config
+
+    config = resolve_config("mspm-ast-tiny", ["optim.lr=1e-3", "run.max_steps=2e2"])
+    assert config.optim.lr == 1e-3 and config.run.max_steps == 200

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from audiossl.config import parse_yaml
 from audiossl.errors import DataError
 from audiossl.interop.base import Importer, peek_torch_file, read_torch_file, register_importer
 from audiossl.interop.fairseq1 import fairseq1_to_fairseq2, load_fairseq1
@@ -127,8 +128,8 @@ def load_fairseq2_dir(path: Path) -> Fairseq2Wav2Vec2Encoder:
             raise DataError("not a fairseq2 checkpoint: no model.yaml here or in the parent directory", path)
         card_file = root / "model.yaml"
     try:
-        card = yaml.safe_load(card_file.read_text())
-    except yaml.YAMLError as error:
+        card = parse_yaml(card_file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise DataError(f"cannot read the fairseq2 model card: {error}", card_file) from None
     if not isinstance(card, Mapping):
         raise DataError("a fairseq2 model card is a YAML mapping", card_file)
@@ -159,8 +160,8 @@ def _detect(path: Path) -> bool:
         import yaml
 
         try:
-            card = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
+            card = parse_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
             return False
         return isinstance(card, Mapping) and card.get("model_family") == "wav2vec2"
     state = peek_torch_file(path)
