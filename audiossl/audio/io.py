@@ -6,9 +6,10 @@ libsndfile knows are read with soundfile (only the requested span is read); MP3,
 other containers are decoded with torchcodec, an optional extra (``pip install 'audiossl[codecs]'``).
 
 Unusable audio raises :class:`~audiossl.errors.AudioError` naming the file: missing,
-unreadable or corrupt, truncated (a WAV whose header declares more data than the file
-holds: libsndfile would silently return the shorter audio), zero-length, NaN/Inf samples,
-or an unexpected channel count.
+unreadable or corrupt, truncated (a WAV, RF64 or Wave64 header declaring more data than the
+file holds, in any of its sizes: libsndfile would silently return the shorter audio; sizes
+that mean "unknown", written by tools streaming to a pipe, are accepted), zero-length,
+NaN/Inf samples, or an unexpected channel count.
 
 Kaldi ``wav.scp`` entries (paths or pipe commands), segments and the utterances of a data
 dir are read by :mod:`audiossl.data.wav_scp`, one floor up.
@@ -110,7 +111,7 @@ class _UnknownLength(Exception):
 def _soundfile_info(handle: BinaryIO, name: str) -> tuple[int, int, int]:
     try:
         with soundfile.SoundFile(handle) as sound:
-            _check_wav_complete(handle, sound, name)
+            _check_wav_complete(handle, sound, name, stream=isinstance(handle, io.BytesIO))
             if sound.frames >= _UNKNOWN_LENGTH:
                 raise _UnknownLength
             return sound.frames, sound.samplerate, sound.channels
@@ -123,7 +124,7 @@ def _read_soundfile(source: Path | BinaryIO, name: str, start: float, end: float
     handle = source.open("rb") if isinstance(source, Path) else source
     try:
         with handle, soundfile.SoundFile(handle) as sound:
-            _check_wav_complete(handle, sound, name)
+            _check_wav_complete(handle, sound, name, stream=not isinstance(source, Path))
             rate, frames = sound.samplerate, sound.frames
             if frames >= _UNKNOWN_LENGTH:
                 raise _UnknownLength
@@ -154,38 +155,140 @@ def _stream_info(data: bytes, name: str) -> tuple[int, int, int]:
         return _torchcodec_info(data, name)
 
 
-def _check_wav_complete(handle: BinaryIO, sound: soundfile.SoundFile, name: str) -> None:
-    """Raise if a RIFF/WAVE data chunk declares more bytes than the file holds.
+#: Sony Wave64 (W64) GUIDs: the file header and the chunks it is made of.
+_W64_RIFF = bytes.fromhex("726966662e91cf11a5d628db04c10000")
+_W64_WAVE = bytes.fromhex("77617665f3acd3118cd100c04f8edb8a")
+_W64_DATA = bytes.fromhex("64617461f3acd3118cd100c04f8edb8a")
+#: Sizes that mean "unknown" in a header written by a tool that could not seek back (a pipe).
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+#: 32-bit sizes at or above this are placeholders of streaming writers (sox: 0x7FFFF000);
+#: accepted only in a pipe's output, never in a file, whose size is known.
+_STREAM_PLACEHOLDER = 0x7FFF0000
+#: A RIFF size may exceed the file by this much (writers that count the 8-byte RIFF header,
+#: a missing pad byte) before the file counts as cut short.
+_RIFF_SLACK = 9
+#: Chunks walked at most per header (a file of millions of tiny chunks is not audio).
+_MAX_CHUNKS = 4096
 
-    libsndfile quietly shortens such files to the bytes present. Streamed headers (size 0
-    or >= 0x7FFF0000, written by tools that cannot seek back) carry no size and are skipped.
+
+def _check_wav_complete(handle: BinaryIO, sound: soundfile.SoundFile, name: str, *, stream: bool = False) -> None:
+    """Raise if a WAV, RF64/BW64 or Wave64 header declares more bytes than the file holds.
+
+    libsndfile quietly shortens such files to the bytes present. Every declared size is
+    checked: the RIFF (or RF64 ``ds64`` / W64) file size, the size of each chunk before and
+    after the audio, and the data chunk's. Sizes that mean "unknown" (0 or all bits set,
+    written by tools that stream to a pipe, e.g. ffmpeg) are not checked; in a pipe's output
+    (``stream``) neither are the large placeholders of other streaming writers (sox).
     """
-    if sound.format not in ("WAV", "WAVEX"):
+    if sound.format not in ("WAV", "WAVEX", "RF64", "W64"):
         return
     position = handle.tell()
     try:
         handle.seek(0, io.SEEK_END)
         total = handle.tell()
         handle.seek(0)
-        header = handle.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        header = handle.read(40)
+        if header[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64") and header[8:12] == b"WAVE":
+            problem = _riff_size_problem(handle, header, total, stream)
+        elif header[:16] == _W64_RIFF and header[24:40] == _W64_WAVE:
+            problem = _w64_size_problem(handle, header, total, stream)
+        else:
             return
-        offset = 12
-        while offset + 8 <= total:
-            handle.seek(offset)
-            chunk = handle.read(8)
-            size = int.from_bytes(chunk[4:8], "little")
-            if chunk[:4] == b"data":
-                present = total - offset - 8
-                if 0 < size < 0x7FFF0000 and size > present:
-                    raise AudioError(
-                        f"truncated: the WAV header declares {size} bytes of audio but only {present} are present",
-                        name,
-                    )
-                return
-            offset += 8 + size + (size & 1)
     finally:
         handle.seek(position)
+    if problem is not None:
+        raise AudioError(f"truncated: {problem}", name)
+
+
+def _hint(size: int) -> str:
+    """Advice for a 32-bit size that looks like a streaming writer's placeholder, found in a file."""
+    if not _STREAM_PLACEHOLDER <= size < 0xFFFFFFFF:
+        return ""
+    return (
+        " (a placeholder size? if the file was written to a pipe by a tool that could not seek back to fill in "
+        "the sizes, rewrite it, e.g. `ffmpeg -i IN.wav OUT.wav`)"
+    )
+
+
+def _unknown(size: int, stream: bool, bits: int = 32) -> bool:
+    return size in _UNKNOWN_SIZES or (stream and bits == 32 and size >= _STREAM_PLACEHOLDER)
+
+
+def _riff_size_problem(handle: BinaryIO, header: bytes, total: int, stream: bool) -> str | None:
+    """What a RIFF/RIFX/RF64/BW64 header declares beyond the file's ``total`` bytes, or None.
+
+    Chunks are walked up to the end the RIFF size declares (bytes after it, such as an ID3 tag
+    appended to the file, are not chunks), or up to a streamed data chunk of unknown size.
+    """
+    order = "big" if header[:4] == b"RIFX" else "little"
+    kind = header[:4].decode("ascii")
+    riff_size = int.from_bytes(header[4:8], order)
+    data_size: int | None = None  # the data chunk's 64-bit size from ds64 (RF64/BW64)
+    bits = 32
+    if kind in ("RF64", "BW64"):
+        if header[12:16] != b"ds64":
+            return None  # not the layout libsndfile reads; leave it to libsndfile
+        bits = 64
+        riff_size = int.from_bytes(header[20:28], "little")
+        data_size = int.from_bytes(header[28:36], "little")
+        if data_size in _UNKNOWN_SIZES:
+            data_size = None
+    riff_known = not _unknown(riff_size, stream, bits)
+    end = min(total, riff_size + 8) if riff_known else total
+    offset = 12
+    for _ in range(_MAX_CHUNKS):
+        if offset + 8 > end:
+            break
+        handle.seek(offset)
+        chunk = handle.read(8)
+        chunk_id, size = chunk[:4], int.from_bytes(chunk[4:8], order)
+        present = total - offset - 8
+        if chunk_id == b"data":
+            if data_size is not None and size == 0xFFFFFFFF:
+                size = data_size  # RF64: the real size is in ds64
+            elif _unknown(size, stream):
+                break  # a streamed data chunk runs to the end of the file
+            if size > present:
+                return f"the header declares {size} bytes of audio but only {present} are present" + _hint(size)
+        elif size > present:
+            label = chunk_id.decode("latin-1").strip() or "?"
+            return f"the header's {label!r} chunk declares {size} bytes but only {present} are present" + _hint(size)
+        offset += 8 + size + (size & 1)
+    if riff_known and riff_size + 8 > total + _RIFF_SLACK:
+        declared = f"the {kind} header declares a file of {riff_size + 8} bytes but only {total} are present"
+        return declared + (_hint(riff_size) if bits == 32 else "")
+    return None
+
+
+def _w64_size_problem(handle: BinaryIO, header: bytes, total: int, stream: bool) -> str | None:
+    """What a Sony Wave64 header declares beyond the file's ``total`` bytes, or None.
+
+    W64 sizes are 64-bit and count the chunk's own 24-byte header; chunks are 8-byte aligned.
+    """
+    riff_size = int.from_bytes(header[16:24], "little")
+    riff_known = not _unknown(riff_size, stream, 64)
+    end = min(total, riff_size) if riff_known else total
+    offset = 40
+    for _ in range(_MAX_CHUNKS):
+        if offset + 24 > end:
+            break
+        handle.seek(offset)
+        chunk = handle.read(24)
+        guid, size = chunk[:16], int.from_bytes(chunk[16:24], "little")
+        present = total - offset - 24
+        if guid == _W64_DATA and _unknown(size, stream, 64):
+            break
+        if size < 24:
+            break  # malformed; libsndfile judges it
+        if size - 24 > present:
+            if guid == _W64_DATA:
+                return f"the header declares {size - 24} bytes of audio but only {present} are present"
+            label = guid[:4].decode("latin-1").strip() or "?"
+            return f"the header's {label!r} chunk declares {size - 24} bytes but only {present} are present"
+        offset += (size + 7) & ~7
+    if riff_known and riff_size > total + _RIFF_SLACK:
+        return f"the W64 header declares a file of {riff_size} bytes but only {total} are present"
+    return None
 
 
 def _span_to_frames(start: float, end: float | None, rate: int, frames: int, name: str) -> tuple[int, int]:
