@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import warnings
+import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -100,15 +104,132 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a whole checkpoint with ``weights_only=True``; a missing or foreign file is a DataError."""
-    import torch  # here, not at the top: this leaf is imported by light modules that need no torch
-
     path = Path(path)
     if not path.is_file():
         raise DataError("checkpoint not found", path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise DataError(f"cannot read the checkpoint: {error}", path) from None
+    state = read_weights_only(path, what="an audiossl checkpoint", map_location=map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"not an audiossl checkpoint of format {CHECKPOINT_FORMAT}", path)
     return state
+
+
+# ----------------------------------------------------------------------------- reading torch files safely
+# The pickle policy (docs/reliability.md): a file a user hands us is read as data only, never as code.
+# torch files go through read_weights_only (torch.load(weights_only=True): tensors, containers and plain
+# Python values; any other class is refused before it is built), numpy files with allow_pickle=False,
+# everything else as safetensors, JSON or text. When torch refuses a file, its own message is not shown:
+# it advises re-running torch.load with weights_only=False, the one thing not to do with a suspicious
+# file. The refusal says instead what the file is not, and names it.
+
+log = logging.getLogger(__name__)
+
+#: Globals torch rebuilds in any weights-only file (naming them would not explain a refusal).
+_PLAIN_GLOBALS = ("torch.", "collections.OrderedDict", "collections.Counter", "_codecs.encode")
+_PLAIN_BUILTINS = {
+    f"{module}.{name}" for module in ("builtins", "__builtin__") for name in ("set", "complex", "bytearray")
+}
+
+
+def read_weights_only(
+    path: str | Path,
+    *,
+    what: str = "an audiossl checkpoint",
+    map_location: Any = "cpu",
+    mmap: bool = False,
+    safe_globals: Sequence[Any] = (),
+) -> Any:
+    """``torch.load(path, weights_only=True)``; any failure is a :class:`DataError` naming ``path``.
+
+    ``what`` says what the file should have been ("an audiossl checkpoint", "a segmentation
+    model"); the message (:func:`not_plain_data`) never carries torch's own text. ``mmap``
+    memory-maps zip-format files (older torch files cannot be mapped: they are read whole).
+    ``safe_globals`` are extra classes allowed to be rebuilt (``torch.serialization.safe_globals``
+    entries): only pure-data classes, whose construction runs no code of the file's choosing.
+    """
+    import torch  # here, not at the top: this leaf is imported by light modules that need no torch
+
+    path = Path(path)
+    if mmap and not zipfile.is_zipfile(path):
+        mmap = False
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's warnings about the pickle are not the user's business
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as error:  # torch raises several types for truncated, foreign or pickled-code files
+        log.debug("%s: torch.load(weights_only=True) failed: %s: %s", path, type(error).__name__, error)
+        raise DataError(not_plain_data(path, what, safe_globals), path) from None
+
+
+def not_plain_data(path: str | Path, what: str, safe_globals: Sequence[Any] = ()) -> str:
+    """The refusal of a file that ``torch.load(weights_only=True)`` cannot read, in audiossl's words.
+
+    Says what the file is not and, where a static look at its pickle (which runs nothing) can
+    tell, why: empty, a TorchScript program, or the Python objects it would need to build.
+    """
+    head = f"not {what} readable as plain data (weights_only)"
+    reason = _why_not_plain_data(Path(path), {_global_name(g) for g in safe_globals})
+    if reason:
+        return f"{head}: {reason}; audiossl never unpickles code from a file"
+    return f"{head}; it may be truncated, corrupt, or contain pickled code, which audiossl never runs"
+
+
+def _global_name(entry: Any) -> str:
+    if isinstance(entry, tuple):
+        return entry[1]
+    return f"{entry.__module__}.{entry.__qualname__}"
+
+
+def _why_not_plain_data(path: Path, allowed: set[str]) -> str | None:
+    """A reason found without unpickling anything, or None when none can be told."""
+    import pickletools
+
+    try:
+        if path.stat().st_size == 0:
+            return "the file is empty"
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                if any("/code/" in name for name in names) or any(n.endswith("constants.pkl") for n in names):
+                    return "it is a TorchScript program (code), not weights"
+                data = [name for name in names if name.endswith("data.pkl")]
+                if not data:
+                    return None
+                payload = archive.read(data[0])
+        else:
+            with open(path, "rb") as handle:
+                payload = handle.read(64 << 20)
+    except Exception:  # unreadable file, truncated zip: nothing more to say than the generic reason
+        return None
+    found: list[str] = []
+    stream = io.BytesIO(payload)
+    with contextlib.suppress(Exception):  # a truncated pickle, or raw tensor bytes after the pickles of an old file
+        while stream.tell() < len(payload):  # old torch files are several pickles in a row
+            _pickle_globals(pickletools.genops(stream), found)
+    foreign = sorted({n for n in found if not n.startswith(_PLAIN_GLOBALS) and n not in _PLAIN_BUILTINS | allowed})
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    return f"it holds pickled Python objects ({shown}), which could run code when unpickled"
+
+
+def _pickle_globals(ops: Iterator, found: list[str]) -> None:
+    """Append to ``found`` the ``module.name`` of every global one pickle refers to (a static walk: nothing runs)."""
+    pushed: list[str | None] = []  # what the last opcodes pushed (strings; None for anything else)
+    memo: dict[int, str | None] = {}
+    for opcode, arg, _ in ops:
+        name = opcode.name
+        if name in ("GLOBAL", "INST"):
+            found.append(str(arg).replace(" ", "."))
+        elif name == "STACK_GLOBAL":
+            if len(pushed) >= 2 and pushed[-2] is not None and pushed[-1] is not None:
+                found.append(f"{pushed[-2]}.{pushed[-1]}")
+        elif name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg)] = pushed[-1] if pushed else None
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            pushed.append(memo.get(int(arg)))
+        elif "UNICODE" in name or name in ("STRING", "BINSTRING", "SHORT_BINSTRING"):
+            pushed.append(str(arg))
+        elif opcode.stack_after:
+            pushed.append(None)

@@ -20,6 +20,7 @@ from torch import nn
 
 from audiossl.encoders import EncoderOutput
 from audiossl.errors import DataError
+from audiossl.fileio import read_weights_only
 from audiossl.models.inputs import normalize_waveforms
 from audiossl.models.protocol import SpeechEncoder
 from audiossl.nn.masking import lengths_to_padding_mask
@@ -116,17 +117,10 @@ def _data_only_globals() -> list:
 def read_torch_file(path: Path, *, mmap: bool = False) -> object:
     """``torch.load`` with ``weights_only=True``, allowing only :func:`_data_only_globals` beyond tensors.
 
-    A file torch refuses (foreign classes, truncation) is a :class:`DataError` naming the file.
+    A file torch refuses (foreign classes, truncation) is a :class:`DataError` naming the file, in
+    audiossl's words (:func:`audiossl.fileio.read_weights_only`), never torch's.
     """
-    try:
-        with torch.serialization.safe_globals(_data_only_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as error:  # torch raises several types for foreign or truncated files
-        if mmap:  # old (non-zip) torch files cannot be memory-mapped; read them whole
-            return read_torch_file(path, mmap=False)
-        raise DataError(
-            f"cannot read this file with weights_only=True (no code is run from it): {error}", path
-        ) from None
+    return read_weights_only(path, what="a checkpoint", mmap=mmap, safe_globals=_data_only_globals())
 
 
 def peek_torch_file(path: Path) -> object | None:

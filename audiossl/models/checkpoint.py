@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from audiossl.errors import ConfigError, DataError
@@ -26,6 +25,7 @@ from audiossl.fileio import (  # naming and the full read live in the leaf that 
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    read_weights_only,
 )
 
 __all__ = [
@@ -71,14 +71,8 @@ def read_checkpoint(path: str | Path, keys: Iterable[str] | None = None) -> dict
     path = Path(path)
     if not path.is_file():
         raise DataError("checkpoint not found", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):  # legacy (non-zip) files cannot be mapped: read them whole
-            raise DataError(f"cannot read the checkpoint: {error}", path) from None
-        return _select(load_checkpoint(path), keys)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise DataError(f"cannot read the checkpoint: {error}", path) from None
+    # legacy (non-zip) files cannot be mapped: read_weights_only reads those whole
+    state = read_weights_only(path, what="an audiossl checkpoint", mmap=True)
     return _select(_check_format(state, path), keys)
 
 

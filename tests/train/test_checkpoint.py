@@ -118,7 +118,7 @@ def test_checkpoint_loads_with_weights_only_and_rejects_foreign_files(varied_dir
         load_checkpoint(foreign)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match="not an audiossl checkpoint readable as plain data"):
         load_checkpoint(truncated)
 
 
