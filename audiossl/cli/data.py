@@ -32,14 +32,19 @@ def validate(
     data_dir: Annotated[Path, typer.Argument(help="Kaldi-style data directory to check.")],
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Check the tables only, do not read audio.")] = False,
     no_pipes: Annotated[
-        bool, typer.Option("--no-pipes", help="Refuse wav.scp pipe commands ('cmd |') instead of running them.")
+        bool,
+        typer.Option(
+            "--no-pipes",
+            help="Refuse wav.scp pipe commands ('cmd |') even when the global --allow-pipes or "
+            "AUDIOSSL_ALLOW_PIPES=1 allows them (refusing is the default).",
+        ),
     ] = False,
 ) -> None:
     """Check a data dir: sort order, id consistency, readable audio, sample rates. Exit 2 on any problem."""
     # lazy: data.validate pulls in torch; every `audiossl` start-up imports this module
     from audiossl.data.validate import validate_data_dir
 
-    problems = validate_data_dir(data_dir, check_audio=not no_audio, allow_pipes=not no_pipes)
+    problems = validate_data_dir(data_dir, check_audio=not no_audio, allow_pipes=False if no_pipes else None)
     for problem in problems:
         typer.echo(str(problem), err=True)
     if problems:
@@ -52,14 +57,19 @@ def validate(
 def fix(
     data_dir: Annotated[Path, typer.Argument(help="Kaldi-style data directory to repair in place.")],
     no_pipes: Annotated[
-        bool, typer.Option("--no-pipes", help="Refuse wav.scp pipe commands ('cmd |') instead of running them.")
+        bool,
+        typer.Option(
+            "--no-pipes",
+            help="Refuse wav.scp pipe commands ('cmd |') even when the global --allow-pipes or "
+            "AUDIOSSL_ALLOW_PIPES=1 allows them (refusing is the default).",
+        ),
     ] = False,
 ) -> None:
     """Sort every table, regenerate spk2utt and utt2dur; report (never delete) inconsistent utterances."""
     # lazy: data.validate pulls in torch; every `audiossl` start-up imports this module
     from audiossl.data.validate import fix_data_dir
 
-    changes = fix_data_dir(data_dir, allow_pipes=not no_pipes)
+    changes = fix_data_dir(data_dir, allow_pipes=False if no_pipes else None)
     for change in changes:
         typer.echo(change)
     if not changes:

@@ -31,7 +31,14 @@ def extract(
     rate_mismatch: Annotated[
         str, typer.Option("--rate-mismatch", help="Audio at another rate than the model's: resample or error.")
     ] = "resample",
-    no_pipes: Annotated[bool, typer.Option("--no-pipes", help="Refuse wav.scp commands ending in '|'.")] = False,
+    no_pipes: Annotated[
+        bool,
+        typer.Option(
+            "--no-pipes",
+            help="Refuse wav.scp commands ending in '|' even when the global --allow-pipes or "
+            "AUDIOSSL_ALLOW_PIPES=1 allows them (refusing is the default).",
+        ),
+    ] = False,
 ) -> int:
     """Extract frame features or utterance embeddings of every utterance of a data dir (resumable)."""
     # lazy: audiossl.embed pulls in torch; every `audiossl` start-up imports this module
@@ -48,7 +55,7 @@ def extract(
         batch_seconds=batch_seconds,
         device=device,
         bf16=bf16,
-        allow_pipes=not no_pipes,
+        allow_pipes=False if no_pipes else None,  # None: the process policy (audiossl --allow-pipes)
         on_rate_mismatch=rate_mismatch,
     )
     resumed = f" ({result.skipped} were already done)" if result.skipped else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -27,6 +28,9 @@ from audiossl.cli import plugins as plugin_commands
 from audiossl.cli import pretrain as pretrain_commands
 from audiossl.cli import report as report_commands
 from audiossl.errors import UserError, interface, set_interface
+
+# audiossl.data.wav_scp.PIPES_ENV, spelt here: importing the loader would pull torch into every start-up.
+PIPES_ENV = "AUDIOSSL_ALLOW_PIPES"
 
 app = typer.Typer(
     name="audiossl",
@@ -62,8 +66,18 @@ def main_callback(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    allow_pipes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pipes",
+            help="Run wav.scp pipe commands ('cmd |'); refused by default, since they run through the shell "
+            f"(sets {PIPES_ENV}=1 for this command, its workers and child processes).",
+        ),
+    ] = False,
 ) -> None:
     """audiossl command line."""
+    if allow_pipes:
+        os.environ[PIPES_ENV] = "1"  # the process policy of audiossl.data.wav_scp; children inherit it
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -79,11 +93,16 @@ plugin_commands.mount_plugins(app)
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return its exit status (2 for user errors)."""
     previous = interface()
+    previous_pipes = os.environ.get(PIPES_ENV)
     set_interface("cli")  # messages name CLI flags, not keyword arguments (restored for in-process callers)
     try:
         return _run_app(argv)
     finally:
         set_interface(previous)
+        if previous_pipes is None:  # --allow-pipes lasts one command (in-process callers, tests)
+            os.environ.pop(PIPES_ENV, None)
+        else:
+            os.environ[PIPES_ENV] = previous_pipes
 
 
 # Errors of the user's filesystem, not of audiossl: reported with the path, exit 2, no traceback.

@@ -71,6 +71,11 @@ class DataConfig:
     """SpecAugment on the (normalised) features while training; None = off (the default for SSL,
     whose objectives mask their own inputs)."""
 
+    allow_pipes: bool = False
+    """Run ``wav.scp`` pipe commands (``cmd |``) of the run's data dirs. They run through the shell,
+    so they are refused by default; ``false`` leaves the decision to the process policy
+    (``audiossl --allow-pipes ...`` or ``AUDIOSSL_ALLOW_PIPES=1``; see :mod:`audiossl.data.wav_scp`)."""
+
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
             raise ConfigError(f"data.sample_rate must be positive, got {self.sample_rate}")

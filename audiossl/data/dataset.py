@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from audiossl.data.kaldi import DataDir
 from audiossl.data.targets import TargetSource, batch_targets, pad_targets
-from audiossl.data.wav_scp import load_utterance, read_wav_scp_info
+from audiossl.data.wav_scp import check_pipes, load_utterance, pipes_allowed, read_wav_scp_info
 from audiossl.errors import DataError
 from audiossl.progress import progress
 
@@ -137,7 +137,10 @@ class AudioDataset(Dataset):
     any ``utt2<name>`` table as ``"<name>"``. Every requested table must cover every utterance.
     ``max_seconds`` crops longer utterances to a window of that length; the window's offset
     is drawn from ``(crop_seed, epoch, utterance id)`` so it is reproducible, and changes
-    with :meth:`set_epoch`. Only the window is read from disk.
+    with :meth:`set_epoch`. Only the window is read from disk. ``wav.scp`` pipe commands are
+    refused (:class:`~audiossl.data.wav_scp.PipeRefused`, here, naming the first one's line)
+    unless ``allow_pipes`` or, when it is None, the process policy allows them
+    (:mod:`audiossl.data.wav_scp`).
     """
 
     def __init__(
@@ -145,14 +148,15 @@ class AudioDataset(Dataset):
         data_dir: str | Path | DataDir,
         sample_rate: int = 16000,
         labels: Sequence[str] = (),
-        allow_pipes: bool = True,
+        allow_pipes: bool | None = None,
         max_seconds: float | None = None,
         *,
         crop_seed: int = 0,
     ):
         self.data = data_dir if isinstance(data_dir, DataDir) else DataDir.load(data_dir)
         self.sample_rate = sample_rate
-        self.allow_pipes = allow_pipes
+        check_pipes(self.data, allow_pipes)  # a refused pipe fails here, not later in a DataLoader worker
+        self.allow_pipes = pipes_allowed(allow_pipes)  # decided once; workers get the decision with the dataset
         if max_seconds is not None and max_seconds <= 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds}")
         self.max_seconds = max_seconds

@@ -21,7 +21,7 @@ from audiossl.data.kaldi import (
     utt2spk_to_spk2utt,
     write_table,
 )
-from audiossl.data.wav_scp import read_wav_scp_entry, read_wav_scp_info
+from audiossl.data.wav_scp import is_pipe, pipes_allowed, read_wav_scp_entry, read_wav_scp_info, refusal
 from audiossl.errors import AudioError, DataError
 from audiossl.progress import progress
 
@@ -159,7 +159,7 @@ def _parse_segments(check: _Checker, rows: dict[str, _Row] | None) -> dict[str, 
 
 
 def validate_data_dir(
-    path: str | Path, *, check_audio: bool = True, allow_pipes: bool = True, sample_rate: int | None = None
+    path: str | Path, *, check_audio: bool = True, allow_pipes: bool | None = None, sample_rate: int | None = None
 ) -> list[Problem]:
     """Return every problem found in the data dir at ``path`` ([] when it is clean).
 
@@ -168,7 +168,10 @@ def validate_data_dir(
     utt2num_samples and every utt2<label>. With ``check_audio`` every recording is read:
     missing, unreadable, truncated, empty or NaN/Inf audio; sample rates (mixed, or not
     ``sample_rate``); segments past the end of their recording; utt2dur/utt2num_samples/
-    reco2dur disagreeing with the audio. ``allow_pipes=False`` refuses wav.scp pipe commands.
+    reco2dur disagreeing with the audio. wav.scp pipe commands run only when allowed
+    (``allow_pipes``; None: the process policy, see :mod:`audiossl.data.wav_scp`): with audio
+    checks, a refused pipe raises :class:`~audiossl.data.wav_scp.PipeRefused` naming its line
+    before any audio is read (a policy, not a problem of the data dir).
     """
     root = Path(path)
     if not root.is_dir():
@@ -232,11 +235,12 @@ def _check_audio(
     utt2dur: dict[str, tuple[float, int]],
     utt2num_samples: dict[str, tuple[float, int]],
     reco2dur: dict[str, tuple[float, int]],
-    allow_pipes: bool,
+    allow_pipes: bool | None,
     sample_rate: int | None,
 ) -> None:
     """Read every recording; check it and the durations and spans that refer to it."""
     root = check.root
+    allow_pipes = _check_pipes(root, [(row.value, row.line) for row in wav_scp.values()], allow_pipes)
     found: dict[str, tuple[int, int]] = {}  # recording -> (num_samples, sample_rate)
     for recording, row in progress(wav_scp.items(), desc="reading audio", total=len(wav_scp), unit="rec"):
         try:
@@ -304,19 +308,22 @@ def _table_files(root: Path) -> list[Path]:
     return tables
 
 
-def fix_data_dir(path: str | Path, *, allow_pipes: bool = True) -> list[str]:
+def fix_data_dir(path: str | Path, *, allow_pipes: bool | None = None) -> list[str]:
     """Repair a data dir in place; return one line per change and per remaining problem.
 
     Sorts every table in Kaldi order (dropping only lines that exactly repeat another),
     regenerates spk2utt from utt2spk (or utt2spk from spk2utt when only that exists), and
     utt2dur (and utt2num_samples, when present) from the audio. Utterances missing from some
     tables are reported, never deleted. Lines that cannot be parsed raise :class:`DataError`.
+    A wav.scp pipe command that is not allowed (``allow_pipes``, as in :func:`validate_data_dir`)
+    raises :class:`~audiossl.data.wav_scp.PipeRefused` before anything is changed.
     """
     root = Path(path)
     if not root.is_dir():
         raise DataError("data directory not found", root)
     if not (root / "wav.scp").is_file():
         raise DataError("file not found (every data dir needs wav.scp)", root / "wav.scp")
+    allow_pipes = _check_pipes(root, [(e.value, e.line) for e in read_entries(root / "wav.scp")], allow_pipes)
     changes: list[str] = []
     tables: dict[str, dict[str, str]] = {}
     for table in _table_files(root):
@@ -359,6 +366,16 @@ def _sort_table(path: Path, changes: list[str]) -> dict[str, str]:
         note = f", removed {duplicates} repeated identical line(s)" if duplicates else ""
         changes.append(f"{path}: sorted in Kaldi order ({len(table)} lines{note})")
     return dict(sorted(table.items(), key=lambda item: kaldi_sort_key(item[0])))
+
+
+def _check_pipes(root: Path, entries: list[tuple[str, int]], allow_pipes: bool | None) -> bool:
+    """Raise :class:`PipeRefused` naming the first pipe entry unless pipes are allowed; the resolved policy."""
+    if pipes_allowed(allow_pipes):
+        return True
+    for value, line in entries:
+        if is_pipe(value):
+            raise refusal(value, allow_pipes, root / "wav.scp", line)
+    return False
 
 
 def _regenerate_durations(root: Path, tables: dict[str, dict[str, str]], allow_pipes: bool, changes: list) -> None:

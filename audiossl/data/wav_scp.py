@@ -4,32 +4,134 @@ A ``wav.scp`` value is a path or, ending in ``|``, a shell command whose standar
 the audio; with ``segments`` an utterance is a span of its recording. Decoding itself is
 :mod:`audiossl.audio.io`'s; errors are re-anchored on the ``wav.scp`` line they came from.
 
-.. warning::
-   A ``wav.scp`` value ending in ``|`` is a shell command whose standard output is the
-   audio (``sox in.sph -t wav - |``). Reading a data directory from an untrusted source
-   can therefore run arbitrary commands on your machine. Pass ``allow_pipes=False``
-   (``--no-pipes`` on the command line) to refuse pipe entries.
+Pipes are refused unless allowed
+--------------------------------
+A ``wav.scp`` value ending in ``|`` is a shell command whose standard output is the audio
+(``sox in.sph -t wav - |``), so reading a data directory from an untrusted source could run
+arbitrary commands. Every reader here (and so every command and plugin: they all read audio
+through this module) refuses pipe entries unless the user allows them, with an
+:class:`PipeRefused` error naming ``wav.scp:LINE``. One policy, four ways to set it:
+
+* Python: ``allow_pipes=True`` on :func:`read_wav_scp_entry`, :func:`read_wav_scp_info`,
+  :func:`load_utterance`, :func:`check_pipes`, :class:`~audiossl.data.dataset.AudioDataset`,
+  ``validate_data_dir``/``fix_data_dir``, ``extract_embeddings``. An explicit ``True``/``False``
+  wins; ``None`` (the default) means the process policy below.
+* The process policy: the environment variable ``AUDIOSSL_ALLOW_PIPES=1`` (:data:`PIPES_ENV`;
+  ``0``/unset refuses). DataLoader workers and ``torchrun`` children inherit it; recipes set it.
+* The command line: the global flag ``audiossl --allow-pipes <command> ...`` sets that variable
+  for the command (and so for its workers and child processes). The old per-command
+  ``--no-pipes`` flags still parse: they refuse pipes even when the variable allows them.
+* Configs: ``data.allow_pipes: true`` in a pretraining config allows them for that run
+  (:func:`allowing_pipes` around it); ``false`` (the default) leaves the process policy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from audiossl.audio.io import audio_info, load_audio
 from audiossl.data.kaldi import DataDir
-from audiossl.errors import AudioError, DataError
+from audiossl.errors import AudioError, ConfigError, DataError, interface, spell_option
 
 _ARK_OFFSET = re.compile(r"\.ark:\d+$")
+
+#: The process policy (see the module doc): ``1`` allows wav.scp pipe commands, ``0`` or unset refuses.
+PIPES_ENV = "AUDIOSSL_ALLOW_PIPES"
+_YES = {"1", "true", "yes", "on"}
+_NO = {"", "0", "false", "no", "off"}
+
+
+class PipeRefused(AudioError):
+    """A ``wav.scp`` pipe command that was not run because pipes are not allowed (see the module doc)."""
+
+
+def pipes_allowed(allow_pipes: bool | None = None) -> bool:
+    """Whether wav.scp pipe commands may run: ``allow_pipes`` when given, else the process policy."""
+    if allow_pipes is not None:
+        return bool(allow_pipes)
+    value = os.environ.get(PIPES_ENV, "").strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise ConfigError(f"environment variable {PIPES_ENV}={value!r}: expected 1 (allow wav.scp pipes) or 0 (refuse)")
+
+
+@contextlib.contextmanager
+def allowing_pipes(allow: bool = True) -> Iterator[None]:
+    """Allow pipes as the process policy inside the block (``allow`` False: leave the policy as it is).
+
+    Sets :data:`PIPES_ENV`, so DataLoader workers and child processes started inside inherit it;
+    the previous value is restored on exit.
+    """
+    if not allow:
+        yield
+        return
+    previous = os.environ.get(PIPES_ENV)
+    os.environ[PIPES_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PIPES_ENV, None)
+        else:
+            os.environ[PIPES_ENV] = previous
+
+
+def is_pipe(value: str) -> bool:
+    """Whether a ``wav.scp`` value is a shell command (ends in ``|``)."""
+    return value.rstrip().endswith("|")
+
+
+def check_pipes(data: DataDir, allow_pipes: bool | None = None) -> None:
+    """Refuse, before any audio is read, a data dir with a pipe entry when pipes are not allowed.
+
+    Commands call this when they open a data dir, so a refused dir fails at once (not in a
+    DataLoader worker, not after writing part of an output). The error names the first pipe's
+    ``wav.scp:LINE``.
+    """
+    if pipes_allowed(allow_pipes):
+        return
+    for recording, value in data.wav_scp.items():
+        if is_pipe(value):
+            if data.path is None:
+                raise refusal(value, allow_pipes, Path("wav.scp"))
+            wav_scp = data.path / "wav.scp"
+            raise refusal(value, allow_pipes, wav_scp, _line_of(wav_scp, recording))
+
+
+def refusal(
+    value: str, allow_pipes: bool | None, path: str | Path | None = None, line: int | None = None
+) -> PipeRefused:
+    """The error for a refused pipe entry: what was refused, why, and how to allow it (in the user's interface)."""
+    command = value.strip()
+    if len(command) > 160:
+        command = command[:157] + "..."
+    allow = spell_option("allow_pipes", True, flag="--allow-pipes")
+    if interface() == "cli":
+        allow = f"the global flag {allow} (audiossl --allow-pipes <command> ...)"
+    if allow_pipes is False:
+        refuser = "--no-pipes" if interface() == "cli" else "allow_pipes=False"
+        why = f"refused by {refuser}; to run it, drop {refuser} and use {allow} or {PIPES_ENV}=1"
+    else:
+        why = (
+            "refused: wav.scp commands run through the shell and run only when allowed; "
+            f"if you trust this data dir, use {allow} or set {PIPES_ENV}=1"
+        )
+    return PipeRefused(f"pipe command {command!r} {why}", path, line)
 
 
 def read_wav_scp_entry(
     value: str,
     *,
-    allow_pipes: bool = True,
+    allow_pipes: bool | None = None,
     source: tuple[str | Path, int | None] | None = None,
     sample_rate: int | None = None,
     start: float = 0.0,
@@ -40,7 +142,8 @@ def read_wav_scp_entry(
     """Read the audio a ``wav.scp`` value points to: a path, or a shell command ending in ``|``.
 
     ``source`` is ``(wav.scp path, line)``; errors then name that line as well as the audio.
-    Pipe output must be a WAV or FLAC stream. See the module warning about pipes.
+    Pipe output must be a WAV or FLAC stream. A pipe runs only when allowed: ``allow_pipes``,
+    or with None the process policy (see the module doc); else :class:`PipeRefused`.
     """
     try:
         value = _check_entry(value, allow_pipes)
@@ -62,9 +165,9 @@ def read_wav_scp_entry(
 
 
 def read_wav_scp_info(
-    value: str, *, allow_pipes: bool = True, source: tuple[str | Path, int | None] | None = None
+    value: str, *, allow_pipes: bool | None = None, source: tuple[str | Path, int | None] | None = None
 ) -> tuple[int, int, int]:
-    """:func:`audio_info` for a ``wav.scp`` value; a pipe command is run to read its header."""
+    """:func:`audio_info` for a ``wav.scp`` value; a pipe command (when allowed) is run to read its header."""
     try:
         value = _check_entry(value, allow_pipes)
         if not value.endswith("|"):
@@ -80,7 +183,7 @@ def load_utterance(
     data: DataDir,
     utt_id: str,
     sample_rate: int | None = None,
-    allow_pipes: bool = True,
+    allow_pipes: bool | None = None,
     *,
     offset: float = 0.0,
     duration: float | None = None,
@@ -90,6 +193,7 @@ def load_utterance(
     With ``segments`` the utterance is a span of its recording (end -1: to the end of the
     recording), otherwise the whole recording. ``offset``/``duration`` (seconds, relative to
     the utterance start) select a window inside the utterance, read without decoding the rest.
+    ``allow_pipes`` as in :func:`read_wav_scp_entry`; errors name the recording's ``wav.scp:LINE``.
     """
     wav_scp = (data.path if data.path is not None else Path()) / "wav.scp"
     if data.segments is not None:
@@ -112,10 +216,10 @@ def load_utterance(
         raise _at_source(error, (wav_scp, _line_of(wav_scp, recording))) from None
 
 
-def _check_entry(value: str, allow_pipes: bool) -> str:
+def _check_entry(value: str, allow_pipes: bool | None) -> str:
     value = value.strip()
-    if value.endswith("|") and not allow_pipes:
-        raise AudioError(f"pipe command {value!r} refused (allow_pipes=False / --no-pipes)")
+    if value.endswith("|") and not pipes_allowed(allow_pipes):
+        raise refusal(value, allow_pipes)
     if _ARK_OFFSET.search(value):
         raise AudioError(f"{value!r}: Kaldi archive offsets (file.ark:offset) are not supported; use audio files")
     return value
@@ -123,7 +227,7 @@ def _check_entry(value: str, allow_pipes: bool) -> str:
 
 def _run_pipe(command: str, name: str) -> bytes:
     """Run a wav.scp pipe command through the shell; return its standard output."""
-    # shell=True is the point of wav.scp pipes; see the module warning.
+    # shell=True is the point of wav.scp pipes; only reached when allowed (see the module doc).
     result = subprocess.run(command, shell=True, capture_output=True, check=False)
     if result.returncode != 0:
         stderr = result.stderr.decode("utf-8", errors="replace").strip()[-1000:]
@@ -138,7 +242,7 @@ def _at_source(error: AudioError, source: tuple[str | Path, int | None] | None) 
     if source is None:
         return error
     message = error.message if error.path is None else f"{error.path}: {error.message}"
-    return AudioError(message, source[0], source[1])
+    return type(error)(message, source[0], source[1])  # a PipeRefused stays one
 
 
 def _line_of(path: str | Path, key: str) -> int | None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiossl.data.wav_scp import load_utterance
+from audiossl.data.wav_scp import check_pipes, load_utterance
 from audiossl.data.kaldi import DataDir
 from audiossl.embed.embedder import Embedder
 from audiossl.embed.loading import load
@@ -158,7 +158,7 @@ def extract(
     device: str | None = None,
     bf16: bool = False,
     chunk_size: int = 64,
-    allow_pipes: bool = True,
+    allow_pipes: bool | None = None,
     on_rate_mismatch: str = "resample",
 ) -> ExtractResult:
     """Write the features of every utterance of ``data_dir`` into the dir ``out`` (see the module doc).
@@ -167,7 +167,8 @@ def extract(
     final hidden states), an index into ``EncoderOutput.layers`` or "all" (arrays (L, S, D)).
     ``pooling``: None/"none" (frames (S, D)), "mean" (D,) or "stats" (2D,). ``format``: npy, ark,
     safetensors or hdf5. An existing ``out`` is resumed when it is an unfinished extraction with
-    the same settings, replaced with ``overwrite``, and refused otherwise.
+    the same settings, replaced with ``overwrite``, and refused otherwise. ``allow_pipes``: run
+    wav.scp pipe commands (None: the process policy, see :mod:`audiossl.data.wav_scp`).
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown feature format {format!r}; known: {', '.join(FORMATS)}")
@@ -183,6 +184,7 @@ def extract(
     data = DataDir.load(data_dir)
     utts = data.utterance_ids
     _check_ids(utts, data_dir)
+    check_pipes(data, allow_pipes)  # refuse a pipe entry before writing anything (None: the process policy)
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         newest = latest_checkpoint(model)  # pin the run dir's checkpoint: a resume must not mix two of them
         model = newest if newest is not None else model

@@ -33,6 +33,7 @@ import yaml
 from audiossl.cluster.kmeans import KMeansConfig
 from audiossl.cluster.pipeline import FitConfig, fit_kmeans_dir, label_with_kmeans_dir
 from audiossl.config import override_item, to_dict
+from audiossl.data.wav_scp import allowing_pipes
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write
 from audiossl.train.checkpoint import latest_checkpoint
@@ -191,7 +192,18 @@ def label_dirs_for(iter_dir: Path, count: int) -> list[Path]:
 def run_iterations(
     config: IterationsConfig, data_dirs: list[str | Path], run_dir: str | Path, *, progress: bool = True
 ) -> IterationsResult:
-    """Run (or continue) the iterations of ``config`` on ``data_dirs`` into ``run_dir`` (see the module doc)."""
+    """Run (or continue) the iterations of ``config`` on ``data_dirs`` into ``run_dir`` (see the module doc).
+
+    The pretraining config's ``data.allow_pipes: true`` allows wav.scp pipes in every stage (k-means too).
+    """
+    allow = resolve_config(config.pretrain, list(config.overrides)).data.allow_pipes
+    with allowing_pipes(allow):
+        return _run_iterations(config, data_dirs, run_dir, progress=progress)
+
+
+def _run_iterations(
+    config: IterationsConfig, data_dirs: list[str | Path], run_dir: str | Path, *, progress: bool = True
+) -> IterationsResult:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     plan_path = run_dir / "plan.yaml"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from audiossl.data.wav_scp import allowing_pipes
 from audiossl.engine import STOP_EXIT_CODES, Engine, NonFiniteLossError
 from audiossl.train.config import PretrainConfig
 from audiossl.train.unit import PretrainUnit, engine_config
@@ -92,9 +93,14 @@ def pretrain(
     resume: bool = False,
     callbacks: Sequence[StepCallback] = (),
 ) -> PretrainResult:
-    """Run (or with ``resume`` continue) a pretraining run; the library function behind ``audiossl pretrain``."""
-    trainer = Trainer(config, data_dirs, run_dir, resume=resume, callbacks=callbacks)
-    try:
-        return trainer.train()
-    finally:
-        trainer.close()
+    """Run (or with ``resume`` continue) a pretraining run; the library function behind ``audiossl pretrain``.
+
+    ``data.allow_pipes: true`` allows wav.scp pipe commands for the whole run (its statistics, data
+    loaders and their workers); otherwise the process policy decides (:mod:`audiossl.data.wav_scp`).
+    """
+    with allowing_pipes(config.data.allow_pipes):
+        trainer = Trainer(config, data_dirs, run_dir, resume=resume, callbacks=callbacks)
+        try:
+            return trainer.train()
+        finally:
+            trainer.close()

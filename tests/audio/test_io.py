@@ -155,12 +155,12 @@ def test_unexpected_channel_count(tmp_path: Path) -> None:
 
 def test_cat_pipe_equals_file(wav: Path) -> None:
     direct, _ = load_audio(wav)
-    piped, rate = read_wav_scp_entry(f"cat {wav} |")
+    piped, rate = read_wav_scp_entry(f"cat {wav} |", allow_pipes=True)
     assert rate == 16000
     torch.testing.assert_close(piped, direct)
-    span, _ = read_wav_scp_entry(f"cat {wav} |", start=0.1, end=0.2)
+    span, _ = read_wav_scp_entry(f"cat {wav} |", allow_pipes=True, start=0.1, end=0.2)
     torch.testing.assert_close(span, direct[1600:3200])
-    assert read_wav_scp_info(f"cat {wav} |") == (8000, 16000, 1)
+    assert read_wav_scp_info(f"cat {wav} |", allow_pipes=True) == (8000, 16000, 1)
 
 
 def test_python_pipe_writing_flac_to_stdout() -> None:
@@ -169,7 +169,7 @@ def test_python_pipe_writing_flac_to_stdout() -> None:
         "soundfile.write(buffer, numpy.linspace(-0.5, 0.5, 800, dtype='float32'), 8000, format='FLAC'); "
         "sys.stdout.buffer.write(buffer.getvalue())"
     )
-    waveform, rate = read_wav_scp_entry(f'{sys.executable} -c "{script}" |', sample_rate=16000)
+    waveform, rate = read_wav_scp_entry(f'{sys.executable} -c "{script}" |', allow_pipes=True, sample_rate=16000)
     expected = torchaudio.functional.resample(torch.linspace(-0.5, 0.5, 800), 8000, 16000)
     assert rate == 16000
     torch.testing.assert_close(waveform, expected, atol=1e-4, rtol=0)  # FLAC is 16-bit here
@@ -182,16 +182,16 @@ def test_ffmpeg_pipe_stream_without_length(tmp_path: Path, fmt: str) -> None:
         pytest.skip("the ffmpeg binary is not installed")
     source = _write(tmp_path / "src.wav", _noise(8000))
     command = f"ffmpeg -hide_banner -loglevel error -i {source} -f {fmt} - |"
-    piped, rate = read_wav_scp_entry(command)
+    piped, rate = read_wav_scp_entry(command, allow_pipes=True)
     assert rate == 16000
     torch.testing.assert_close(piped, load_audio(source)[0])
-    torch.testing.assert_close(read_wav_scp_entry(command, start=0.1, end=0.2)[0], piped[1600:3200])
-    assert read_wav_scp_info(command) == (8000, 16000, 1)
+    torch.testing.assert_close(read_wav_scp_entry(command, allow_pipes=True, start=0.1, end=0.2)[0], piped[1600:3200])
+    assert read_wav_scp_info(command, allow_pipes=True) == (8000, 16000, 1)
 
 
 def test_failing_pipe_names_wav_scp_line_and_stderr(tmp_path: Path) -> None:
     with pytest.raises(AudioError) as error:
-        read_wav_scp_entry("echo 'no such corpus' >&2; exit 3 |", source=(tmp_path / "wav.scp", 7))
+        read_wav_scp_entry("echo 'no such corpus' >&2; exit 3 |", allow_pipes=True, source=(tmp_path / "wav.scp", 7))
     message = str(error.value)
     assert message.startswith(f"{tmp_path / 'wav.scp'}:7: ") and "status 3" in message and "no such corpus" in message
 
@@ -199,7 +199,7 @@ def test_failing_pipe_names_wav_scp_line_and_stderr(tmp_path: Path) -> None:
 def test_pipe_with_truncated_output(tmp_path: Path) -> None:
     full = _write(tmp_path / "full.wav", _noise(16000))
     with pytest.raises(AudioError, match="truncated") as error:
-        read_wav_scp_entry(f"head -c 20000 {full} |", source=("data/wav.scp", 2))
+        read_wav_scp_entry(f"head -c 20000 {full} |", allow_pipes=True, source=("data/wav.scp", 2))
     assert str(error.value).startswith("data/wav.scp:2: command 'head -c 20000")
 
 

@@ -36,8 +36,10 @@ def test_validate_no_pipes_and_no_audio(tmp_path: Path, capsys: pytest.CaptureFi
     key, path = lines[0].split()
     lines[0] = f"{key} cat {path} |"
     write_lines(data / "wav.scp", lines)
-    assert main(["data", "validate", str(data)]) == 0
-    assert main(["data", "validate", "--no-pipes", str(data)]) == 2
+    assert main(["data", "validate", str(data)]) == 2  # pipes are refused by default now
+    assert f"{data / 'wav.scp'}:1: pipe command" in capsys.readouterr().err
+    assert main(["--allow-pipes", "data", "validate", str(data)]) == 0
+    assert main(["--allow-pipes", "data", "validate", "--no-pipes", str(data)]) == 2  # --no-pipes refuses anyway
     assert f"{data / 'wav.scp'}:1: pipe command" in capsys.readouterr().err
     assert main(["data", "validate", "--no-audio", "--no-pipes", str(data)]) == 0
 

@@ -11,6 +11,7 @@ from _datadir_factory import make_data_dir, noise, table_lines, write_lines, wri
 
 from audiossl.data.kaldi import DataDir, read_table
 from audiossl.data.validate import Problem, fix_data_dir, validate_data_dir
+from audiossl.data.wav_scp import PipeRefused
 from audiossl.errors import DataError
 
 
@@ -128,10 +129,11 @@ def test_refused_pipes_and_failing_pipes(tmp_path: Path) -> None:
     lines[0] = f"{first} cat {path} |"
     lines[1] = f"{lines[1].split()[0]} echo boom >&2; exit 1 |"
     write_lines(data / "wav.scp", lines)
-    for problem in validate_data_dir(data, allow_pipes=False):
-        assert "refused" in problem.message
-    assert len(validate_data_dir(data, allow_pipes=False)) == 2
-    problems = validate_data_dir(data)
+    for allow_pipes in (False, None):  # pipes are refused by default: the first one, before any audio is read
+        with pytest.raises(PipeRefused, match="refused") as refused:
+            validate_data_dir(data, allow_pipes=allow_pipes)
+        assert (refused.value.path, refused.value.line) == (str(data / "wav.scp"), 1)
+    problems = validate_data_dir(data, allow_pipes=True)
     assert len(problems) == 1
     _find(problems, data / "wav.scp", 2, "status 1", "boom")
 

@@ -19,7 +19,7 @@ from train_helpers import SAMPLE_RATE, parameters, tiny_config, write_data_dir
 
 from audiossl.audio.augment import SpecAugmentConfig
 from audiossl.data.kaldi import DataDir, Segment
-from audiossl.errors import ConfigError, DataError
+from audiossl.errors import AudioError, ConfigError, DataError
 from audiossl.objectives.base import pipeline_features
 from audiossl.train import pretrain
 from audiossl.train.config import DataConfig, PretrainConfig, config_from_dict, frontend_settings
@@ -222,7 +222,10 @@ def test_segments_and_pipes_are_refused_naming_the_file(tmp_path, varied_dir):
     assert Path(caught.value.path) == tmp_path / "piped" / "wav.scp"
     assert caught.value.line == len(source.utterance_ids)  # the last line
     assert not marker.exists()  # refused before anything was read
-    TrainData([tmp_path / "piped"], data_config())  # the default backend reads it
+    with pytest.raises(AudioError, match="refused"):  # the default backend refuses pipes by default too
+        TrainData([tmp_path / "piped"], data_config())
+    assert not marker.exists()
+    TrainData([tmp_path / "piped"], data_config(allow_pipes=True))  # and reads them when the config allows
     assert marker.exists()
 
 

@@ -54,7 +54,11 @@ class TrainData:
         self.datasets = []
         for data_dir in data_dirs:
             dataset = AudioDataset(
-                data_dir, sample_rate=config.sample_rate, max_seconds=config.max_utt_seconds, crop_seed=seed
+                data_dir,
+                sample_rate=config.sample_rate,
+                max_seconds=config.max_utt_seconds,
+                crop_seed=seed,
+                allow_pipes=True if config.allow_pipes else None,  # false: the process policy decides
             )
             if len(dataset) == 0:
                 raise DataError("data dir has no utterances (wav.scp is empty)", data_dir)
