@@ -19,6 +19,10 @@ Rule for how many tokens an item gets (``random`` and ``chunk``), see :func:`mas
 ``count`` alone masks exactly ``count`` tokens and an item with fewer tokens is an error;
 ``ratio`` alone masks ``max(1, floor(ratio * length))``; both together mask
 ``min(count, max(1, floor(ratio * length)))``, so the ratio caps the count for short items.
+
+No mask may hide every token of an item (the encoder would see no context): a ratio of 1 and
+a span ``start_prob`` of 1 are refused when the config is built, and a count (or a number of
+spans) that covers a whole item is refused when that item's mask is drawn, naming the keys.
 """
 
 from __future__ import annotations
@@ -63,23 +67,42 @@ class MaskConfig:
     """``chunk``: largest chunk side, in tokens (SSAST: 5); each chunk's side is uniform in range."""
 
     def __post_init__(self) -> None:
+        # Messages start with the key (``mask.ratio: ...``) so that a config loader can name the
+        # full key path and its line (``objective.config.mask.ratio`` in a pretraining config).
         if self.kind in ("random", "chunk"):
             if self.count is None and self.ratio is None:
-                raise ConfigError(f"mask kind {self.kind!r} needs count or ratio (or both)")
+                raise ConfigError(f"mask.kind: {self.kind!r} needs count or ratio (or both): set mask.count or mask.ratio")
         if self.count is not None and self.count < 1:
-            raise ConfigError(f"mask count must be >= 1, got {self.count}")
-        if self.ratio is not None and not 0.0 < self.ratio <= 1.0:
-            raise ConfigError(f"mask ratio must be in (0, 1], got {self.ratio}")
+            raise ConfigError(f"mask.count: must be >= 1, got {self.count}")
+        if self.ratio is not None and self.ratio >= 1.0:
+            raise ConfigError(
+                f"mask.ratio: {self.ratio} masks every token, leaving the encoder no visible context; "
+                "it must be below 1 (SSAST: 0.8)"
+            )
+        if self.ratio is not None and not self.ratio > 0.0:
+            raise ConfigError(f"mask.ratio: must be in (0, 1), got {self.ratio}")
         if not 0.0 <= self.start_prob <= 1.0:
-            raise ConfigError(f"mask start_prob must be in [0, 1], got {self.start_prob}")
+            raise ConfigError(f"mask.start_prob: must be in [0, 1), got {self.start_prob}")
         if self.span_length < 1:
-            raise ConfigError(f"mask span_length must be >= 1, got {self.span_length}")
+            raise ConfigError(f"mask.span_length: must be >= 1, got {self.span_length}")
         if self.min_spans < 0:
-            raise ConfigError(f"mask min_spans must be >= 0, got {self.min_spans}")
+            raise ConfigError(f"mask.min_spans: must be >= 0, got {self.min_spans}")
         if not 1 <= self.chunk_min <= self.chunk_max:
             raise ConfigError(
-                f"mask chunk sizes need 1 <= chunk_min <= chunk_max, got {self.chunk_min}..{self.chunk_max}"
+                f"mask.chunk_min: chunk sizes need 1 <= mask.chunk_min <= mask.chunk_max, "
+                f"got {self.chunk_min}..{self.chunk_max}"
             )
+        if self.kind == "span":
+            if self.start_prob >= 1.0:
+                raise ConfigError(
+                    f"mask.start_prob: {self.start_prob} starts a span at every token, so the span mask hides "
+                    "every token and leaves the encoder no visible context; it must be below 1 (wav2vec 2.0: 0.065)"
+                )
+            if self.start_prob == 0.0 and self.min_spans == 0:
+                raise ConfigError(
+                    "mask.start_prob: 0 with mask.min_spans 0 masks no token, so the objective has nothing to "
+                    "predict; raise mask.start_prob (wav2vec 2.0: 0.065) or mask.min_spans"
+                )
 
 
 def _first_offender(bad: torch.Tensor) -> int:
@@ -100,12 +123,27 @@ def masked_counts(lengths: torch.Tensor, count: int | None = None, ratio: float 
         counts = by_ratio if count is None else torch.clamp(by_ratio, max=count)
     else:
         counts = torch.full_like(lengths, count)
-    too_many = counts > lengths
-    if too_many.any():
-        item = _first_offender(too_many)
+    hidden = counts >= lengths  # more than the item has, or all of it: no visible context left
+    if hidden.any():
+        item = _first_offender(hidden)
+        wanted, have = int(counts[item]), int(lengths[item])
+        settings = ", ".join(
+            f"mask.{name}={value}" for name, value in (("count", count), ("ratio", ratio)) if value is not None
+        )
+        affected = f"{int(hidden.sum())} item(s) affected"
+        if wanted > have:
+            raise ConfigError(
+                f"cannot mask {wanted} tokens of batch item {item}: it has only {have} tokens ({settings}; "
+                f"{affected}); lower mask.count or set a mask ratio to cap it"
+            )
+        advice = (
+            "lower mask.count, or set mask.ratio below 1 to cap it for short items"
+            if count is not None and wanted == count
+            else "skip items this short (they have too few tokens to hide some and show the rest)"
+        )
         raise ConfigError(
-            f"cannot mask {int(counts[item])} tokens of batch item {item}: it has only {int(lengths[item])} tokens "
-            f"({int(too_many.sum())} item(s) too short); lower the mask count or set a mask ratio to cap it"
+            f"{settings} would mask all {have} tokens of batch item {item} ({affected}), leaving the encoder "
+            f"no visible context; {advice}"
         )
     return counts
 
@@ -152,7 +190,18 @@ def span_mask(
         item = _first_offender(too_short)
         raise ConfigError(
             f"cannot mask {min_spans} span(s) of {span_length} tokens in batch item {item}: it has only "
-            f"{int(lengths[item])} tokens; lower min_spans or span_length"
+            f"{int(lengths[item])} tokens; lower mask.min_spans or mask.span_length"
+        )
+    # The fewest spans an item gets; when they must start at every possible place, every token is masked.
+    fewest = torch.clamp(torch.floor(lengths.double() * start_prob).long(), min=min_spans)  # (B,)
+    covered = (places > 0) & (fewest >= places)
+    if covered.any():
+        item = _first_offender(covered)
+        raise ConfigError(
+            f"the span mask would hide all {int(lengths[item])} tokens of batch item {item}: its "
+            f"{int(places[item])} possible span start(s) must all be used (mask.min_spans={min_spans}, "
+            f"mask.span_length={span_length}, mask.start_prob={start_prob}), leaving the encoder no visible "
+            "context; lower mask.min_spans or mask.span_length, or skip short utterances"
         )
     jitter = _rand((lengths.shape[0],), lengths.device, generator)  # (B,)
     spans = torch.floor(lengths.double() * start_prob + jitter.double()).long()

@@ -11,6 +11,8 @@ against the encoder family's config, ``objective.config`` against the objective'
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -201,7 +203,17 @@ def objective_config(config: PretrainConfig) -> Any:
     from audiossl.objectives import OBJECTIVES
 
     spec = OBJECTIVES.get(config.objective.name)
-    return from_dict(spec.config_class, dict(config.objective.config), prefix="objective.config.")
+    try:
+        return from_dict(spec.config_class, dict(config.objective.config), prefix="objective.config.")
+    except ConfigError as error:
+        # A sub-config's check names its key from its own section (``mask.ratio: ...``): name it
+        # from the top of the pretraining config, so that the message (and the YAML line) points at it.
+        fields = {f.name for f in dataclasses.fields(spec.config_class)}
+        head = re.match(r"^(\w+)[.:\[]", error.message)
+        if error.path is None and head is not None and head[1] in fields:
+            message = re.sub(rf"(?<![\w.]){head[1]}(?=[.\[]\w|:)", f"objective.config.{head[1]}", error.message)
+            raise ConfigError(message) from None
+        raise
 
 
 def validate(config: PretrainConfig) -> None:

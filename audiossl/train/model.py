@@ -9,6 +9,7 @@ the shortest utterance has.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,9 @@ def preflight_masks(objective: Objective, inputs: InputPipeline, data: TrainData
     try:
         objective.sample_mask(tokens, int(tokens.max()), torch.Generator().manual_seed(0))
     except ConfigError as error:
+        # The mask sampler names keys of its own section (mask.count): name them as this config does.
+        message = re.sub(r"(?<![\w.])mask\.", "objective.config.mask.", error.message)
         raise ConfigError(
-            f"{error.message}. The shortest training utterance {utt!r} ({seconds:.3f} s) gives {int(tokens[0])} "
-            "tokens: lower the mask count (objective.config.mask), or skip short utterances with data.min_utt_seconds"
+            f"{message}. The shortest training utterance {utt!r} ({seconds:.3f} s) gives {int(tokens[0])} "
+            "encoder tokens: change objective.config.mask, or skip short utterances with data.min_utt_seconds"
         ) from None
