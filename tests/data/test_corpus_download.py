@@ -195,3 +195,44 @@ def test_archive_members_outside_the_destination_are_refused(tmp_path):
     corrupt.write_bytes(b"not an archive")
     with pytest.raises(UserError, match="cannot extract"):
         download.extract(corrupt, tmp_path / "dest")
+
+
+def _tar_with(tmp_path, name: str, kind: bytes = tarfile.REGTYPE, linkname: str = ""):
+    path = tmp_path / "evil.tar"
+    with tarfile.open(path, "w") as archive:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.linkname = linkname
+        data = b"" if kind != tarfile.REGTYPE else b"x"
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, kind, linkname, reason",
+    [
+        ("../escaped.txt", tarfile.REGTYPE, "", "would be written outside the destination"),
+        ("sub/../../escaped.txt", tarfile.REGTYPE, "", "would be written outside the destination"),
+        ("link", tarfile.SYMTYPE, "../../outside", "link pointing outside the destination"),
+    ],
+)
+def test_tar_traversal_is_reported_as_refused_not_corrupt(tmp_path, name, kind, linkname, reason):
+    archive = _tar_with(tmp_path, name, kind, linkname)
+    dest = tmp_path / "dest"
+    with pytest.raises(UserError) as caught:
+        download.extract(archive, dest)
+    message = str(caught.value)
+    assert message.startswith(f"{archive}: refused archive member {name!r}: it ")
+    assert reason in message and str(dest) in message
+    assert "corrupt" not in message and ".extract-" not in message  # no staging path, no wrong diagnosis
+    assert not (tmp_path / "escaped.txt").exists() and not list(dest.iterdir())
+
+
+def test_zip_traversal_names_member_and_archive(tmp_path):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("../escaped.txt", "x")
+    with pytest.raises(UserError) as caught:
+        download.extract(bad, tmp_path / "dest")
+    assert str(caught.value).startswith(f"{bad}: refused archive member '../escaped.txt': it would be written outside")

@@ -211,14 +211,34 @@ def extract(archive: str | Path, dest: str | Path) -> None:
                     for member in handle.namelist():
                         target = (staging / member).resolve()
                         if not target.is_relative_to(staging.resolve()):
-                            raise UserError(f"archive member {member!r} would be written outside {dest}", archive)
+                            raise UserError(
+                                f"refused archive member {member!r}: it would be written outside the destination "
+                                f"{dest}; nothing was extracted",
+                                archive,
+                            )
                     handle.extractall(staging)
             else:
                 with tarfile.open(archive) as handle:
                     handle.extractall(staging, filter="data")
+        except tarfile.FilterError as error:  # the "data" filter refused a member: not a corrupt archive
+            member = getattr(getattr(error, "tarinfo", None), "name", "?")
+            raise UserError(
+                f"refused archive member {member!r}: {_refusal(error, dest)}; nothing was extracted", archive
+            ) from None
         except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
             raise UserError(f"cannot extract: {error} (corrupt or not an archive?)", archive) from None
         _merge(staging, dest)
+
+
+def _refusal(error: tarfile.FilterError, dest: Path) -> str:
+    """Why tarfile's ``data`` filter refused a member, in words that do not name the staging folder."""
+    if isinstance(error, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError)):
+        return f"it is a link pointing outside the destination {dest}"
+    if isinstance(error, (tarfile.OutsideDestinationError, tarfile.AbsolutePathError)):
+        return f"it would be written outside the destination {dest} (an absolute path or '..')"
+    if isinstance(error, tarfile.SpecialFileError):
+        return "it is a device or other special file"
+    return f"unsafe member ({type(error).__name__})"
 
 
 def _merge(source: Path, target: Path) -> None:
