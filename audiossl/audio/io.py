@@ -18,6 +18,7 @@ dir are read by :mod:`audiossl.data.wav_scp`, one floor up.
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,7 +28,9 @@ import torch
 import torchaudio.functional
 
 from audiossl.audio.moved import moved_attribute
-from audiossl.errors import AudioError
+from audiossl.errors import AudioError, interface
+
+logger = logging.getLogger(__name__)
 
 #: File extensions read with soundfile (libsndfile); anything else goes to torchcodec.
 SOUNDFILE_EXTENSIONS = frozenset(
@@ -52,19 +55,25 @@ def load_audio(
     end: float | None = None,
     expected_channels: int | None = None,
     name: str | None = None,
+    channel: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Read ``path`` (or the span ``[start, end)`` seconds of it) as float32.
 
-    Returns ``(waveform, sample_rate)``: waveform ``(T,)`` when ``mono`` (mean of the
-    channels), else ``(C, T)``; resampled to ``sample_rate`` when given. ``end`` of None
-    or negative means the end of the file. ``path`` may also be the encoded bytes of a WAV
-    or FLAC stream (a command's output); ``name`` then says where they came from in errors,
-    and a stream without a length is decoded with torchcodec.
+    Returns ``(waveform, sample_rate)``: waveform ``(T,)`` when ``mono``, else ``(C, T)``;
+    resampled to ``sample_rate`` when given. ``end`` of None or negative means the end of the
+    file. ``path`` may also be the encoded bytes of a WAV or FLAC stream (a command's output);
+    ``name`` then says where they came from in errors, and a stream without a length is
+    decoded with torchcodec.
+
+    Multi-channel audio: ``channel`` None mixes the channels down to mono (their mean; the
+    first such file of the process is logged, once), an index (0 = the first channel) keeps
+    that channel only (``(1, T)`` when not ``mono``); a file without that channel is an
+    :class:`AudioError`. ``expected_channels`` is checked against the file's channel count.
     """
     if isinstance(path, bytes):
         name = name or "audio stream"
         samples, rate = _read_stream(path, name, start, end)
-        return _finish(samples, rate, name, sample_rate, mono, expected_channels)
+        return _finish(samples, rate, name, sample_rate, mono, expected_channels, channel)
     path = Path(path)
     if not path.exists():
         raise AudioError("audio file not found", path)
@@ -74,7 +83,7 @@ def load_audio(
         samples, rate = _read_soundfile(path, str(path), start, end)
     else:
         samples, rate = _read_torchcodec(path, str(path), start, end)
-    return _finish(samples, rate, str(path), sample_rate, mono, expected_channels)
+    return _finish(samples, rate, str(path), sample_rate, mono, expected_channels, channel)
 
 
 def audio_info(path: str | Path | bytes, *, name: str | None = None) -> tuple[int, int, int]:
@@ -102,6 +111,13 @@ _MOVED = {name: "audiossl.data.wav_scp" for name in ("load_utterance", "read_wav
 def __getattr__(name: str) -> object:
     """Deprecated: the wav.scp readers moved to :mod:`audiossl.data.wav_scp`; kept for one release."""
     return moved_attribute(__name__, _MOVED, name)
+
+
+class SpanError(AudioError):
+    """A span ``[start, end)`` that does not lie inside its recording (a bad ``segments`` line, usually).
+
+    Readers one floor up re-anchor it on the segments line the span came from.
+    """
 
 
 class _UnknownLength(Exception):
@@ -295,16 +311,16 @@ def _span_to_frames(start: float, end: float | None, rate: int, frames: int, nam
     """Convert a span in seconds to frame indices, checking it lies inside the recording."""
     duration = frames / rate
     if start < 0:
-        raise AudioError(f"segment start {start} s is negative", name)
+        raise SpanError(f"segment start {start} s is negative", name)
     first = round(start * rate)
     if first >= frames:
-        raise AudioError(f"segment start {start:.3f} s is at or past the end of the recording ({duration:.3f} s)", name)
+        raise SpanError(f"segment start {start:.3f} s is at or past the end of the recording ({duration:.3f} s)", name)
     if end is None or end < 0:
         return first, frames
     if end <= start:
-        raise AudioError(f"empty segment: end {end:.3f} s is not after start {start:.3f} s", name)
+        raise SpanError(f"empty segment: end {end:.3f} s is not after start {start:.3f} s", name)
     if end > duration + MAX_SEGMENT_OVERSHOOT:
-        raise AudioError(f"segment end {end:.3f} s is past the end of the recording ({duration:.3f} s)", name)
+        raise SpanError(f"segment end {end:.3f} s is past the end of the recording ({duration:.3f} s)", name)
     return first, max(first + 1, min(round(end * rate), frames))
 
 
@@ -327,9 +343,9 @@ def _read_torchcodec(source: Path | bytes, name: str, start: float, end: float |
         duration = decoder.metadata.duration_seconds_from_header
         if end is not None and end >= 0:
             if end <= start:
-                raise AudioError(f"empty segment: end {end:.3f} s is not after start {start:.3f} s", name)
+                raise SpanError(f"empty segment: end {end:.3f} s is not after start {start:.3f} s", name)
             if duration is not None and end > duration + MAX_SEGMENT_OVERSHOOT:
-                raise AudioError(f"segment end {end:.3f} s is past the end of the recording ({duration:.3f} s)", name)
+                raise SpanError(f"segment end {end:.3f} s is past the end of the recording ({duration:.3f} s)", name)
             decoded = decoder.get_samples_played_in_range(start, end)
         elif start > 0:
             decoded = decoder.get_samples_played_in_range(start)
@@ -359,8 +375,9 @@ def _finish(
     sample_rate: int | None,
     mono: bool,
     expected_channels: int | None,
+    channel: int | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """Check ``(C, T)`` samples, then mix down and resample."""
+    """Check ``(C, T)`` samples, then choose or mix down the channels and resample."""
     channels, length = samples.shape
     if expected_channels is not None and channels != expected_channels:
         raise AudioError(f"has {channels} channel(s), expected {expected_channels}", name)
@@ -371,8 +388,51 @@ def _finish(
         bad = ~finite.all(dim=0)
         first = int(bad.nonzero()[0, 0])
         raise AudioError(f"contains NaN/Inf samples ({int(bad.sum())} frame(s), first at {first / rate:.3f} s)", name)
-    waveform = samples.mean(dim=0) if mono else samples  # (T,) or (C, T)
+    waveform = select_channels(samples, name, channel=channel, mono=mono)  # (T,) or (C, T)
     if sample_rate is not None and sample_rate != rate:
         waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
         rate = sample_rate
     return waveform.to(torch.float32).contiguous(), rate
+
+
+_mixdown_logged = False
+
+
+def channel_option(value: object = "N") -> str:
+    """How the user chooses the channel, in their interface (for messages)."""
+    if interface() == "cli":
+        return f"`--channel {value}` (audiossl extract) or `data.channel: {value}` in a config"
+    return f"channel={value}"
+
+
+def select_channels(samples: torch.Tensor, name: str, *, channel: int | None = None, mono: bool = True) -> torch.Tensor:
+    """Channels ``(C, T)`` of ``name`` as read: channel ``channel`` only, or mixed down when ``mono``.
+
+    ``channel`` None and ``mono``: the mean of the channels (T,); the first multi-channel file
+    of the process is logged, naming it, and later ones are mixed silently. ``channel`` an
+    index: that channel, (T,) when ``mono`` else (1, T); out of range raises :class:`AudioError`.
+    ``channel`` None and not ``mono``: every channel, as read.
+    """
+    global _mixdown_logged
+    channels = samples.shape[0]
+    if channel is not None:
+        if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < channels:
+            raise AudioError(
+                f"channel {channel!r} does not exist: the audio has {channels} channel(s), numbered 0 to "
+                f"{channels - 1} (the channel was chosen by {channel_option(channel)})",
+                name,
+            )
+        chosen = samples[channel : channel + 1]  # (1, T)
+        return chosen[0] if mono else chosen
+    if not mono:
+        return samples
+    if channels > 1 and not _mixdown_logged:
+        _mixdown_logged = True
+        logger.warning(
+            "%s: %d channels mixed down to mono (the mean of the channels); choose one channel with %s. "
+            "Logged once per process: other multi-channel files are mixed the same way without a message",
+            name,
+            channels,
+            channel_option(),
+        )
+    return samples.mean(dim=0)  # (T,)

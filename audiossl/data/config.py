@@ -71,6 +71,12 @@ class DataConfig:
     """SpecAugment on the (normalised) features while training; None = off (the default for SSL,
     whose objectives mask their own inputs)."""
 
+    channel: int | None = None
+    """Multi-channel recordings: null mixes the channels down to mono (their mean; the first such file
+    is logged, once per process), an index (0 = the first channel) reads that channel only; a recording
+    without that channel is an error naming the file. ``audiossl data validate`` reports recordings
+    whose channel count differs from the rest of a data dir."""
+
     allow_pipes: bool = False
     """Run ``wav.scp`` pipe commands (``cmd |``) of the run's data dirs. They run through the shell,
     so they are refused by default; ``false`` leaves the decision to the process policy
@@ -87,5 +93,7 @@ class DataConfig:
             raise ConfigError(f"data.min_utt_seconds must be >= 0, got {self.min_utt_seconds}")
         if self.num_workers < 0 or self.num_buckets < 1:
             raise ConfigError("data.num_workers must be >= 0 and data.num_buckets >= 1")
+        if self.channel is not None and (isinstance(self.channel, bool) or self.channel < 0):
+            raise ConfigError(f"data.channel must be null (mix down) or a channel index >= 0, got {self.channel!r}")
         if self.fairseq2_fbank and self.backend != "fairseq2":
             raise ConfigError("data.fairseq2_fbank needs data.backend: fairseq2")

@@ -140,7 +140,8 @@ class AudioDataset(Dataset):
     with :meth:`set_epoch`. Only the window is read from disk. ``wav.scp`` pipe commands are
     refused (:class:`~audiossl.data.wav_scp.PipeRefused`, here, naming the first one's line)
     unless ``allow_pipes`` or, when it is None, the process policy allows them
-    (:mod:`audiossl.data.wav_scp`).
+    (:mod:`audiossl.data.wav_scp`). ``channel``: None mixes multi-channel recordings down to
+    mono (logged once per process), an index (0 = first) reads that channel only.
     """
 
     def __init__(
@@ -152,9 +153,11 @@ class AudioDataset(Dataset):
         max_seconds: float | None = None,
         *,
         crop_seed: int = 0,
+        channel: int | None = None,
     ):
         self.data = data_dir if isinstance(data_dir, DataDir) else DataDir.load(data_dir)
         self.sample_rate = sample_rate
+        self.channel = channel
         check_pipes(self.data, allow_pipes)  # a refused pipe fails here, not later in a DataLoader worker
         self.allow_pipes = pipes_allowed(allow_pipes)  # decided once; workers get the decision with the dataset
         if max_seconds is not None and max_seconds <= 0:
@@ -196,7 +199,13 @@ class AudioDataset(Dataset):
         utt_id = self.ids[index]
         offset, duration = self.crop_window(index)
         waveform, _ = load_utterance(
-            self.data, utt_id, self.sample_rate, self.allow_pipes, offset=offset, duration=duration
+            self.data,
+            utt_id,
+            self.sample_rate,
+            self.allow_pipes,
+            offset=offset,
+            duration=duration,
+            channel=self.channel,
         )  # (T,)
         if duration is not None:
             waveform = waveform[: round(duration * self.sample_rate)]

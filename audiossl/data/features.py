@@ -28,18 +28,20 @@ def compute_global_stats(
     sample_rate: int | None = None,
     progress: bool = True,
     num_workers: int = 0,
+    channel: int | None = None,
 ) -> GlobalStats:
     """Per-channel statistics of a front-end's features over every utterance of a Kaldi data dir.
 
     Utterances are read at the front-end's sample rate (``sample_rate`` overrides; 16 kHz for
     front-ends without one), batched by length so that a batch holds about ``batch_seconds``
     of padded audio, and streamed through the front-end; only the running sums are kept.
+    ``channel``: which channel of multi-channel recordings (None: their mixdown), as in training.
     """
     if FRONTENDS.get(frontend_name).learnable:
         raise ConfigError(f"front-end {frontend_name!r} is learnable: its statistics change as it trains")
     frontend = create_frontend(frontend_name, frontend_config).eval()
     rate = sample_rate or getattr(frontend.config, "sample_rate", 16000)
-    dataset = AudioDataset(data_dir, sample_rate=rate)
+    dataset = AudioDataset(data_dir, sample_rate=rate, channel=channel)
     sampler = BucketBatchSampler(dataset.durations, batch_seconds, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
     stats = GlobalStats(frontend=frontend_name)

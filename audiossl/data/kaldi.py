@@ -7,6 +7,7 @@ and line; writing is atomic.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ class Segment:
     recording: str
     start: float
     end: float
+    #: Line of the ``segments`` file it was read from (None when made in code); not compared.
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -153,7 +156,14 @@ class DataDir:
                     raise DataError("start and end must be numbers", path / "segments", entry.line) from None
                 if entry.key in data.segments:
                     raise DataError(f"duplicate id {entry.key!r}", path / "segments", entry.line)
-                data.segments[entry.key] = Segment(fields[0], start, end)
+                if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (end != -1 and end <= start):
+                    raise DataError(
+                        f"segment {entry.key!r}: bad span: start {fields[1]} s, end {fields[2]} s (the end must be "
+                        "after the start, or -1 for the end of the recording)",
+                        path / "segments",
+                        entry.line,
+                    )
+                data.segments[entry.key] = Segment(fields[0], start, end, entry.line)
         if (path / "utt2spk").exists():
             data.utt2spk = read_table(path / "utt2spk")
         if (path / "text").exists():

@@ -8,11 +8,12 @@ utterance, unlike Kaldi's ``fix_data_dir.sh`` which silently filters to the comm
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiossl.audio.io import MAX_SEGMENT_OVERSHOOT
+from audiossl.audio.io import MAX_SEGMENT_OVERSHOOT, channel_option
 from audiossl.data.kaldi import (
     CORE_TABLES,
     kaldi_sort_key,
@@ -151,8 +152,9 @@ def _parse_segments(check: _Checker, rows: dict[str, _Row] | None) -> dict[str, 
         except ValueError:
             check.add(check.root / "segments", row.line, "start and end must be numbers (seconds)")
             continue
-        if start < 0 or (end != -1 and end <= start):
-            check.add(check.root / "segments", row.line, f"bad span: start {start} s, end {end} s (end -1: to the end)")
+        if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (end != -1 and end <= start):
+            message = f"segment {row.key!r}: bad span: start {fields[1]} s, end {fields[2]} s (end -1: to the end)"
+            check.add(check.root / "segments", row.line, message)
             continue
         spans[row.key] = (fields[0], start, end, row.line)
     return spans
@@ -242,6 +244,7 @@ def _check_audio(
     root = check.root
     allow_pipes = _check_pipes(root, [(row.value, row.line) for row in wav_scp.values()], allow_pipes)
     found: dict[str, tuple[int, int]] = {}  # recording -> (num_samples, sample_rate)
+    channels: dict[str, int] = {}  # recording -> channel count
     for recording, row in progress(wav_scp.items(), desc="reading audio", total=len(wav_scp), unit="rec"):
         try:
             samples, rate = read_wav_scp_entry(
@@ -251,6 +254,7 @@ def _check_audio(
             check.add(error.path or root / "wav.scp", error.line, error.message)
             continue
         found[recording] = (samples.shape[-1], rate)
+        channels[recording] = samples.shape[0]
 
     rates = Counter(rate for _, rate in found.values())
     expected_rate = sample_rate if sample_rate is not None else (rates.most_common(1)[0][0] if rates else None)
@@ -259,6 +263,7 @@ def _check_audio(
             reason = "expected" if sample_rate is not None else "mixed sample rates; most recordings have"
             row = wav_scp[recording]
             check.add(root / "wav.scp", row.line, f"{row.value}: sample rate {rate} Hz ({reason} {expected_rate} Hz)")
+    _check_channels(check, wav_scp, channels)
 
     actual: dict[str, tuple[float, int]] = {}  # utterance -> (seconds, samples at the native rate)
     if segments or (root / "segments").is_file():
@@ -284,6 +289,23 @@ def _check_audio(
     _compare("utt2num_samples", check, utt2num_samples, {u: a[1] for u, a in actual.items()}, 1, "samples")
     reco_durations = {recording: length / rate for recording, (length, rate) in found.items()}
     _compare("reco2dur", check, reco2dur, reco_durations, DURATION_TOLERANCE, "s")
+
+
+def _check_channels(check: _Checker, wav_scp: dict[str, _Row], channels: dict[str, int]) -> None:
+    """Report recordings whose channel count differs from most of the data dir's."""
+    counts = Counter(channels.values())
+    if len(counts) < 2:
+        return
+    usual, usual_recordings = counts.most_common(1)[0]
+    others = f"the other {usual_recordings} recordings have" if usual_recordings > 1 else "the other recording has"
+    for recording, count in channels.items():
+        if count != usual:
+            row = wav_scp[recording]
+            message = (
+                f"{row.value}: {count} channel{'s' * (count != 1)} where {others} {usual}; loading mixes every "
+                f"multi-channel recording down to mono (their mean) unless one channel is chosen ({channel_option()})"
+            )
+            check.add(check.root / "wav.scp", row.line, message)
 
 
 def _compare(
@@ -395,13 +417,30 @@ def _regenerate_durations(root: Path, tables: dict[str, dict[str, str]], allow_p
         info[recording] = (length, rate)
     samples: dict[str, int] = {}
     if "segments" in tables:
+        segment_lines = {entry.key: entry.line for entry in read_entries(root / "segments")}
         for utt, value in tables["segments"].items():
             fields = value.split()
-            if len(fields) != 3 or fields[0] not in info:
-                failures.append(f"{root / 'segments'}: utterance {utt!r}: no readable recording {fields[0]!r}")
+            where = f"{root / 'segments'}:{segment_lines.get(utt)}: segment {utt!r}"
+            if len(fields) != 3:
+                failures.append(f"{where}: expected '<utt> <recording> <start> <end>'")
+                continue
+            try:
+                start, end = float(fields[1]), float(fields[2])
+            except ValueError:
+                failures.append(f"{where}: start and end must be numbers (seconds)")
+                continue
+            if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (end != -1 and end <= start):
+                failures.append(f"{where}: bad span: start {fields[1]} s, end {fields[2]} s (end -1: to the end)")
+                continue
+            if fields[0] not in info:
+                failures.append(f"{where}: no readable recording {fields[0]!r}")
                 continue
             length, rate = info[fields[0]]
-            start, end = float(fields[1]), float(fields[2])
+            if round(start * rate) >= length:
+                failures.append(
+                    f"{where}: start {fields[1]} s is past the end of {fields[0]!r} ({length / rate:.3f} s)"
+                )
+                continue
             last = length if end < 0 else min(round(end * rate), length)
             samples[utt] = last - round(start * rate)
         rates = {utt: info[value.split()[0]][1] for utt, value in tables["segments"].items() if utt in samples}

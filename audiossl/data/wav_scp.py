@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
-from audiossl.audio.io import audio_info, load_audio
-from audiossl.data.kaldi import DataDir
+from audiossl.audio.io import SpanError, audio_info, load_audio
+from audiossl.data.kaldi import DataDir, Segment
 from audiossl.errors import AudioError, ConfigError, DataError, interface, spell_option
 
 _ARK_OFFSET = re.compile(r"\.ark:\d+$")
@@ -138,17 +138,28 @@ def read_wav_scp_entry(
     end: float | None = None,
     mono: bool = True,
     expected_channels: int | None = None,
+    channel: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Read the audio a ``wav.scp`` value points to: a path, or a shell command ending in ``|``.
 
     ``source`` is ``(wav.scp path, line)``; errors then name that line as well as the audio.
+    ``channel``: None mixes multi-channel audio down to mono, an index keeps that channel
+    (see :func:`~audiossl.audio.io.load_audio`).
     Pipe output must be a WAV or FLAC stream. A pipe runs only when allowed: ``allow_pipes``,
     or with None the process policy (see the module doc); else :class:`PipeRefused`.
     """
     try:
         value = _check_entry(value, allow_pipes)
         if not value.endswith("|"):
-            return load_audio(value, sample_rate, mono=mono, start=start, end=end, expected_channels=expected_channels)
+            return load_audio(
+                value,
+                sample_rate,
+                mono=mono,
+                start=start,
+                end=end,
+                expected_channels=expected_channels,
+                channel=channel,
+            )
         command = value[:-1].strip()
         name = f"command {command!r}"
         return load_audio(
@@ -159,6 +170,7 @@ def read_wav_scp_entry(
             end=end,
             expected_channels=expected_channels,
             name=name,
+            channel=channel,
         )
     except AudioError as error:
         raise _at_source(error, source) from None
@@ -187,15 +199,19 @@ def load_utterance(
     *,
     offset: float = 0.0,
     duration: float | None = None,
+    channel: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Read one utterance of a :class:`~audiossl.data.kaldi.DataDir` as mono float32 ``(T,)``.
 
     With ``segments`` the utterance is a span of its recording (end -1: to the end of the
     recording), otherwise the whole recording. ``offset``/``duration`` (seconds, relative to
     the utterance start) select a window inside the utterance, read without decoding the rest.
-    ``allow_pipes`` as in :func:`read_wav_scp_entry`; errors name the recording's ``wav.scp:LINE``.
+    ``allow_pipes`` as in :func:`read_wav_scp_entry`, ``channel`` as in :func:`~audiossl.audio.io.load_audio`.
+    Errors name the recording's ``wav.scp:LINE``; a segment that does not fit its recording
+    (end past the recording's end, start at or past it) names ``segments:LINE`` and the segment id.
     """
     wav_scp = (data.path if data.path is not None else Path()) / "wav.scp"
+    segment = None
     if data.segments is not None:
         if utt_id not in data.segments:
             raise DataError(f"utterance {utt_id!r} is not in segments", wav_scp.parent / "segments")
@@ -204,16 +220,51 @@ def load_utterance(
     else:
         recording, start, end = utt_id, 0.0, None
     if recording not in data.wav_scp:
+        if segment is not None:
+            segments = wav_scp.parent / "segments"
+            raise DataError(
+                f"segment {utt_id!r}: its recording {recording!r} is not in {wav_scp}",
+                segments,
+                _segment_line(segments, utt_id, segment),
+            )
         raise DataError(f"recording {recording!r} (utterance {utt_id!r}) is not in wav.scp", wav_scp)
     start += offset
     if duration is not None:
         end = start + duration if end is None else min(end, start + duration)
     try:
         return read_wav_scp_entry(
-            data.wav_scp[recording], allow_pipes=allow_pipes, sample_rate=sample_rate, start=start, end=end
+            data.wav_scp[recording],
+            allow_pipes=allow_pipes,
+            sample_rate=sample_rate,
+            start=start,
+            end=end,
+            channel=channel,
         )
+    except SpanError as error:
+        if segment is None:
+            raise _at_source(error, (wav_scp, _line_of(wav_scp, recording))) from None
+        raise _segment_error(error, wav_scp, utt_id, segment) from None
     except AudioError as error:
         raise _at_source(error, (wav_scp, _line_of(wav_scp, recording))) from None
+
+
+def _segment_line(segments: Path, utt_id: str, segment: Segment) -> int | None:
+    line = getattr(segment, "line", None)  # set when the DataDir was read from disk
+    return line if line is not None else _line_of(segments, utt_id)
+
+
+def _segment_error(error: SpanError, wav_scp: Path, utt_id: str, segment: Segment) -> SpanError:
+    """A span error of a segment, anchored on its ``segments`` line and naming the segment and the audio."""
+    segments = wav_scp.parent / "segments"
+    end = "the end" if segment.end < 0 else f"{segment.end:g} s"
+    audio = error.path or "the audio"
+    where = f"{wav_scp}:{line}" if (line := _line_of(wav_scp, segment.recording)) is not None else str(wav_scp)
+    return SpanError(
+        f"segment {utt_id!r} ({segment.start:g} s to {end} of recording {segment.recording!r}) does not fit its "
+        f"recording: {error.message} [recording: {audio}, {where}]",
+        segments,
+        _segment_line(segments, utt_id, segment),
+    )
 
 
 def _check_entry(value: str, allow_pipes: bool | None) -> str:

@@ -100,7 +100,12 @@ def global_stats(
         for data_dir in data_dirs:
             stats = stats.merge(
                 compute_global_stats(
-                    data_dir, config.data.frontend, frontend, sample_rate=config.data.sample_rate, progress=True
+                    data_dir,
+                    config.data.frontend,
+                    frontend,
+                    sample_rate=config.data.sample_rate,
+                    progress=True,
+                    channel=config.data.channel,
                 )
             )
         stats.save(path)

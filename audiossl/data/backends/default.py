@@ -59,6 +59,7 @@ class TrainData:
                 max_seconds=config.max_utt_seconds,
                 crop_seed=seed,
                 allow_pipes=True if config.allow_pipes else None,  # false: the process policy decides
+                channel=config.channel,
             )
             if len(dataset) == 0:
                 raise DataError("data dir has no utterances (wav.scp is empty)", data_dir)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from audiossl.audio.frontends import frontend_config
-from audiossl.audio.io import SOUNDFILE_EXTENSIONS
+from audiossl.audio.io import SOUNDFILE_EXTENSIONS, select_channels
 from audiossl.data.backends.base import DataBackend, register_data_backend
 from audiossl.data.backends.default import TrainData
 from audiossl.data.config import DataConfig
@@ -136,6 +136,7 @@ class _Fairseq2Loader:
         self.data_pipeline = data_pipeline
         self.audio = audio
         self.sample_rate = config.sample_rate
+        self.channel = config.channel
         self.parallel = max(1, config.num_workers)
         self.fbank_bins = fbank_bins
         self.pin_memory = pin_memory
@@ -205,8 +206,10 @@ class _Fairseq2Loader:
                 "resample; use data.backend: default (resamples) or resample the corpus"
             )
         samples = decoded["waveform"]  # (T,) mono or (T, C)
-        if samples.dim() == 2:
-            samples = samples.mean(dim=1)  # (T,)
+        if samples.dim() == 2:  # data.channel, or the mixdown (logged once) as audiossl.audio.io does
+            samples = select_channels(samples.T, name, channel=self.channel)  # (T,)
+        elif self.channel not in (None, 0):
+            samples = select_channels(samples.unsqueeze(0), name, channel=self.channel)  # refused: mono
         frames = samples.shape[0]
         if frames == 0:
             raise DataError(f"{name} contains no audio samples (zero length)")
