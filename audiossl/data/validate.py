@@ -74,6 +74,14 @@ class _Checker:
         previous: _Row | None = None
         first_unsorted: tuple[_Row, _Row] | None = None
         unsorted = 0
+        if b"\r" in raw:  # audiossl reads CRLF tables, Kaldi's tools take the \r as part of the value
+            line = raw[: raw.index(b"\r")].count(b"\n") + 1
+            self.add(
+                path,
+                line,
+                "Windows (CRLF) line endings; Kaldi tools read the \\r as part of each value; "
+                "`audiossl data fix` rewrites them",
+            )
         for number, line_bytes in enumerate(raw.splitlines(), start=1):
             try:
                 line = line_bytes.decode("utf-8").strip()
@@ -383,9 +391,11 @@ def _sort_table(path: Path, changes: list[str]) -> dict[str, str]:
         table[entry.key] = entry.value
         first_line[entry.key] = entry.line
     keys = list(table)
-    if duplicates or keys != sorted(keys, key=kaldi_sort_key):
+    crlf = b"\r" in path.read_bytes()
+    if duplicates or crlf or keys != sorted(keys, key=kaldi_sort_key):
         write_table(path, table)
         note = f", removed {duplicates} repeated identical line(s)" if duplicates else ""
+        note += ", CRLF line endings made LF" if crlf else ""
         changes.append(f"{path}: sorted in Kaldi order ({len(table)} lines{note})")
     return dict(sorted(table.items(), key=lambda item: kaldi_sort_key(item[0])))
 
