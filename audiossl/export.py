@@ -20,6 +20,7 @@ pipeline returns them: under a trace, token counts come from the input's shape.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -78,15 +79,24 @@ def _max_difference(got: list[np.ndarray], want: tuple[torch.Tensor, ...]) -> fl
     return worst
 
 
-def run_export(path: Path, format: str, features: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
-    """Run an exported file on ``features`` + ``lengths`` (torch.jit.load or onnxruntime on the CPU)."""
+def _run_export(export: bytes | Path, format: str, features: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
+    """Run what :func:`export_model` has just produced on ``features`` + ``lengths``, on the CPU.
+
+    A TorchScript archive is a program: ``torch.jit.load`` runs the code inside it. So it is
+    loaded only from ``bytes`` this process has just serialised (never from a file, which another
+    process could swap between the write and the read), and no audiossl command or function
+    loads a TorchScript file a user names. An ONNX file is a graph of standard operators that
+    onnxruntime interprets (no custom-operator libraries are registered): it is read from ``export``.
+    """
     if format == "torchscript":
-        module = torch.jit.load(str(path), map_location="cpu")
+        if not isinstance(export, bytes):
+            raise TypeError("TorchScript is loaded only from the bytes this process has just exported")
+        module = torch.jit.load(io.BytesIO(export), map_location="cpu")
         with torch.no_grad():
             return [t.numpy() for t in module(features, lengths)]
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(export), providers=["CPUExecutionProvider"])
     return session.run(None, {"features": features.numpy(), "lengths": lengths.numpy()})
 
 
@@ -123,10 +133,14 @@ def export_model(
         want = wrapper(*check)
     with atomic_path(out) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's warnings are about exactly what the check below catches
+        program: bytes | None = None
         try:
             if format == "torchscript":
                 traced = torch.jit.trace(wrapper, example, check_trace=False)
-                traced.save(str(tmp))
+                buffer = io.BytesIO()
+                torch.jit.save(traced, buffer)
+                program = buffer.getvalue()
+                tmp.write_bytes(program)
             else:
                 torch.onnx.export(
                     wrapper,
@@ -147,7 +161,7 @@ def export_model(
         except Exception as error:  # the tracer and exporter raise many types
             raise ExportError(f"{format} export of this encoder failed: {_first_line(error)}") from None
         try:
-            got = run_export(tmp, format, *check)
+            got = _run_export(program if program is not None else tmp, format, *check)
         except ExportError:
             raise
         except Exception as error:

@@ -160,6 +160,28 @@ def read_weights_only(
         raise DataError(not_plain_data(path, what, safe_globals), path) from None
 
 
+def load_npy(path: str | Path, *, what: str = "a numpy array file", mmap_mode: str | None = None) -> Any:
+    """``numpy.load(path, allow_pickle=False)``: arrays of numbers only; anything else is a DataError naming ``path``.
+
+    An ``.npy`` of Python objects is a pickle: numpy refuses it without ``allow_pickle``, and so
+    do we, saying so instead of numpy's advice to allow pickles.
+    """
+    import numpy as np  # here: this leaf is imported by light modules
+
+    path = Path(path)
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
+    except FileNotFoundError:
+        raise DataError(f"{what} not found", path) from None
+    except Exception as error:  # numpy raises ValueError, OSError, EOFError... for foreign or truncated files
+        log.debug("%s: numpy.load(allow_pickle=False) failed: %s: %s", path, type(error).__name__, error)
+        raise DataError(
+            f"not {what} readable as plain numbers (allow_pickle=False); it may be truncated, corrupt, or hold "
+            "pickled Python objects, which audiossl never unpickles",
+            path,
+        ) from None
+
+
 def not_plain_data(path: str | Path, what: str, safe_globals: Sequence[Any] = ()) -> str:
     """The refusal of a file that ``torch.load(weights_only=True)`` cannot read, in audiossl's words.
 

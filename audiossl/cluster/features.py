@@ -29,7 +29,7 @@ from audiossl.data.dataset import AudioDataset, collate
 from audiossl.data.sampler import BucketBatchSampler
 from audiossl.encoders.base import Encoder
 from audiossl.errors import ConfigError, DataError
-from audiossl.fileio import atomic_path, atomic_write
+from audiossl.fileio import atomic_path, atomic_write, load_npy
 from audiossl.progress import progress as progress_bar
 
 #: What ``stream_features`` yields: utterance ids and each one's valid frames (F_i, D).
@@ -203,7 +203,7 @@ class FeatureDump:
         """Shards as ``(N, D)`` float32 tensors, in an order shuffled from ``(seed, epoch)``."""
         shards = self.index["shards"]
         for i in np.random.default_rng([seed, epoch]).permutation(len(shards)).tolist():
-            array = np.load(self.path / shards[i]["file"], mmap_mode="r")
+            array = load_npy(self.path / shards[i]["file"], what="a feature shard", mmap_mode="r")
             yield torch.from_numpy(np.array(array, dtype=np.float32))  # (N_i, D), a writable copy
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from audiossl.data.kaldi import kaldi_sort_key, read_table, write_table
 from audiossl.errors import ConfigError, DataError
-from audiossl.fileio import atomic_path, atomic_write
+from audiossl.fileio import atomic_path, atomic_write, load_npy
 
 FORMATS = ("npy", "ark", "safetensors", "hdf5")
 
@@ -190,7 +190,7 @@ def read_features(out: str | Path) -> dict[str, np.ndarray]:
         raise DataError("the extraction is not complete; run it again to finish it", out)
     fmt = settings["format"]
     if fmt == "npy":
-        return {utt: np.load(out / rel) for utt, rel in read_table(out / "index.scp").items()}
+        return {utt: load_npy(out / rel, what="a feature array") for utt, rel in read_table(out / "index.scp").items()}
     if fmt == "ark":
         import kaldiio
 

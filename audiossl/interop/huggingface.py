@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from audiossl.errors import DataError
+from audiossl.fileio import read_weights_only
 
 AST_MODEL_TYPE = "audio-spectrogram-transformer"
 WEIGHT_FILES = (
@@ -49,12 +50,22 @@ def load_base_model(path: Path, class_name: str) -> nn.Module:
 
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise DataError(f"no weights in this directory (looked for {', '.join(WEIGHT_FILES)})", path)
+    safetensors = _has_safetensors(path)
+    if not safetensors:
+        _check_torch_weights(path)
     model_class = getattr(transformers, class_name)
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # we report the loading problems ourselves
     try:
+        # safetensors when the directory has them (never falling back to a pickle); otherwise the
+        # .bin files, read by transformers with torch.load(weights_only=True) after our own check
         model, info = model_class.from_pretrained(
-            path, local_files_only=True, trust_remote_code=False, output_loading_info=True
+            path,
+            local_files_only=True,
+            trust_remote_code=False,
+            output_loading_info=True,
+            use_safetensors=safetensors,
+            weights_only=True,
         )
     except OSError as error:
         raise DataError(f"cannot load the {class_name} weights: {error}", path) from None
@@ -72,6 +83,29 @@ def load_base_model(path: Path, class_name: str) -> nn.Module:
     if info["unexpected_keys"]:
         logging.getLogger(__name__).debug("%s: ignoring %d head keys", path, len(info["unexpected_keys"]))
     return model.eval()
+
+
+def _has_safetensors(path: Path) -> bool:
+    return (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
+
+
+def _check_torch_weights(path: Path) -> None:
+    """Read every ``pytorch_model*.bin`` of the directory as weights only first, so a refusal is ours.
+
+    transformers reads them with ``weights_only=True`` too, but its error for a file with pickled
+    code blames the format ("set from_tf=True"); :func:`read_weights_only` names the file and says
+    what it is not. The read is memory-mapped: tensors are not loaded twice.
+    """
+    files = [path / "pytorch_model.bin"]
+    index = path / "pytorch_model.bin.index.json"
+    if index.is_file():
+        try:
+            files = [path / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise DataError(f"cannot read the shard index: {error}", index) from None
+    for file in files:
+        if file.is_file():
+            read_weights_only(file, what="a Hugging Face weights file", mmap=True)
 
 
 class LayerRecorder:
