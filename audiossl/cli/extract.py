@@ -58,6 +58,9 @@ def extract(
         allow_pipes=False if no_pipes else None,  # None: the process policy (audiossl --allow-pipes)
         on_rate_mismatch=rate_mismatch,
     )
+    if result.already_complete:
+        typer.echo(f"{out}: already complete ({result.total} utterances, same settings); index: {result.index}")
+        return 0
     resumed = f" ({result.skipped} were already done)" if result.skipped else ""
     typer.echo(f"wrote {result.computed} of {result.total} utterances{resumed}; index: {result.index}")
     return 0

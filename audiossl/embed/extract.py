@@ -51,6 +51,8 @@ class ExtractResult:
     total: int
     skipped: int
     computed: int
+    already_complete: bool = False
+    """The output was a finished extraction with the same settings and utterances: nothing was done."""
 
 
 def _check_ids(utts: list[str], data_dir: Path) -> None:
@@ -85,8 +87,12 @@ def _append_done(out: Path, chunk: str, utts: list[str]) -> None:
         os.fsync(handle.fileno())
 
 
-def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
-    """Create ``out``, resume it (same settings, unfinished) or refuse it; ``overwrite`` removes an old one."""
+def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> bool:
+    """Create ``out``, resume it (same settings) or refuse it; ``overwrite`` removes an old one.
+
+    Returns True when ``out`` holds a finished extraction with the same settings (the caller
+    checks it covers the same utterances), False when there is work to do.
+    """
     if out.exists() or out.is_symlink():
         previous = None
         if out.is_dir() and (out / SETTINGS_NAME).is_file():
@@ -104,20 +110,25 @@ def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> Non
                 out.unlink()
         elif previous is None:
             raise OutputExistsError("output path exists (use --overwrite to replace it)", out)
-        elif previous.get("complete"):
-            raise OutputExistsError("output path holds a finished extraction (use --overwrite to redo it)", out)
         elif {k: v for k, v in previous.items() if k != "complete"} != settings:
             changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            if previous.get("complete"):
+                raise OutputExistsError(
+                    f"output path holds a finished extraction with other settings ({', '.join(changed)}); "
+                    "use --overwrite to redo it with these settings",
+                    out,
+                )
             raise OutputExistsError(
                 f"output path holds an unfinished extraction with other settings ({', '.join(changed)}); "
                 "rerun with the same settings to resume it, or use --overwrite",
                 out,
             )
         else:
-            return
+            return bool(previous.get("complete"))
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / SETTINGS_NAME) as handle:
         json.dump({**settings, "complete": False}, handle, indent=1)
+    return False
 
 
 def _clean_leftovers(out: Path, folder: str, keep: set[Path]) -> None:
@@ -167,7 +178,9 @@ def extract(
     final hidden states), an index into ``EncoderOutput.layers`` or "all" (arrays (L, S, D)).
     ``pooling``: None/"none" (frames (S, D)), "mean" (D,) or "stats" (2D,). ``format``: npy, ark,
     safetensors or hdf5. An existing ``out`` is resumed when it is an unfinished extraction with
-    the same settings, replaced with ``overwrite``, and refused otherwise. ``allow_pipes``: run
+    the same settings, left as it is when it is a finished one with the same settings and
+    utterances (``already_complete``), replaced with ``overwrite``, and refused otherwise
+    (other settings, other utterances, or not an extraction). ``allow_pipes``: run
     wav.scp pipe commands (None: the process policy, see :mod:`audiossl.data.wav_scp`).
     """
     if format not in FORMATS:
@@ -196,10 +209,21 @@ def extract(
         "format": format,
         "dtype": "bfloat16" if bf16 else "float32",
     }
-    _prepare_output(out, settings, overwrite)
+    complete = _prepare_output(out, settings, overwrite)
     writer = create_writer(format, out)
     done = {chunk: names for chunk, names in read_done(out).items() if names}
     finished = {utt for names in done.values() for utt in names}
+    if complete:  # a rerun of a finished extraction: done if it covers the same utterances (like a recipe stage)
+        if finished != set(utts):
+            new, gone = len(set(utts) - finished), len(finished - set(utts))
+            raise OutputExistsError(
+                f"output path holds a finished extraction of other utterances ({new} in {data_dir} not in it, "
+                f"{gone} in it not in {data_dir}); use --overwrite to redo it",
+                out,
+            )
+        logger.info("%s: already complete (%d utterances, same settings); nothing to do", out, len(utts))
+        index = out / writer.index_name
+        return ExtractResult(index=index, total=len(utts), skipped=len(utts), computed=0, already_complete=True)
     keep = {path for chunk, names in done.items() for path in writer.chunk_files(chunk, names)}
     _clean_leftovers(out, writer.folder, keep)
     todo = [utt for utt in utts if utt not in finished]

@@ -135,13 +135,13 @@ def test_existing_outputs_are_refused_unless_overwrite(ast_checkpoint, data_dir,
 
     done = tmp_path / "done"
     extract(ast_checkpoint, data_dir, done, pooling="mean")
-    with pytest.raises(OutputExistsError, match="finished extraction"):
-        extract(ast_checkpoint, data_dir, done, pooling="mean")
+    with pytest.raises(OutputExistsError, match=r"finished extraction with other settings \(pooling\)"):
+        extract(ast_checkpoint, data_dir, done, pooling="stats")
     result = extract(ast_checkpoint, data_dir, done, pooling="stats", overwrite=True)
     assert result.computed == 7 and read_features(done)["spk0-utt00"].shape == (64,)
 
     args = ["extract", "--model", str(ast_checkpoint), "--data", str(data_dir), "-o", str(done), "--pool", "stats"]
-    assert main(args) == 2
+    assert main([*args, "--format", "safetensors"]) == 2  # other settings than the finished extraction
     assert main([*args, "--overwrite", "--format", "safetensors"]) == 0
     assert (done / "index.json").is_file() and json.loads((done / "extract.json").read_text())["complete"]
 
@@ -171,3 +171,35 @@ def test_rate_mismatch_resamples_with_one_warning_or_fails(ast_checkpoint, tmp_p
     got = read_features(tmp_path / "b")
     for utt, array in expected.items():
         np.testing.assert_allclose(got[utt], array, atol=1e-5)
+
+
+def test_rerunning_a_finished_extraction_is_already_complete(ast_checkpoint, data_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "feats"
+    args = ["extract", "--model", str(ast_checkpoint), "--data", str(data_dir), "-o", str(out), "--pool", "mean"]
+    assert main(args) == 0
+    capsys.readouterr()
+    files = {path: (path.stat().st_mtime_ns, path.stat().st_ino) for path in out.rglob("*") if path.is_file()}
+    # Like a finished recipe stage: the same command again exits 0, says so and computes nothing.
+    monkeypatch.setattr(embedder_module.Embedder, "embed", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "already complete (7 utterances, same settings)" in captured.out and "Traceback" not in captured.err
+    assert {path: (path.stat().st_mtime_ns, path.stat().st_ino) for path in out.rglob("*") if path.is_file()} == files
+    result = extract(ast_checkpoint, data_dir, out, pooling="mean")
+    assert result.already_complete and (result.computed, result.skipped) == (0, 7)
+    assert result.index == out / "index.scp" and result.index.is_file()
+    # Other settings are still refused, naming what differs.
+    assert main([*args[:-1], "stats"]) == 2
+    assert "finished extraction with other settings (pooling)" in capsys.readouterr().err
+
+
+def test_finished_extraction_of_other_utterances_is_refused(ast_checkpoint, tmp_path, capsys):
+    from embed_helpers import write_data_dir
+
+    data = write_data_dir(tmp_path / "corpus", [0.4, 0.5, 0.3])
+    out = tmp_path / "feats"
+    extract(ast_checkpoint, data, out, pooling="mean")
+    assert write_data_dir(tmp_path / "corpus", [0.4, 0.5, 0.3, 0.6]) == data  # the same dir gained an utterance
+    args = ["extract", "--model", str(ast_checkpoint), "--data", str(data), "-o", str(out), "--pool", "mean"]
+    assert main(args) == 2
+    assert f"finished extraction of other utterances (1 in {data} not in it, 0 in it" in capsys.readouterr().err
