@@ -39,6 +39,15 @@ def extract(
             "AUDIOSSL_ALLOW_PIPES=1 allows them (refusing is the default).",
         ),
     ] = False,
+    channel: Annotated[
+        int | None,
+        typer.Option(
+            "--channel",
+            min=0,
+            help="Multi-channel audio: read this channel only (0 = the first); default: mix the channels down "
+            "to mono (their mean).",
+        ),
+    ] = None,
 ) -> int:
     """Extract frame features or utterance embeddings of every utterance of a data dir (resumable)."""
     # lazy: audiossl.embed pulls in torch; every `audiossl` start-up imports this module
@@ -57,6 +66,7 @@ def extract(
         bf16=bf16,
         allow_pipes=False if no_pipes else None,  # None: the process policy (audiossl --allow-pipes)
         on_rate_mismatch=rate_mismatch,
+        channel=channel,
     )
     if result.already_complete:
         typer.echo(f"{out}: already complete ({result.total} utterances, same settings); index: {result.index}")

@@ -248,6 +248,27 @@ def load_utterance(
         raise _at_source(error, (wav_scp, _line_of(wav_scp, recording))) from None
 
 
+def describe_utterance(data: DataDir, utt_id: str) -> str:
+    """Where an utterance's audio comes from, for messages: ``utterance 'u1' (data/wav.scp:3: /a/u1.wav)``.
+
+    With segments the segments line and the recording come first. Lines are looked up in the
+    files, so call it only when reporting.
+    """
+    base = data.path if data.path is not None else Path()
+    wav_scp = base / "wav.scp"
+    recording, parts = utt_id, []
+    if data.segments is not None and utt_id in data.segments:
+        segment = data.segments[utt_id]
+        recording = segment.recording
+        line = _segment_line(base / "segments", utt_id, segment)
+        parts.append(f"{base / 'segments'}{'' if line is None else f':{line}'} of recording {recording!r}")
+    line = _line_of(wav_scp, recording)
+    where = f"{wav_scp}{'' if line is None else f':{line}'}"
+    value = data.wav_scp.get(recording)
+    parts.append(where if value is None else f"{where}: {value.strip()}")
+    return f"utterance {utt_id!r} ({', '.join(parts)})"
+
+
 def _segment_line(segments: Path, utt_id: str, segment: Segment) -> int | None:
     line = getattr(segment, "line", None)  # set when the DataDir was read from disk
     return line if line is not None else _line_of(segments, utt_id)

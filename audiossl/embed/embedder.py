@@ -11,8 +11,7 @@ that invariant and the embedder never lets padding reach a valid frame or a pool
 from __future__ import annotations
 
 import logging
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,7 @@ import torchaudio.functional
 
 from audiossl.audio.io import load_audio
 from audiossl.embed.loading import load, resolve_device
-from audiossl.errors import AudioError, ConfigError
+from audiossl.errors import AudioError, ConfigError, spell_option
 from audiossl.models import PretrainedEncoder, SpeechEncoder
 from audiossl.nn.pooling import masked_mean, masked_mean_std
 
@@ -35,6 +34,8 @@ AudioInput = str | Path | torch.Tensor | np.ndarray
 #: indices into ``EncoderOutput.layers`` (negative from the end), or "all" = every block's output.
 LayerSpec = int | Sequence[int] | Literal["all"] | None
 POOLINGS = (None, "mean", "stats")
+#: The command-line spelling of ``on_rate_mismatch`` (``audiossl extract``).
+RATE_MISMATCH_FLAG = "--rate-mismatch"
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Embedder:
     (it is moved to ``device``), or a path to load. ``device`` None: CUDA when
     available. ``dtype`` torch.bfloat16: the encoder runs under bf16 autocast (the input pipeline
     stays float32). ``max_batch_seconds``: padded audio per batch. ``on_rate_mismatch``:
-    "resample" (with a warning) or "error" when audio does not have the model's rate.
+    "resample" (with a warning, logged) or "error" when audio does not have the model's rate.
     """
 
     def __init__(
@@ -113,7 +114,8 @@ class Embedder:
         if max_batch_seconds <= 0:
             raise ConfigError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
         if on_rate_mismatch not in ("resample", "error"):
-            raise ConfigError(f"on_rate_mismatch must be 'resample' or 'error', got {on_rate_mismatch!r}")
+            option = spell_option("on_rate_mismatch", flag=RATE_MISMATCH_FLAG)
+            raise ConfigError(f"{option} must be 'resample' or 'error', got {on_rate_mismatch!r}")
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
             model = load(model, device=self.device)
@@ -150,17 +152,27 @@ class Embedder:
             raise AudioError(f"{name}: the waveform has NaN or Inf samples")
         return waveform.float(), int(sample_rate), name
 
-    def conform_rates(self, items: Sequence[tuple[torch.Tensor, int, str]], warn: bool = True) -> list[torch.Tensor]:
-        """Waveforms (T,) at the model's rate: others are resampled (one warning unless ``warn`` is False)
-        or refused (``on_rate_mismatch``)."""
+    def conform_rates(
+        self,
+        items: Sequence[tuple[torch.Tensor, int, str]],
+        warn: bool = True,
+        describe: Callable[[str], str] | None = None,
+    ) -> list[torch.Tensor]:
+        """Waveforms (T,) at the model's rate: others are resampled (one logged warning unless ``warn``
+        is False) or refused (``on_rate_mismatch``). ``describe`` turns the name of the input the
+        message cites into a fuller one (an utterance id into its wav.scp line and audio file)."""
         off = [(rate, name) for _, rate, name in items if rate != self.sample_rate]
         if off:
             rate, name = off[0]
+            if describe is not None:
+                name = describe(name)
             message = f"{len(off)} input(s) are not at the model's {self.sample_rate} Hz (e.g. {name} at {rate} Hz)"
             if self.on_rate_mismatch == "error":
-                raise AudioError(message + "; resample them, or use on_rate_mismatch='resample'")
+                resample = spell_option("on_rate_mismatch", "resample", flag=RATE_MISMATCH_FLAG)
+                raise AudioError(f"{message}; resample the audio, or use {resample}")
             if warn:
-                warnings.warn(message + f"; resampling them to {self.sample_rate} Hz", stacklevel=3)
+                refuse = spell_option("on_rate_mismatch", "error", flag=RATE_MISMATCH_FLAG)
+                logger.warning("%s; resampling them to %d Hz (%s refuses them)", message, self.sample_rate, refuse)
         return [
             w if rate == self.sample_rate else torchaudio.functional.resample(w, rate, self.sample_rate)
             for w, rate, _ in items

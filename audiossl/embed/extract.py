@@ -11,6 +11,7 @@ unlisted chunk files and temporaries, skips every listed utterance and computes 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -23,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiossl.data.wav_scp import check_pipes, load_utterance
 from audiossl.data.kaldi import DataDir
+from audiossl.data.wav_scp import check_pipes, describe_utterance, load_utterance
 from audiossl.embed.embedder import Embedder
 from audiossl.embed.loading import load
 from audiossl.embed.writers import FORMATS, create_writer
@@ -171,6 +172,7 @@ def extract(
     chunk_size: int = 64,
     allow_pipes: bool | None = None,
     on_rate_mismatch: str = "resample",
+    channel: int | None = None,
 ) -> ExtractResult:
     """Write the features of every utterance of ``data_dir`` into the dir ``out`` (see the module doc).
 
@@ -182,6 +184,7 @@ def extract(
     utterances (``already_complete``), replaced with ``overwrite``, and refused otherwise
     (other settings, other utterances, or not an extraction). ``allow_pipes``: run
     wav.scp pipe commands (None: the process policy, see :mod:`audiossl.data.wav_scp`).
+    ``channel``: which channel of multi-channel audio (None: their mixdown to mono, logged once).
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown feature format {format!r}; known: {', '.join(FORMATS)}")
@@ -209,6 +212,8 @@ def extract(
         "format": format,
         "dtype": "bfloat16" if bf16 else "float32",
     }
+    if channel is not None:  # only then: extractions made before this setting existed still resume
+        settings["channel"] = channel
     complete = _prepare_output(out, settings, overwrite)
     writer = create_writer(format, out)
     done = {chunk: names for chunk, names in read_done(out).items() if names}
@@ -244,8 +249,9 @@ def extract(
         chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
         for offset, chunk_utts in enumerate(progress(chunks, desc="extract", total=len(chunks), unit="chunk")):
             name = f"part-{next_index + offset:05d}"
-            audio = [(*load_utterance(data, utt, None, allow_pipes), utt) for utt in chunk_utts]
-            waveforms = embedder.conform_rates(audio, warn=not warned)  # one warning per extraction
+            audio = [(*load_utterance(data, utt, None, allow_pipes, channel=channel), utt) for utt in chunk_utts]
+            describe = functools.partial(describe_utterance, data)  # the message names the file, not only the id
+            waveforms = embedder.conform_rates(audio, warn=not warned, describe=describe)  # one warning per run
             warned = warned or any(rate != embedder.sample_rate for _, rate, _ in audio)
             result = embedder.embed(waveforms, sample_rate=embedder.sample_rate, layers=layers, pooling=pooling)
             arrays = {utt: np.ascontiguousarray(result[i].numpy()) for i, utt in enumerate(chunk_utts)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 import types
 import warnings
@@ -72,7 +74,7 @@ def test_layers_and_pooling_match_a_manual_forward(checkpoints):
             np.testing.assert_allclose(stats.features[i, layer].numpy(), expected, atol=1e-5)
 
 
-def test_paths_and_arrays_and_rate_mismatch(ast_checkpoint, tmp_path):
+def test_paths_and_arrays_and_rate_mismatch(ast_checkpoint, tmp_path, caplog):
     model = load(ast_checkpoint, device="cpu")
     audio = waveforms([0.6], seed=5)[0]
     path = tmp_path / "a.wav"
@@ -87,15 +89,19 @@ def test_paths_and_arrays_and_rate_mismatch(ast_checkpoint, tmp_path):
         embedder.embed(audio)
 
     slow = audio[::2].clone()  # 8 kHz
-    with pytest.warns(UserWarning, match=r"not at the model.s 16000 Hz \(e\.g\. input 0 at 8000 Hz\); resampling"):
+    with caplog.at_level(logging.WARNING, logger="audiossl.embed.embedder"):
         resampled = embedder.embed(slow, sample_rate=8000)
+    assert re.search(r"not at the model.s 16000 Hz \(e\.g\. input 0 at 8000 Hz\); resampling", caplog.text)
+    assert "on_rate_mismatch='error'" in caplog.text
     assert resampled.features[0].shape[0] == embedder.embed(audio, sample_rate=RATE).features[0].shape[0]
     strict = Embedder(model, device="cpu", on_rate_mismatch="error")
-    with pytest.raises(AudioError, match="8000 Hz"):
+    with pytest.raises(AudioError, match=r"8000 Hz.*on_rate_mismatch='resample'"):
         strict.embed(slow, sample_rate=8000)
-    with warnings.catch_warnings():
+    caplog.clear()
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
         warnings.simplefilter("error")  # the right rate warns about nothing
         strict.embed(audio, sample_rate=RATE)
+    assert not caplog.records
 
 
 def test_bad_layers_pooling_and_waveforms(ast_checkpoint):
@@ -210,15 +216,19 @@ def test_imported_torchaudio_checkpoint_loads_and_embeds(tmp_path):
         torch.testing.assert_close(result.features[i], reference[1][0], atol=1e-4, rtol=0)
 
 
-def test_real_recordings_by_path(fsdd_recordings, ast_checkpoint):
+def test_real_recordings_by_path(fsdd_recordings, ast_checkpoint, caplog):
     paths = sorted(fsdd_recordings.glob("*_jackson_*.wav"))[:3]  # 8 kHz: resampled to the model's 16 kHz
     embedder = Embedder(str(ast_checkpoint), device="cpu")
-    with pytest.warns(UserWarning, match=r"3 input\(s\) are not at the model's 16000 Hz"):
+    with caplog.at_level(logging.WARNING, logger="audiossl.embed.embedder"):
         batched = embedder.embed(paths, pooling="stats")
+    expected = r"3 input\(s\) are not at the model's 16000 Hz \(e\.g\. .*_jackson_.*\.wav at 8000 Hz"
+    assert re.search(expected, caplog.text)
     assert batched.features.shape == (3, 64) and bool(torch.isfinite(batched.features).all())
     for i, path in enumerate(paths):
-        with pytest.warns(UserWarning):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="audiossl.embed.embedder"):
             alone = embedder.embed(path, pooling="stats").features[0]
+        assert str(path) in caplog.text
         torch.testing.assert_close(batched.features[i], alone, atol=1e-5, rtol=0)
         samples, rate = soundfile.read(path)
         fbank_frames = 1 + (2 * len(samples) - 400) // 160  # 25 ms / 10 ms Kaldi frames of the resampled audio

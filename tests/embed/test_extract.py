@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 
 import h5py
 import kaldiio
@@ -16,7 +18,7 @@ from audiossl.data.wav_scp import load_utterance
 from audiossl.embed import Embedder, extract, load, read_features
 from audiossl.embed import embedder as embedder_module
 from audiossl.embed.extract import DONE_NAME, OutputExistsError
-from audiossl.errors import ConfigError
+from audiossl.errors import AudioError, ConfigError
 
 _REFERENCES: dict[tuple, dict[str, np.ndarray]] = {}
 
@@ -156,18 +158,33 @@ def test_unfinished_output_with_other_settings_is_refused(ast_checkpoint, data_d
         extract(ast_checkpoint, data_dir, out, pooling="stats")
 
 
-def test_rate_mismatch_resamples_with_one_warning_or_fails(ast_checkpoint, tmp_path, capsys):
+def test_rate_mismatch_resamples_with_one_warning_or_fails(ast_checkpoint, tmp_path, capsys, caplog):
     from embed_helpers import write_data_dir
 
     slow = write_data_dir(tmp_path / "slow", [0.4, 0.5, 0.3], sample_rate=8000)
+    first = DataDir.load(slow).utterance_ids[0]
+    wav_scp = slow / "wav.scp"
+    line = next(i for i, text in enumerate(wav_scp.read_text().splitlines(), 1) if text.split()[0] == first)
+    audio = DataDir.load(slow).wav_scp[first]
     args = ["extract", "--model", str(ast_checkpoint), "--data", str(slow), "--pool", "mean"]
     assert main([*args, "-o", str(tmp_path / "a"), "--rate-mismatch", "error"]) == 2
-    assert "8000 Hz" in capsys.readouterr().err
-    with pytest.warns(UserWarning, match="resampling") as caught:
+    err = capsys.readouterr().err
+    # The CLI names its own flag, and the message names the file (wav.scp:LINE and the audio), not just the id.
+    assert "8000 Hz" in err and "--rate-mismatch resample" in err and "on_rate_mismatch" not in err
+    assert f"{wav_scp}:{line}: {audio}" in err and "Traceback" not in err
+    with pytest.raises(AudioError) as error:  # in Python: the keyword argument
+        extract(ast_checkpoint, slow, tmp_path / "p", pooling="mean", on_rate_mismatch="error")
+    assert "on_rate_mismatch='resample'" in str(error.value) and f"{wav_scp}:{line}: {audio}" in str(error.value)
+    assert "--rate-mismatch" not in str(error.value)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings():
+        warnings.simplefilter("error")  # logged, not a warnings.warn that prints a line of source code
         extract(ast_checkpoint, slow, tmp_path / "b", pooling="mean", layer=1, chunk_size=1)
-    assert len([w for w in caught if "resampling" in str(w.message)]) == 1  # not one per chunk
-    with pytest.warns(UserWarning, match="resampling"):
-        expected = reference(ast_checkpoint, slow, layers=1, pooling="mean")
+    resampling = [record for record in caplog.records if "resampling" in record.getMessage()]
+    assert len(resampling) == 1  # not one per chunk
+    assert f"{wav_scp}:{line}: {audio}" in resampling[0].getMessage()
+    assert "on_rate_mismatch='error'" in resampling[0].getMessage()
+    expected = reference(ast_checkpoint, slow, layers=1, pooling="mean")
     got = read_features(tmp_path / "b")
     for utt, array in expected.items():
         np.testing.assert_allclose(got[utt], array, atol=1e-5)
