@@ -147,8 +147,8 @@ def diarize(
     if out.exists() and not overwrite:
         raise typer.BadParameter(f"{out} exists; use --overwrite to replace it", param_hint="--out")
     paths = _audio_paths(inputs, subset)
+    seg = load_segmentation(segmentation).to(torch.device(device))  # first: small, and refused without running code
     embedding = load_embedding(model, sv_run=sv_run, layer=layer, pooling=pooling, device=device)  # type: ignore[arg-type]
-    seg = load_segmentation(segmentation).to(torch.device(device))
     pipeline = build_pipeline(seg, embedding, PipelineConfig(threshold=threshold, min_cluster_size=min_cluster_size))
     pipeline.to(torch.device(device))
     results = diarize_files(
@@ -199,11 +199,12 @@ def tune(
         values = [float(t) for t in thresholds.split(",")]
     except ValueError:
         raise typer.BadParameter(f"expected numbers, got {thresholds!r}", param_hint="--thresholds") from None
+    seg = load_segmentation(segmentation).to(torch.device(device))  # first: small, and refused without running code
     files = list(getattr(load_protocol(corpus), subset)())
     if not files:
         raise typer.BadParameter(f"the corpus has no {subset} recordings", param_hint="--subset")
     embedding = load_embedding(model, sv_run=sv_run, layer=layer, pooling=pooling, device=device)  # type: ignore[arg-type]
-    pipeline = build_pipeline(load_segmentation(segmentation).to(torch.device(device)), embedding)
+    pipeline = build_pipeline(seg, embedding)
     results = tune_threshold(pipeline, files, values)
     best = min(results, key=lambda item: item[1])
     for threshold, der in results:
