@@ -14,6 +14,8 @@ class UserError(Exception):
     """An error the user caused and can fix; carries the offending file and line."""
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        if path is None and line is None:
+            message = _unwrap_worker_error(type(self), message)
         self.message = message
         self.path = None if path is None else str(path)
         self.line = line
@@ -25,6 +27,22 @@ class UserError(Exception):
             where = self.path if self.line is None else f"{self.path}:{self.line}"
             where += ": "
         return f"{where}{self.message}"
+
+
+def _unwrap_worker_error(cls: type, message: str) -> str:
+    """The user's message of an error raised in a DataLoader worker, without the worker's traceback.
+
+    torch re-raises a worker's exception in the main process as ``cls(text)``, where ``text`` is
+    "Caught X in DataLoader worker process N." followed by the whole traceback: for a user error
+    that would print a traceback instead of the message. Keep the message (the last line).
+    """
+    if not message.startswith("Caught ") or "\nOriginal Traceback" not in message:
+        return message
+    marker = f"{cls.__module__}.{cls.__qualname__}: "
+    at = message.rfind("\n" + marker)
+    if at < 0:
+        return message
+    return message[at + 1 + len(marker) :].rstrip("\n")
 
 
 class DataError(UserError):
