@@ -174,7 +174,8 @@ def read_yaml(path: str | Path, what: str = "a mapping") -> tuple[dict[str, Any]
         data = parse_yaml(text) or {}
     except yaml.YAMLError as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
-        raise ConfigError(f"invalid YAML: {error}", path, None if line is None else line + 1) from None
+        detail = str(error).replace('"<unicode string>"', str(path))  # PyYAML's marks name the text, not the file
+        raise ConfigError(f"invalid YAML: {detail}", path, None if line is None else line + 1) from None
     if not isinstance(data, dict):
         raise ConfigError(f"a config file must be {what}", path)
     return data, key_lines(text)
@@ -259,18 +260,28 @@ def check_keys(
 
 
 _WHERE = re.compile(r"^(?P<path>[A-Za-z_][\w.\[\]]*):")
+_KEY_PATH = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.\w+|\[\d+\])+")
+
+
+def _line_of_key(text: str, lines: dict[KeyPath, int], shortest: int) -> int | None:
+    path = tuple(re.sub(r"\[(\d+)\]", r".\1", text).split("."))
+    return next((lines[path[:n]] for n in range(len(path), shortest - 1, -1) if path[:n] in lines), None)
 
 
 def with_line(error: ConfigError, source: str | Path, lines: dict[KeyPath, int]) -> ConfigError:
-    """The same error naming ``source`` and, when its message starts with a key path, that key's line.
+    """The same error naming ``source`` and the line of the key its message names.
 
-    ``a.b[2].c`` is looked up as ``("a", "b", "2", "c")``, then as its shorter prefixes.
+    A message starting ``a.b[2].c:`` names that key, looked up as ``("a", "b", "2", "c")``, then
+    as its shorter prefixes; otherwise the first dotted key path in the message that is a key of
+    the file (``optim.lr and optim.eps must be > 0`` -> the line of ``optim.lr``).
     """
     match = _WHERE.match(error.message)
-    line = None
-    if match:
-        path = tuple(re.sub(r"\[(\d+)\]", r".\1", match["path"]).split("."))
-        line = next((lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in lines), None)
+    line = _line_of_key(match["path"], lines, 1) if match else None
+    if line is None:
+        for found in _KEY_PATH.finditer(error.message):
+            line = _line_of_key(found.group(), lines, 2)
+            if line is not None:
+                break
     return ConfigError(error.message, source, line)
 
 

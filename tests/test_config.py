@@ -111,7 +111,20 @@ def test_typed_fields_accept_scientific_text_and_integral_floats():
 
 
 def test_set_optim_lr_in_scientific_notation_for_pretraining():
-    from audiossl.train.config import resolve_config
+    from audiossl.train.config import preset_path, resolve_config
 
     config = resolve_config("mspm-ast-tiny", ["optim.lr=1e-3", "run.max_steps=2e2"])
     assert config.optim.lr == 1e-3 and config.run.max_steps == 200
+
+
+def test_a_check_naming_a_key_anywhere_in_its_message_gets_that_keys_line(tmp_path):
+    from audiossl.train.config import preset_path, resolve_config
+
+    path = tmp_path / "c.yaml"
+    text = preset_path("mspm-ast-tiny").read_text(encoding="utf-8")
+    path.write_text(text.replace("  lr: 5.0e-4", "  lr: -1e-3"), encoding="utf-8")
+    line = next(i for i, row in enumerate(path.read_text().splitlines(), start=1) if row.startswith("  lr:"))
+    with pytest.raises(ConfigError) as info:
+        resolve_config(path)
+    assert (info.value.path, info.value.line) == (str(path), line), str(info.value)
+    assert "optim.lr" in info.value.message
