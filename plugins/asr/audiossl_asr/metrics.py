@@ -98,10 +98,26 @@ def score_transcripts(
         )
     stray = [utt for utt in hypotheses if utt not in references]
     if stray:
+        where = f" ({references_path})" if references_path is not None else ""
         raise DataError(
-            f"{len(stray)} hypothesis utterance(s) are not in the references, e.g. {stray[0]!r}", references_path
+            f"{len(stray)} hypothesis utterance(s) are not in the references{where}, e.g. {stray[0]!r}",
+            hypotheses_path,
+            _line_of(hypotheses_path, stray[0]),
         )
     ids = list(references)
     refs = [references[utt] for utt in ids]
     hyps = [hypotheses[utt] for utt in ids]
     return Score(word_error_rate(refs, hyps), char_error_rate(refs, hyps), len(ids))
+
+
+def _line_of(path: str | Path | None, key: str) -> int | None:
+    """1-based line of ``key`` in a Kaldi table (looked up only to report an error)."""
+    if path is None:
+        return None
+    try:
+        for number, line in enumerate(Path(path).read_bytes().splitlines(), start=1):
+            if line.split(maxsplit=1)[:1] == [key.encode("utf-8")]:
+                return number
+    except OSError:
+        pass
+    return None

@@ -11,6 +11,7 @@ False).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ def read_rttm(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError("RTTM file not found", path)
+    _check_lines(path, "RTTM", 9, "'SPEAKER <uri> <channel> <start> <duration> <NA> <NA> <speaker> <NA> <NA>'", (3, 4))
     try:
         return load_rttm(str(path))
     except Exception as error:  # pandas parse errors of many types
@@ -43,10 +45,35 @@ def read_uem(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError("UEM file not found", path)
+    _check_lines(path, "UEM", 4, "'<uri> <channel> <start> <end>'", (2, 3))
     try:
         return load_uem(str(path))
     except Exception as error:
         raise DataError(f"not a valid UEM file: {type(error).__name__}: {error}", path) from None
+
+
+def _check_lines(path: Path, kind: str, fields: int, layout: str, numbers: tuple[int, ...]) -> None:
+    """Raise :class:`DataError` naming ``path:LINE`` for a line pandas would reject (or misread) later."""
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            parts = raw.decode("utf-8").split()
+        except UnicodeDecodeError as error:
+            raise DataError(f"not valid UTF-8 (byte {error.start})", path, number) from None
+        if not parts:
+            continue
+        if len(parts) < fields:
+            raise DataError(f"a {kind} line has {fields} or more fields: {layout}, got {len(parts)}", path, number)
+        for index in numbers:
+            try:
+                value = float(parts[index])
+            except ValueError:
+                raise DataError(
+                    f"field {index + 1} must be a number of seconds, got {parts[index]!r}", path, number
+                ) from None
+            if not math.isfinite(value) or value < 0:
+                raise DataError(
+                    f"field {index + 1} must be a finite number of seconds >= 0, got {parts[index]!r}", path, number
+                )
 
 
 def write_rttm(path: str | Path, annotations: Mapping[str, Any], overwrite: bool = False) -> Path:
