@@ -26,6 +26,7 @@ bidirectional); no RoPE, no fused add-norm, the residual stays in the activation
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -91,8 +92,13 @@ class MambaConfig:
     chunk_size: int = 32
     """Scan chunk length: working memory is a few (B, chunk_size, dim * expand, d_state) tensors."""
 
-    scan_method: Literal["auto", "parallel", "sequential"] = "auto"
+    scan_method: Literal["auto", "native", "parallel", "sequential"] = "auto"
     """How the scan solves a chunk (see :func:`~audiossl.encoders.scan.selective_scan`)."""
+
+    recompute: bool = True
+    """Training memory: keep only each block's input for backward and recompute the block's
+    mixer there (activation checkpointing), instead of keeping every intermediate of 24 blocks x 2
+    directions. Costs one more forward of the mixers; results are the same."""
 
 
 def mamba_base() -> MambaConfig:
@@ -209,6 +215,42 @@ class BiMambaMixer(nn.Module):
         return self.out_proj(y * F.silu(z))  # (B, S, D)
 
 
+class _Recompute(torch.autograd.Function):
+    """``function(x)`` whose backward recomputes it: only ``x`` is saved (activation checkpointing).
+
+    Like ``torch.utils.checkpoint``, but what backward needs is saved with ``save_for_backward``,
+    so ``saved_tensors_hooks`` see the true cost, and the parameters are explicit inputs, so
+    ``torch.autograd.grad`` reaches them. ``function`` must be deterministic (no dropout inside);
+    the autocast state of the forward is restored for the recomputation.
+    """
+
+    @staticmethod
+    def forward(ctx, function, x, *params):
+        ctx.function = function
+        ctx.autocast = [
+            (device, torch.get_autocast_dtype(device))
+            for device in ("cpu", x.device.type)
+            if torch.is_autocast_enabled(device)
+        ]
+        ctx.save_for_backward(x, *params)
+        return function(x)  # autograd is off inside Function.forward
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, *params = ctx.saved_tensors
+        inputs = [x.detach().requires_grad_(ctx.needs_input_grad[1])]
+        wanted = [p for p, needed in zip(params, ctx.needs_input_grad[2:], strict=True) if needed]
+        with torch.enable_grad(), contextlib.ExitStack() as stack:
+            for device, dtype in ctx.autocast:
+                stack.enter_context(torch.autocast(device, dtype=dtype))
+            out = ctx.function(inputs[0])
+        targets = ([inputs[0]] if inputs[0].requires_grad else []) + wanted
+        grads = iter(torch.autograd.grad(out, targets, grad, allow_unused=True))
+        grad_x = next(grads) if inputs[0].requires_grad else None
+        grad_params = [next(grads) if needed else None for needed in ctx.needs_input_grad[2:]]
+        return None, grad_x, *grad_params
+
+
 class BiMambaBlock(nn.Module):
     """Pre-norm residual block: ``x + drop_path(mixer(norm(x)))``, zero at padding."""
 
@@ -217,9 +259,17 @@ class BiMambaBlock(nn.Module):
         self.norm = _norm(config)
         self.mixer = BiMambaMixer(config)
         self.drop_path = config.drop_path
+        self.recompute = config.recompute
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        branch = self.mixer(self.norm(x), lengths, padding_mask)  # (B, S, D)
+        def branch_of(tokens: torch.Tensor) -> torch.Tensor:
+            return self.mixer(self.norm(tokens), lengths, padding_mask)  # (B, S, D)
+
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.recompute and torch.is_grad_enabled() and (x.requires_grad or params):
+            branch = _Recompute.apply(branch_of, x, *params)
+        else:
+            branch = branch_of(x)
         if self.training and self.drop_path > 0:
             keep = 1.0 - self.drop_path
             kept = torch.rand(x.shape[0], 1, 1, device=x.device) < keep  # (B, 1, 1), per item

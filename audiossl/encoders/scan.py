@@ -34,6 +34,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from audiossl.encoders.scan_native import NativeScan, native_library
+
 #: Default chunk length (fastest of 16..128 in both modes on CPU); a power of two keeps the prefix
 #: scan's rounds full.
 DEFAULT_CHUNK_SIZE = 32
@@ -261,44 +263,75 @@ def selective_scan(
 
     ``dt`` (B, L, D) are step sizes, turned into ``softplus(dt + dt_bias)`` when ``dt_softplus``
     (else ``dt + dt_bias``); they must end up >= 0. ``A`` (D, N) must be negative. ``B``, ``C``
-    (B, L, N) are the input-dependent input and output maps, ``D`` (D,) the optional skip. The
-    state starts at ``initial_state`` (B, D, N) or zero; ``return_final_state`` also returns the
-    state after the last step (fp32). Internally everything is fp32, autocast off.
+    (B, L, N) are the input-dependent input and output maps, ``D`` (D,) the optional skip. ``B``
+    and ``C`` may also be (B, L, G, N): G groups of channels, channel d reading group
+    ``d // (D / G)`` (how a bidirectional block scans its two directions, stacked along channels,
+    in one call). The state starts at ``initial_state`` (B, D, N) or zero; ``return_final_state``
+    also returns the state after the last step (fp32). Internally everything is fp32, autocast off.
 
-    ``chunk_size`` bounds the working memory to a few (B, chunk_size, D, N) tensors. ``method``
-    solves the recurrence inside a chunk: ``parallel`` (prefix scan, few large operations: what
-    accelerators want), ``sequential`` (a loop over the chunk's steps on cache-sized slices:
-    faster on CPUs, see docs/benchmarks.md), ``auto`` = parallel on accelerators, sequential on
-    CPU. With ``use_kernel`` and CUDA tensors, ``mamba_ssm``'s fused kernel is used when importable
-    (it takes no initial state and returns no differentiable final state, so those cases stay here).
+    ``chunk_size`` bounds the working memory to a few (B, chunk_size, D, N) tensors (the compiled
+    kernel: one (chunk_size, D, N) buffer in backward). ``method`` solves the recurrence:
+    ``native`` (the compiled C kernel of :mod:`audiossl.encoders.scan_native`, CPU; where it cannot
+    be built, one log line and ``sequential``), ``parallel`` (prefix scan inside each chunk, few
+    large operations: what accelerators want), ``sequential`` (a loop over each chunk's steps on
+    cache-sized slices), ``auto`` = native on CPU, parallel elsewhere. With ``use_kernel`` and CUDA
+    tensors, ``mamba_ssm``'s fused kernel is used when importable (it takes no initial state,
+    no groups and returns no differentiable final state, so those cases stay here).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if method not in ("auto", "parallel", "sequential"):
-        raise ValueError(f"method must be auto, parallel or sequential, got {method!r}")
+    if method not in ("auto", "native", "parallel", "sequential"):
+        raise ValueError(f"method must be auto, native, parallel or sequential, got {method!r}")
     batch, length, channels = x.shape
-    if dt.shape != x.shape or B.shape[:2] != (batch, length) or C.shape != B.shape or A.shape != (channels, B.shape[2]):
+    grouped = B.dim() == 4
+    groups = B.shape[2] if grouped else 1
+    if (
+        dt.shape != x.shape
+        or B.shape[:2] != (batch, length)
+        or C.shape != B.shape
+        or A.shape != (channels, B.shape[-1])
+        or B.dim() not in (3, 4)
+        or channels % groups
+    ):
         raise ValueError(
             f"selective_scan shapes: x {tuple(x.shape)}, dt {tuple(dt.shape)}, A {tuple(A.shape)}, "
-            f"B {tuple(B.shape)}, C {tuple(C.shape)}; want x, dt (B, L, D), A (D, N), B, C (B, L, N)"
+            f"B {tuple(B.shape)}, C {tuple(C.shape)}; want x, dt (B, L, D), A (D, N), B, C (B, L, N) or "
+            "(B, L, G, N) with G dividing D"
         )
-    if use_kernel and x.is_cuda and initial_state is None and not return_final_state:
+    if use_kernel and x.is_cuda and initial_state is None and not return_final_state and not grouped:
         kernel = _kernel()
         if kernel is not None:
             return _kernel_scan(kernel, x, dt, A, B, C, D, dt_bias, dt_softplus)
-    parallel = method == "parallel" or (method == "auto" and x.device.type != "cpu")
+    on_cpu = x.device.type == "cpu"
+    native = on_cpu and method in ("auto", "native") and native_library() is not None
+    parallel = method == "parallel" or (method == "auto" and not on_cpu)
 
     with torch.autocast(device_type=x.device.type, enabled=False):
         x32 = x.float()
         dt32 = _prepare_dt(dt, dt_bias, dt_softplus)  # (B, L, D)
+        A32, B32, C32 = A.float(), B.float(), C.float()
         if initial_state is None:
             initial_state = x32.new_zeros(batch, channels, A.shape[1])  # (B, D, N)
+        state = initial_state.float()
         if length == 0:
-            y, state = x32.new_zeros(batch, 0, channels), initial_state.float()
-        else:
-            y, state = _ChunkedScan.apply(
-                x32, dt32, A.float(), B.float(), C.float(), initial_state.float(), chunk_size, parallel
-            )
+            y = x32.new_zeros(batch, 0, channels)
+        elif native:
+            B32, C32 = (B32, C32) if grouped else (B32.unsqueeze(2), C32.unsqueeze(2))
+            y, state = NativeScan.apply(x32, dt32, A32, B32, C32, state, chunk_size)
+        elif not grouped:
+            y, state = _ChunkedScan.apply(x32, dt32, A32, B32, C32, state, chunk_size, parallel)
+        else:  # one PyTorch scan per group of channels
+            width = channels // groups
+            ys, states = [], []
+            for g in range(groups):
+                part = slice(g * width, (g + 1) * width)
+                y_g, state_g = _ChunkedScan.apply(
+                    x32[..., part], dt32[..., part], A32[part], B32[:, :, g], C32[:, :, g], state[:, part],
+                    chunk_size, parallel,
+                )  # fmt: skip
+                ys.append(y_g)
+                states.append(state_g)
+            y, state = torch.cat(ys, dim=-1), torch.cat(states, dim=1)
         if D is not None:
             y = y + x32 * D.float()
     y = y.to(x.dtype)

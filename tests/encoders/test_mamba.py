@@ -43,7 +43,7 @@ def mix(mixer: BiMambaMixer, x: torch.Tensor, lengths: torch.Tensor) -> torch.Te
     return mixer(x, lengths, lengths_to_padding_mask(lengths, x.shape[1]))
 
 
-@pytest.mark.parametrize("method", ["parallel", "sequential"])
+@pytest.mark.parametrize("method", ["parallel", "sequential", "native"])
 def test_mixer_padded_batch_equals_each_item_alone(method):
     mixer = build_mixer(scan_method=method)
     x, lengths = padded_tokens(LENGTHS)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from audiossl.encoders import scan
 from audiossl.encoders.scan import flip_padded, kernel_available, selective_scan, selective_scan_reference
 
-METHODS = ["parallel", "sequential"]
+METHODS = ["parallel", "sequential", "native"]  # native: the compiled kernel (PyTorch fallback where it cannot build)
 
 
 def make_inputs(batch=2, length=37, channels=6, state=5, seed=0, requires_grad=True, device="cpu"):
