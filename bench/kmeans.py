@@ -149,7 +149,7 @@ def worker(spec: dict) -> None:
         faiss.omp_set_num_threads(threads)
     except ImportError:
         pass
-    x = np.load(spec["data"])
+    x = np.load(spec["data"], allow_pickle=False)  # numbers only: a bench input is never unpickled
     with threadpool_limits(threads):
         started = time.perf_counter()
         centroids, details = fit(spec, x)
