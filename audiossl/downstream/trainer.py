@@ -205,7 +205,7 @@ def train_downstream(
 ) -> DownstreamResult:
     """Train ``task``'s head on ``upstream_spec`` with ``train_dir`` into the run dir ``out_dir``.
 
-    ``resume`` continues from the newest checkpoint (an error when there is none); without it a
+    ``resume`` continues from the newest checkpoint (from step 0, logged, when there is none); without it a
     run dir with checkpoints is an error, so a finished run is never overwritten. With
     ``valid_dir`` the validation loss is logged at every checkpoint. ``callbacks`` are called
     with the engine after every optimizer step. Under torchrun every process runs this call.
@@ -215,8 +215,11 @@ def train_downstream(
     if config.max_utt_seconds is not None and task.level != "utterance":
         raise ConfigError(f"max_utt_seconds crops utterances; task {task.name!r} is {task.level}-level")
     newest = latest_checkpoint(run_dir)
-    if resume and newest is None:
-        raise DataError("nothing to resume: no checkpoint in the run dir", run_dir)
+    if resume and newest is None:  # stopped before its first checkpoint: nothing to keep, so start it afresh
+        logger.info(
+            "resume: no checkpoint in %s yet (the run stopped before its first one); starting it from step 0", run_dir
+        )
+        resume = False
     if not resume and newest is not None:
         raise ConfigError("run dir already has checkpoints; resume it or choose another dir", run_dir)
     remove_stale_temporaries(run_dir)

@@ -10,11 +10,13 @@ before an update with a non-finite loss or gradient.
 Exactness. A run stopped at step k and resumed reaches the same weights as an uninterrupted
 run when the unit's data order and per-batch draws depend only on (seed, position): the
 global random states of every process are saved in each checkpoint and restored. On a resume
-``train.jsonl`` is cut back to the restored step, so each step is logged once.
+``train.jsonl`` is cut back to the restored step, so each step is logged once. Resuming a run
+that stopped before its first checkpoint starts it from step 0 (and logs so).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -84,11 +86,19 @@ class EngineResult:
 Callback = Callable[[Any], None]
 
 
-def open_run_dir(run_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from (``resume``), else None; refuses to resume nothing or overwrite a run."""
+def open_run_dir(run_dir: Path, resume: bool, log: logging.Logger | None = None) -> Path | None:
+    """The checkpoint to resume from (``resume``), else None; refuses to overwrite a run.
+
+    Resuming a run dir without a checkpoint (a run stopped before its first one) starts the run
+    from step 0 and logs that it does so on ``log``.
+    """
     existing = latest_checkpoint(run_dir)
     if resume and existing is None:
-        raise ConfigError("--resume: no checkpoint (ckpt-*.pt) in this run dir", run_dir)
+        (log or logging.getLogger("audiossl.engine")).info(
+            "resume: no checkpoint (ckpt-*.pt) in %s yet (the run stopped before its first one); "
+            "starting it from step 0",
+            run_dir,
+        )
     if not resume and existing is not None:
         raise ConfigError(
             f"run dir already holds checkpoints ({existing.name}); pass --resume to continue it "
@@ -138,7 +148,7 @@ class Engine:
         config = self.config
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
-        resume_path = open_run_dir(self.run_dir, resume)
+        resume_path = open_run_dir(self.run_dir, resume, self.logger)
         state = load_checkpoint(resume_path) if resume_path is not None else None
         if self.dist.is_main:
             remove_stale_temporaries(self.run_dir)
@@ -166,7 +176,7 @@ class Engine:
         else:
             seed_all(config.seed + self.dist.rank)  # ranks draw different dropout
         self.model = self.wrap(self.unit.model, config.find_unused_parameters)
-        if self.dist.is_main and state is not None:
+        if self.dist.is_main:  # steps past the restored one (all of them, from step 0) are done again: logged once
             truncate_records(self.run_dir / "train.jsonl", self.step)
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=config.tensorboard)
         if self.dist.is_main:

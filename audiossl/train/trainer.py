@@ -40,10 +40,11 @@ StepCallback = Callable[["Trainer"], None]
 class Trainer(Engine):
     """Pretrain ``config``'s encoder with its objective on ``data_dirs``, into ``run_dir``.
 
-    ``resume=True`` continues from the newest checkpoint of ``run_dir`` (an error when there is
-    none); without it, a ``run_dir`` that already has checkpoints is an error, so a finished
-    run is never overwritten by accident. ``callbacks`` are called after every optimizer step
-    with the trainer (tests use them to interrupt a run).
+    ``resume=True`` continues from the newest checkpoint of ``run_dir`` (when there is none yet,
+    the run stopped before its first one: it starts from step 0 and logs so); without it, a
+    ``run_dir`` that already has checkpoints is an error, so a finished run is never overwritten
+    by accident. ``callbacks`` are called after every optimizer step with the trainer (tests use
+    them to interrupt a run).
     """
 
     def __init__(

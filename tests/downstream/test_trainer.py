@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -91,10 +92,12 @@ def test_fbank_upstream_trains_without_layer_weights(corpus, tmp_path):
     assert set(load_checkpoint(latest_checkpoint(tmp_path / "run"))["upstream"]) == set()
 
 
-def test_refuses_to_overwrite_or_resume_nothing(pretrained, corpus, tmp_path):
-    with pytest.raises(DataError, match="nothing to resume"):
-        train_downstream(make_task(), "fbank", corpus, tmp_path / "run", config(max_steps=1), resume=True)
-    train_downstream(make_task(), "fbank", corpus, tmp_path / "run", config(max_steps=1))
+def test_refuses_to_overwrite_and_resumes_a_run_without_checkpoint_from_step_0(pretrained, corpus, tmp_path, caplog):
+    # A run stopped before its first checkpoint (here: never started) is resumed from step 0, and says so.
+    with caplog.at_level(logging.INFO, logger="audiossl.downstream"):
+        result = train_downstream(make_task(), "fbank", corpus, tmp_path / "run", config(max_steps=1), resume=True)
+    assert result.step == 1
+    assert f"resume: no checkpoint in {tmp_path / 'run'} yet" in caplog.text and "from step 0" in caplog.text
     with pytest.raises(ConfigError, match="already has checkpoints"):
         train_downstream(make_task(), "fbank", corpus, tmp_path / "run", config(max_steps=2))
     with pytest.raises(ConfigError, match="config.lr"):

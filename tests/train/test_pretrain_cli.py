@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import yaml
 from train_helpers import TINY
@@ -85,11 +87,12 @@ def test_empty_or_missing_data_dir_exits_2(tmp_path, capsys):
     assert "not found" in run_error(tmp_path, capsys, config, tmp_path / "missing")
 
 
-def test_resume_without_checkpoint_and_missing_options_exit_2(varied_dir, tmp_path, capsys):
+def test_resume_without_checkpoint_starts_at_step_0_and_missing_options_exit_2(varied_dir, tmp_path, capsys, caplog):
     config = config_file(tmp_path)
-    status = main(
-        ["pretrain", "--config", str(config), "--data", str(varied_dir), "--out", str(tmp_path / "r"), "--resume"]
-    )
-    assert status == 2 and "no checkpoint" in capsys.readouterr().err
+    args = ["pretrain", "--config", str(config), "--data", str(varied_dir), "--out", str(tmp_path / "r"), "--resume"]
+    with caplog.at_level(logging.INFO, logger="audiossl"):
+        status = main([*args, "--set", "run.max_steps=1"])
+    assert status == 0 and "from step 0" in caplog.text  # a run stopped before its first checkpoint starts over
+    assert [step for step, _ in list_checkpoints(tmp_path / "r")] == [1]
     assert main(["pretrain", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
     assert main(["pretrain", "--data", str(varied_dir), "--out", str(tmp_path / "r")]) == 2

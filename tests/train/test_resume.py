@@ -12,6 +12,7 @@ from train_helpers import parameters, tiny_config
 
 from audiossl.errors import ConfigError
 from audiossl.train import pretrain
+from audiossl.engine.logging import read_records
 from audiossl.train.checkpoint import checkpoint_path, list_checkpoints
 
 
@@ -81,10 +82,38 @@ def test_signal_stops_after_the_step_with_a_checkpoint(sig, varied_dir, tmp_path
     assert signal.getsignal(sig) is before  # handlers are put back
 
 
-def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(varied_dir, tmp_path):
+def test_existing_run_needs_resume(varied_dir, tmp_path):
     config = tiny_config(run={"max_steps": 2})
-    with pytest.raises(ConfigError, match="no checkpoint"):
-        pretrain(config, [varied_dir], tmp_path / "run", resume=True)
     pretrain(config, [varied_dir], tmp_path / "run")
     with pytest.raises(ConfigError, match="already holds checkpoints"):
         pretrain(config, [varied_dir], tmp_path / "run")
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: the run ends at once, with no checkpoint written on the way out."""
+
+
+def kill_at(step: int):
+    def callback(trainer) -> None:
+        if trainer.step == step:
+            raise Killed(f"killed at step {step}")
+
+    return callback
+
+
+def test_run_killed_before_its_first_checkpoint_resumes_from_step_0(varied_dir, tmp_path, caplog):
+    config = tiny_config(run={"max_steps": 4, "checkpoint_every": 100})
+    straight = pretrain(config, [varied_dir], tmp_path / "straight")
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        pretrain(config, [varied_dir], run, callbacks=[kill_at(3)])
+    assert list_checkpoints(run) == [] and (run / "train.jsonl").is_file()  # killed before its first checkpoint
+    with caplog.at_level(logging.INFO, logger="audiossl"):
+        resumed = pretrain(config, [varied_dir], run, resume=True)
+    assert f"resume: no checkpoint (ckpt-*.pt) in {run} yet" in caplog.text and "from step 0" in caplog.text
+    assert resumed.step == straight.step == 4
+    # Every step is logged once (the killed run's records were cut), and training is the uninterrupted run's.
+    steps = [record["step"] for record in read_records(run / "train.jsonl", "train")]
+    assert steps == [1, 2, 3, 4]
+    for name, value in parameters(tmp_path / "straight", 4).items():
+        torch.testing.assert_close(parameters(run, 4)[name], value, rtol=0, atol=1e-6, msg=name)

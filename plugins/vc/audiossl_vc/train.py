@@ -236,6 +236,10 @@ def train_vocoder(
         raise ConfigError(
             "the run dir already has checkpoints; pass --resume to continue it or pick a new dir", run_dir
         )
+    if existing is None and resume:  # stopped before its first checkpoint: nothing to keep, so start it afresh
+        logger.info(
+            "resume: no checkpoint in %s yet (the run stopped before its first one); starting it from step 0", run_dir
+        )
     model = load_pretrained(model_path)
     spec = make_spec(model, model_path, config)
     if existing is not None:
