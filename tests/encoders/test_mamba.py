@@ -173,3 +173,80 @@ def test_config_from_dict_and_presets():
     assert 6.0e6 < sizes["tiny"] < 8.0e6
     assert 23e6 < sizes["small"] < 27e6
     assert 90e6 < sizes["base"] < 100e6
+
+
+def _grads_of(encoder, features, lengths):
+    out = encoder(features, lengths)
+    weights = torch.linspace(-1, 1, out.last.shape[-1])
+    loss = (out.last * weights).square().sum() + sum((layer * weights).sum() for layer in out.layers)
+    names = [name for name, p in encoder.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(
+        loss, [dict(encoder.named_parameters())[n] for n in names] + [features], allow_unused=True
+    )
+    return out.last.detach(), {n: g for n, g in zip([*names, "features"], grads, strict=True) if g is not None}
+
+
+@pytest.mark.parametrize("method", ["native", "sequential"])
+def test_recompute_and_compiled_scan_give_todays_outputs_and_gradients(method):
+    """Today's path (PyTorch scan, every intermediate saved) against recompute-in-backward with ``method``."""
+    results = {}
+    for key, (recompute, scan_method) in {"today": (False, "sequential"), "new": (True, method)}.items():
+        torch.manual_seed(0)
+        config = dataclasses.replace(
+            tiny_encoder_config("mamba", "frame"), recompute=recompute, scan_method=scan_method, drop_path=0.2
+        )
+        encoder = create_encoder("mamba", config=config).train()
+        features, lengths = dummy_encoder_inputs(encoder.config.input, [50, 23], seed=4)
+        features.requires_grad_(True)
+        torch.manual_seed(1)  # the same drop-path draws
+        results[key] = _grads_of(encoder, features, lengths)
+    (out, grads), (out_new, grads_new) = results["today"], results["new"]
+    torch.testing.assert_close(out_new, out, atol=1e-5, rtol=0)
+    assert grads.keys() == grads_new.keys() and len(grads) > 20
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_new[name], grad, atol=1e-4, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def _saved_activation_bytes(encoder, features, lengths) -> int:
+    """Bytes of the distinct storages autograd saves for backward during a forward, parameters excluded."""
+    parameters = {p.untyped_storage().data_ptr() for p in encoder.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        encoder(features, lengths)
+    return sum(storages.values())
+
+
+def test_a_16k_token_step_saves_about_one_activation_per_block():
+    """Structural memory budget of BiMamba-tiny's training step at 16k tokens (bytes, not time).
+
+    The unit is one fp32 (tokens, dim) activation per block: 16384 x 192 x 24 x 4 B = 302 MB.
+    With recompute, backward needs each block's input (the previous block's output: 1 unit, and
+    the encoder returns those anyway), the embedding's and the final norm's few (tokens, dim)
+    tensors (a few / 24 of a unit) and the boolean padding masks. Budget: 2 units. Saving every
+    intermediate (in_proj, conv, silu, x_proj, dt, the scan's inputs and outputs for two
+    directions of inner width 384, the gate; about 40 units) would be 20x over it, which the
+    probe at 512 tokens below checks it can see.
+    """
+    config = mamba_tiny()  # 16 x 16 patches of 128-bin frames: 8 tokens per 16 frames
+    torch.manual_seed(0)
+    encoder = create_encoder("mamba", config=config).train()
+    unit_per_token = config.dim * config.num_layers * 4
+    frames = 2 * 16384  # 8 patches per 16 frames: 16384 tokens
+    features = torch.randn(1, frames, config.input.num_bins)
+    lengths = torch.tensor([frames])
+    tokens = int(encoder.token_lengths(lengths)[0])
+    assert tokens >= 16384
+    assert _saved_activation_bytes(encoder, features, lengths) < 2 * unit_per_token * tokens
+
+    # The probe is not blind: without recompute, 512 tokens save more than 10 units.
+    encoder_saving_all = create_encoder("mamba", config=dataclasses.replace(config, recompute=False)).train()
+    short = features[:, :1024]
+    saved = _saved_activation_bytes(encoder_saving_all, short, torch.tensor([1024]))
+    assert saved > 10 * unit_per_token * int(encoder.token_lengths(torch.tensor([1024]))[0])

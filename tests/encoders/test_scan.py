@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -209,3 +211,80 @@ def test_mamba_ssm_kernel_matches_chunked_scan_on_cuda():
     grads_ours = torch.autograd.grad(y_ours.square().sum(), args)
     for grad_kernel, grad_ours in zip(grads_kernel, grads_ours, strict=True):
         torch.testing.assert_close(grad_kernel, grad_ours, atol=1e-3, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- the compiled kernel
+
+from audiossl.encoders import scan_native  # noqa: E402
+
+needs_native = pytest.mark.skipif(
+    scan_native.native_library() is None, reason="no C compiler here: the compiled scan cannot be built"
+)
+
+
+@needs_native
+@pytest.mark.parametrize("chunk_size", [1, 7, 32, 64])
+def test_compiled_scan_equals_the_pytorch_scan(chunk_size):
+    """Outputs, final state and every gradient of the compiled kernel equal the eager chunked scan."""
+    inputs = make_inputs(length=45)
+    y, final = run(selective_scan, inputs, chunk_size=chunk_size, method="native")
+    y_eager, final_eager = run(selective_scan, inputs, chunk_size=chunk_size, method="sequential")
+    torch.testing.assert_close(y, y_eager, atol=1e-5, rtol=0)
+    torch.testing.assert_close(final, final_eager, atol=1e-5, rtol=0)
+    generator = torch.Generator().manual_seed(3)
+    grad_y, grad_final = torch.randn(y.shape, generator=generator), torch.randn(final.shape, generator=generator)
+    names = list(inputs)
+    grads = torch.autograd.grad((y * grad_y).sum() + (final * grad_final).sum(), [inputs[n] for n in names])
+    eager = torch.autograd.grad((y_eager * grad_y).sum() + (final_eager * grad_final).sum(), [inputs[n] for n in names])
+    for name, grad, grad_eager in zip(names, grads, eager, strict=True):
+        torch.testing.assert_close(grad, grad_eager, atol=1e-4, rtol=1e-5, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_grouped_B_and_C_equal_one_scan_per_group(method):
+    """B, C (B, L, G, N): channel group g reads B[:, :, g] (two directions stacked along channels)."""
+    first, second = make_inputs(channels=6, seed=0), make_inputs(channels=6, seed=1)
+    stacked = {
+        "x": torch.cat([first["x"], second["x"]], -1),
+        "dt": torch.cat([first["dt"], second["dt"]], -1),
+        "A": torch.cat([first["A"], second["A"]], 0),
+        "B": torch.stack([first["B"], second["B"]], 2),
+        "C": torch.stack([first["C"], second["C"]], 2),
+        "D": torch.cat([first["D"], second["D"]]),
+        "dt_bias": torch.cat([first["dt_bias"], second["dt_bias"]]),
+        "initial_state": torch.cat([first["initial_state"], second["initial_state"]], 1),
+    }
+    y, final = run(selective_scan, stacked, chunk_size=8, method=method)
+    for part, inputs in ((slice(0, 6), first), (slice(6, 12), second)):
+        y_ref, final_ref = run(selective_scan_reference, inputs)
+        torch.testing.assert_close(y[..., part], y_ref, atol=1e-4, rtol=0)
+        torch.testing.assert_close(final[:, part], final_ref, atol=1e-4, rtol=0)
+
+
+def test_without_a_compiler_the_pytorch_scan_runs_after_one_log_line(monkeypatch, tmp_path, caplog):
+    """Where ``cc`` is missing, native_library() is None with one warning, and the scan still answers."""
+    monkeypatch.setenv("CC", "no-such-compiler-audiossl")
+    monkeypatch.setenv("AUDIOSSL_CACHE", str(tmp_path))
+    scan_native.native_library.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="audiossl.encoders.scan_native"):
+            assert scan_native.native_library() is None
+            assert scan_native.native_library() is None  # cached: logged once
+            inputs = make_inputs(requires_grad=False)
+            y, _ = run(selective_scan, inputs, method="native")
+        records = [r for r in caplog.records if r.name == "audiossl.encoders.scan_native"]
+        assert len(records) == 1 and "\n" not in records[0].getMessage()
+        assert "no-such-compiler-audiossl" in records[0].getMessage()
+        torch.testing.assert_close(y, run(selective_scan_reference, inputs)[0], atol=1e-4, rtol=0)
+    finally:
+        monkeypatch.undo()
+        scan_native.native_library.cache_clear()
+
+
+def test_a_compile_error_is_reported_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(scan_native, "SOURCE", "this is not C;")
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler: nothing to compile")
+    with pytest.raises(RuntimeError, match="failed"):
+        scan_native.build(cache_dir=tmp_path)
+    assert not list(tmp_path.glob("*.so"))  # nothing half-written left in the cache
