@@ -49,6 +49,8 @@ def read_entries(path: str | Path, allow_empty_value: bool = False) -> list[Entr
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError("file not found", path) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, expected a table file", path) from None
     entries = []
     for number, line_bytes in enumerate(raw.splitlines(), start=1):
         try:

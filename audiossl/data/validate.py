@@ -63,6 +63,9 @@ class _Checker:
     def read(self, name: str, allow_empty_value: bool = False) -> dict[str, _Row] | None:
         """Read a table leniently: bad lines become problems and are skipped. None if absent."""
         path = self.root / name
+        if path.is_dir():
+            self.add(path, None, "is a directory, expected a table file")
+            return None
         if not path.is_file():
             return None
         try:

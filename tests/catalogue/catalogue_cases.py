@@ -186,6 +186,19 @@ case("data/non-utf8-text/asr-train", non_utf8("text"), ASR_TRAIN, "{data}/text:2
 case("data/non-utf8-wav.scp/extract", non_utf8("wav.scp"), EXTRACT, "{data}/wav.scp:2")
 case("data/non-utf8-utt2spk/pretrain", non_utf8("utt2spk"), PRETRAIN, "{data}/utt2spk:2")
 case("data/crlf-wav.scp/validate", crlf("wav.scp"), VALIDATE, "{data}/wav.scp:1")
+
+
+def table_is_directory(table: str) -> Callable[[World], dict[str, object]]:
+    def build(w: World) -> dict[str, object]:
+        (w.data / table).unlink()
+        (w.data / table).mkdir()
+        return {}
+
+    return build
+
+
+case("data/table-is-a-directory/validate", table_is_directory("utt2spk"), VALIDATE, "{data}/utt2spk")
+case("data/table-is-a-directory/extract", table_is_directory("utt2spk"), EXTRACT, "{data}/utt2spk")
 case("data/no-wav.scp/validate", remove("wav.scp"), VALIDATE, "{data}/wav.scp")
 case("data/no-wav.scp/extract", remove("wav.scp"), EXTRACT, "{data}/wav.scp")
 
