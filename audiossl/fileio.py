@@ -149,6 +149,10 @@ def read_weights_only(
     import torch  # here, not at the top: this leaf is imported by light modules that need no torch
 
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"a directory, not {what}", path)
+    if not path.is_file():
+        raise DataError(f"{what} not found", path)
     if mmap and not zipfile.is_zipfile(path):
         mmap = False
     try:
