@@ -112,7 +112,8 @@ class Embedder:
         if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
             raise ConfigError(f"dtype must be None, torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
         if max_batch_seconds <= 0:
-            raise ConfigError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
+            option = spell_option("max_batch_seconds", flag="--batch-seconds")
+            raise ConfigError(f"{option} must be positive, got {max_batch_seconds}")
         if on_rate_mismatch not in ("resample", "error"):
             option = spell_option("on_rate_mismatch", flag=RATE_MISMATCH_FLAG)
             raise ConfigError(f"{option} must be 'resample' or 'error', got {on_rate_mismatch!r}")

@@ -29,7 +29,7 @@ from audiossl.data.wav_scp import check_pipes, describe_utterance, load_utteranc
 from audiossl.embed.embedder import Embedder
 from audiossl.embed.loading import load
 from audiossl.embed.writers import FORMATS, create_writer
-from audiossl.errors import ConfigError, DataError, UserError
+from audiossl.errors import ConfigError, DataError, UserError, spell_option
 from audiossl.fileio import atomic_write
 from audiossl.models import latest_checkpoint
 from audiossl.progress import progress
@@ -101,8 +101,8 @@ def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> boo
         if overwrite:
             if out.is_dir() and previous is None and any(out.iterdir()):
                 raise OutputExistsError(
-                    "--overwrite only replaces a file or an earlier extraction, and this dir is neither: remove it "
-                    "yourself if it should go",
+                    f"{_overwrite()} only replaces a file or an earlier extraction, and this dir is neither: remove "
+                    "it yourself if it should go",
                     out,
                 )
             if out.is_dir() and not out.is_symlink():
@@ -110,18 +110,19 @@ def _prepare_output(out: Path, settings: dict[str, Any], overwrite: bool) -> boo
             else:
                 out.unlink()
         elif previous is None:
-            raise OutputExistsError("output path exists (use --overwrite to replace it)", out)
+            raise OutputExistsError(f"output path exists (use {_overwrite()} to replace it)", out)
         elif {k: v for k, v in previous.items() if k != "complete"} != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            keys = (set(settings) | set(previous)) - {"complete"}  # a setting added or dropped counts too
+            changed = sorted(k for k in keys if previous.get(k) != settings.get(k))
             if previous.get("complete"):
                 raise OutputExistsError(
                     f"output path holds a finished extraction with other settings ({', '.join(changed)}); "
-                    "use --overwrite to redo it with these settings",
+                    f"use {_overwrite()} to redo it with these settings",
                     out,
                 )
             raise OutputExistsError(
                 f"output path holds an unfinished extraction with other settings ({', '.join(changed)}); "
-                "rerun with the same settings to resume it, or use --overwrite",
+                f"rerun with the same settings to resume it, or use {_overwrite()}",
                 out,
             )
         else:
@@ -146,6 +147,11 @@ def _clean_leftovers(out: Path, folder: str, keep: set[Path]) -> None:
         logger.info("removed %d file(s) of an interrupted chunk in %s", removed, directory)
 
 
+def _overwrite() -> str:
+    """The overwrite option as the user's interface spells it."""
+    return spell_option("overwrite", True, flag="--overwrite")
+
+
 def _layer_setting(layer: int | str | None) -> int | str:
     if layer is None or layer == "last":
         return "last"
@@ -154,7 +160,8 @@ def _layer_setting(layer: int | str | None) -> int | str:
     try:
         return int(layer)
     except (TypeError, ValueError):
-        raise ConfigError(f"layer must be an integer, 'last' or 'all', got {layer!r}") from None
+        option = spell_option("layer", flag="--layer")
+        raise ConfigError(f"{option} must be an integer, 'last' or 'all', got {layer!r}") from None
 
 
 def extract(
@@ -195,7 +202,8 @@ def extract(
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     layer_setting = _layer_setting(layer)
     if format == "ark" and layer_setting == "all" and pooling is None:
-        raise ConfigError("Kaldi ark holds matrices: frames of all layers need --format npy, safetensors or hdf5")
+        formats = ", ".join(spell_option("format", name, flag="--format") for name in ("npy", "safetensors", "hdf5"))
+        raise ConfigError(f"Kaldi ark holds matrices: frames of all layers need another format ({formats})")
     data_dir, out = Path(data_dir), Path(out)
     data = DataDir.load(data_dir)
     utts = data.utterance_ids
@@ -223,7 +231,7 @@ def extract(
             new, gone = len(set(utts) - finished), len(finished - set(utts))
             raise OutputExistsError(
                 f"output path holds a finished extraction of other utterances ({new} in {data_dir} not in it, "
-                f"{gone} in it not in {data_dir}); use --overwrite to redo it",
+                f"{gone} in it not in {data_dir}); use {_overwrite()} to redo it",
                 out,
             )
         logger.info("%s: already complete (%d utterances, same settings); nothing to do", out, len(utts))

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 from embed_helpers import SAMPLE_RATE
 
 from audiossl.cli.main import main
-from audiossl.embed import Embedder, load, read_features
+from audiossl.embed import Embedder, extract, load, read_features
+from audiossl.embed.extract import OutputExistsError
 
 
 def _multichannel_dir(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
@@ -81,3 +83,29 @@ def test_extract_names_the_segments_line_and_id(ast_checkpoint, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith(f"error: {backwards / 'segments'}:1: segment 's1': bad span: start 0.6 s, end 0.2 s"), err
     assert not (tmp_path / "o2").exists()  # refused when the data dir is read, before any output
+
+
+def test_extract_messages_speak_the_users_interface(ast_checkpoint, data_dir, tmp_path, capsys) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError) as error:
+        extract(ast_checkpoint, data_dir, taken, pooling="mean")
+    assert "overwrite=True" in str(error.value) and "--overwrite" not in str(error.value)
+    args = ["extract", "--model", str(ast_checkpoint), "--data", str(data_dir), "--pool", "mean"]
+    assert main([*args, "-o", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "overwrite=True" not in err
+    assert main([*args, "-o", str(tmp_path / "b"), "--batch-seconds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-seconds must be positive" in err and "max_batch_seconds" not in err
+    assert main([*args, "-o", str(tmp_path / "c"), "--layer", "top"]) == 2
+    assert "--layer must be an integer" in capsys.readouterr().err
+
+
+def test_a_changed_channel_is_a_changed_setting(ast_checkpoint, tmp_path, capsys) -> None:
+    data, _ = _multichannel_dir(tmp_path)
+    args = ["extract", "--model", str(ast_checkpoint), "--data", str(data), "--pool", "mean", "-o", str(tmp_path / "o")]
+    assert main([*args, "--channel", "1"]) == 0
+    assert main(args) == 2  # the mixdown is another setting than channel 1
+    assert "other settings (channel)" in capsys.readouterr().err
