@@ -32,7 +32,7 @@ import torch
 import torchaudio.functional
 
 from audiossl.data.kaldi import DataDir
-from audiossl.data.wav_scp import load_utterance
+from audiossl.data.wav_scp import check_pipes, load_utterance
 from audiossl.errors import ConfigError, DataError, UserError
 from audiossl.fileio import atomic_path, atomic_write
 from audiossl.progress import progress
@@ -199,6 +199,7 @@ def make_corpus(source_dir: str | Path, out_dir: str | Path, config: CorpusConfi
             raise UserError("refusing to overwrite a non-empty dir that is not a corpus made by make-corpus", out_dir)
         shutil.rmtree(out_dir)
     data = DataDir.load(source_dir)
+    check_pipes(data)  # wav.scp pipes: refused before anything is mixed unless allowed (audiossl --allow-pipes)
     if not data.utt2spk:
         raise DataError("the source data dir has no utt2spk (speaker labels are needed)", source_dir)
     by_speaker: dict[str, list[str]] = {}

@@ -15,6 +15,7 @@ from typing import Any
 
 from audiossl.data.kaldi import DataDir, kaldi_sort_key
 from audiossl.data.subset import subset
+from audiossl.data.wav_scp import check_pipes
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write
 
@@ -68,6 +69,7 @@ def cross_validate(
     eval_dir) -> metrics``; returns and writes ``out_dir/summary.json`` with per-fold and mean WA and UA.
     """
     out_dir = Path(out_dir)
+    check_pipes(DataDir.load(data_dir))  # refuse wav.scp pipes at the source, before writing the folds
     fold_dirs = leave_speaker_out_folds(data_dir, out_dir / "data", num_folds)
     per_fold = {}
     for fold_dir in fold_dirs:

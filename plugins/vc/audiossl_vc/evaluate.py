@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from audiossl.audio.io import load_audio
 from audiossl.data.kaldi import DataDir
-from audiossl.data.wav_scp import load_utterance
+from audiossl.data.wav_scp import check_pipes, load_utterance
 from audiossl.downstream.trainer import load_downstream
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
@@ -134,6 +134,9 @@ def evaluate_conversions(
     """
     out_dir = Path(out_dir)
     data = DataDir.load(data_dir)
+    check_pipes(data)  # wav.scp pipes: refused before anything runs unless allowed (audiossl --allow-pipes)
+    if pool_data is not None:
+        check_pipes(DataDir.load(pool_data))
     rng = random.Random(seed)
     splits = _split_speakers(data, rng)
     if len(splits) < 2:

@@ -18,7 +18,7 @@ import torch
 
 from audiossl.audio.io import SOUNDFILE_EXTENSIONS, load_audio
 from audiossl.data.kaldi import DataDir
-from audiossl.data.wav_scp import load_utterance
+from audiossl.data.wav_scp import check_pipes, load_utterance
 from audiossl.errors import DataError
 from audiossl.models import PretrainedEncoder
 from audiossl.progress import progress
@@ -62,6 +62,7 @@ def target_source(
     path = Path(target)
     if speaker is not None:
         data = DataDir.load(path)
+        check_pipes(data)  # wav.scp pipes: refused unless allowed (audiossl --allow-pipes)
         utts = [utt for utt, spk in data.utt2spk.items() if spk == speaker and utt not in exclude]
         if not utts:
             raise DataError(f"no utterance of speaker {speaker!r} in utt2spk", path / "utt2spk")
