@@ -168,11 +168,24 @@ class DirectionalSSM(nn.Module):
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus(bias) == dt
 
+    def _causal_conv(self, u: torch.Tensor) -> torch.Tensor:
+        """``conv1d`` as d_conv shifted multiply-adds in the (B, S, E) layout: output t sees t - d_conv + 1 .. t.
+
+        The same sums as ``self.conv1d`` on the transposed input, without the two transposes and
+        their copies, and with a cheaper backward than the depthwise convolution's on CPU.
+        """
+        width = self.conv1d.kernel_size[0]
+        length = u.shape[1]
+        weight = self.conv1d.weight[:, 0].to(u.dtype)  # (E, K)
+        padded = F.pad(u, (0, 0, width - 1, 0))  # (B, S + K - 1, E)
+        out = torch.addcmul(self.conv1d.bias.to(u.dtype), padded[:, width - 1 :], weight[:, width - 1])
+        for k in range(width - 1):
+            out = torch.addcmul(out, padded[:, k : k + length], weight[:, k])
+        return out
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``u`` (B, S, E), zero at padding, padding last -> (B, S, E)."""
-        length = u.shape[1]
-        u = self.conv1d(u.transpose(1, 2))[..., :length]  # (B, E, S): causal, sees t - d_conv + 1 .. t
-        u = F.silu(u).transpose(1, 2)  # (B, S, E)
+        u = F.silu(self._causal_conv(u))  # (B, S, E)
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)  # (B, S, R), (B, S, N) x2
         dt = F.linear(dt, self.dt_proj.weight)  # (B, S, E); bias added inside the scan, before softplus
         A = -torch.exp(self.A_log.float())  # (E, N)
