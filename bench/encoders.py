@@ -112,9 +112,19 @@ def _hf_model():
     return ASTModel(_hf_config())
 
 
+def unfused_attention(query, key, value, attn_mask=None, dropout_p=0.0, **kwargs):
+    """Attention as the SSAST code computes it: the (S, S) matrix, explicit ``softmax(Q K^T) V``."""
+    scores = (query @ key.transpose(-2, -1)) * query.shape[-1] ** -0.5  # (B, H, S, S)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return scores.softmax(dim=-1) @ value
+
+
 def build(spec: dict):
     """(model, step function taking the autocast flag -> (loss, tokens))."""
     torch.manual_seed(0)
+    if spec.get("attention") == "unfused":  # this worker process only
+        torch.nn.functional.scaled_dot_product_attention = unfused_attention
     if spec["model"] == "hf_ast":
         model = _hf_model().train()
         frames = spec["frames"]
@@ -151,15 +161,19 @@ def worker(spec: dict) -> None:
     torch.set_num_threads(spec["threads"])
     model, forward = build(spec)
     bf16 = spec["dtype"] == "bf16"
+    infer = spec.get("mode") == "infer"
+    if infer:
+        model.eval()
     print(json.dumps({"ready": True, "rss_mib": _max_rss_mib()}), flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
             break
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), torch.inference_mode(infer):
             hidden = forward()  # (B, S, D)
-        loss = hidden.float().pow(2).mean()
-        loss.backward()
+            loss = hidden.float().pow(2).mean()
+        if not infer:
+            loss.backward()
         seconds = time.perf_counter() - start
         answer = {"seconds": seconds, "loss": loss.item(), "tokens": hidden.shape[0] * hidden.shape[1]}
         model.zero_grad(set_to_none=True)
@@ -326,6 +340,8 @@ def _timed(function) -> float:
 
 def _label(spec: dict) -> str:
     name = "HF ASTModel-base" if spec["model"] == "hf_ast" else f"{spec['model']}-{spec['preset']}"
+    if spec.get("attention") == "unfused":
+        name += " unfused"
     return f"{name} {spec['dtype']}"
 
 
@@ -372,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
         default=9216.0,
         help="long-sequence group: stop a contender whose resident memory passes this (shared machines)",
     )
+    parser.add_argument(
+        "--infer-lengths",
+        default="22016",
+        help="inference group (forward only): BiMamba-tiny vs AST-tiny with SDPA and with SSAST's unfused attention",
+    )
+    parser.add_argument("--skip-long", action="store_true", help="skip the training group (long sequences)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per contender")
     parser.add_argument("--quick", action="store_true", help="smoke run: short lengths, 2 repeats")
     parser.add_argument("--skip-base", action="store_true", help="skip the AST-base vs Hugging Face group")
@@ -409,14 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     report["peak_matmul_flops"] = peaks
     print(f"# peak matmul (2048^2): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
 
-    def spec(model: str, preset: str = "", *, tokens: int = 0, frames: int = 0, dtype: str = "fp32") -> dict:
+    def spec(model: str, preset: str = "", *, tokens: int = 0, frames: int = 0, dtype: str = "fp32", **extra) -> dict:
         return {"model": model, "preset": preset, "tokens": tokens, "frames": frames, "batch": 1,
-                "dtype": dtype, "threads": args.threads}  # fmt: skip
+                "dtype": dtype, "threads": args.threads, **extra}  # fmt: skip
 
     print("\n## long sequences: tiny encoders, batch 1, forward+backward")
     print(HEADER)
     long_results = []
-    for index, n in enumerate(lengths):
+    for index, n in enumerate([] if args.skip_long else lengths):
         specs = [spec(family, "tiny", tokens=n) for family in families]
         if index == 0:  # fp32 vs bf16 autocast at the shortest length
             specs += [spec(family, "tiny", tokens=n, dtype="bf16") for family in families]
@@ -429,6 +451,23 @@ def main(argv: list[str] | None = None) -> int:
             print(_row(result, results[0]))
         long_results.append(results)
     report["groups"]["long"] = long_results
+
+    infer_lengths = [int(n) for n in args.infer_lengths.split(",") if n] if not args.quick else [512]
+    if infer_lengths:
+        print("\n## inference: tiny encoders, batch 1, forward only (inference_mode), fp32")
+        print("# AST-tiny with SDPA (flash kernel) and with SSAST's unfused attention, softmax(QK^T)V")
+        print(HEADER)
+        infer_results = []
+        for n in infer_lengths:
+            specs = [spec("ast", "tiny", tokens=n, mode="infer")]
+            specs += [spec("ast", "tiny", tokens=n, mode="infer", attention="unfused")]
+            specs += [spec(family, "tiny", tokens=n, mode="infer") for family in families if family != "ast"]
+            results = run_group(specs, args.long_repeats if n >= 8192 else repeats, 0 if n >= 8192 else 1,
+                                args.step_timeout, args.memory_cap_mib)  # fmt: skip
+            for result in results:
+                print(_row(result, results[0]))
+            infer_results.append(results)
+        report["groups"]["infer"] = infer_results
 
     if not args.skip_base:
         print("\n## AST-base vs Hugging Face ASTModel (sdpa), 1024 frames x 128 bins, batch 1, forward+backward")
