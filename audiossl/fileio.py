@@ -1,4 +1,4 @@
-"""Atomic writes (every file audiossl writes appears whole or not at all) and checkpoint file naming."""
+"""Atomic writes (every file audiossl writes appears whole or not at all), output checks and checkpoint file naming."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from audiossl.errors import DataError
+from audiossl.errors import DataError, UserError
 
 
 def _default_mode() -> int:
@@ -66,6 +66,82 @@ def atomic_path(path: str | Path) -> contextlib.AbstractContextManager[Path]:
             raise
 
     return manager()
+
+
+# ----------------------------------------------------------------------------- output checks
+# Every command that writes checks up front that it can (before any work is done), so a read-only
+# filesystem or a missing permission is one line naming the path, not a traceback at the end of a run.
+
+_write_log = logging.getLogger("audiossl.fileio")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (the folder a mkdir would start from)."""
+    current = path
+    while not (current.exists() or current.is_symlink()) and current.parent != current:
+        current = current.parent
+    return current
+
+
+def _probe(folder: Path, target: Path, what: str) -> None:
+    """Create and delete a temporary file in ``folder``; raise a UserError naming ``target`` if it cannot."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".audiossl-write-check.", dir=folder)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        where = "" if folder == target else f" (in {folder})"
+        raise UserError(f"cannot write {what} here: {reason}{where}", target) from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def ensure_writable_dir(path: str | Path, *, create: bool = False, what: str = "the output") -> Path:
+    """Check that the output dir ``path`` can be written; return it as a Path.
+
+    ``path`` must be a directory or not exist yet, and files must be creatable in it (or, when
+    it does not exist, in its nearest existing ancestor, which must be a directory). The check
+    writes and deletes one temporary file, so it fails on a read-only filesystem or without
+    write permission, before any work is done. ``create`` makes the dir (with its parents)
+    first; otherwise nothing is left behind, so a command that refuses an existing output can
+    still tell a dir it made from one the user made. Raises :class:`UserError` naming the path
+    and the reason.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} must be a directory, and this is a file", path)
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise UserError(f"cannot create {what} directory: {existing} is a file, not a directory", path)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create {what} directory: {error.strerror or error}", path) from None
+        existing = path
+    _probe(existing, path, what)
+    return path
+
+
+def ensure_writable_file(path: str | Path, *, what: str = "the output", replace: bool = True) -> Path:
+    """Check that the output file ``path`` can be written (its folder is, or can be made, writable).
+
+    ``path`` must not be a directory. An existing file is replaced with a logged warning
+    (``replace``), or refused with a :class:`UserError` when ``replace`` is False. Raises
+    :class:`UserError` naming the path and the reason; leaves nothing behind.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} must be a file, and this is a directory", path)
+    if path.exists() or path.is_symlink():
+        if not replace:
+            raise UserError(f"{what} file exists; remove it or choose another path", path)
+        _write_log.warning("%s exists and will be replaced", path)
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        raise UserError(f"cannot write {what} file: {existing} is a file, not a directory", path)
+    _probe(existing, path, what)
+    return path
 
 
 # ----------------------------------------------------------------------------- checkpoint files

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from audiossl.fileio import ensure_writable_dir
+
 app = typer.Typer(
     help="Speaker DINO helpers: cluster a checkpoint's embeddings into pseudo-speakers.", no_args_is_help=True
 )
@@ -23,6 +25,7 @@ def cluster(
 ) -> None:
     """Cluster mean-pooled utterance embeddings into K pseudo-speakers; train on them with
     ``--set objective.config.cluster.labels=OUT/utt2pseudo --set run.init_from=RUN``."""
+    ensure_writable_dir(out)
     # lazy: cluster and train pull in torch; every `audiossl` start-up imports this module
     from audiossl.cluster.speakers import label_pseudo_speakers
     from audiossl.train import load_pretrained

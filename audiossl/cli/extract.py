@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from audiossl.fileio import ensure_writable_dir, ensure_writable_file
+
 
 def extract(
     model: Annotated[str, typer.Option("--model", "-m", help="audiossl checkpoint or run dir (or an importable one).")],
@@ -50,6 +52,8 @@ def extract(
     ] = None,
 ) -> int:
     """Extract frame features or utterance embeddings of every utterance of a data dir (resumable)."""
+    # A file at OUT is checked through its folder: --overwrite may replace it (without, extract refuses it).
+    ensure_writable_dir(out if out.is_dir() or not out.exists() else out.parent)
     # lazy: audiossl.embed pulls in torch; every `audiossl` start-up imports this module
     from audiossl.embed.extract import extract as run_extract
 
@@ -86,6 +90,8 @@ def export(
     ] = 1e-4,
 ) -> int:
     """Export the encoder (on features) to TorchScript or ONNX, checked against the eager model."""
+    if overwrite or not out.exists():  # an existing file without --overwrite: export_model says so
+        ensure_writable_file(out)
     # lazy: audiossl.export pulls in torch; every `audiossl` start-up imports this module
     from audiossl.export import export_model
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from audiossl.errors import UserError
+from audiossl.fileio import ensure_writable_file
 
 app = typer.Typer(help="Compute, plot and summarise front-end features of a data directory.", no_args_is_help=True)
 
@@ -34,6 +35,7 @@ def plot(
     seed: Annotated[int, typer.Option(help="Seed of the drawn mask (with --config).")] = 0,
 ) -> None:
     """Plot one utterance's features as a spectrogram PNG (with --config: and its pretraining mask)."""
+    ensure_writable_file(out)
     # lazy: audio.plot pulls in matplotlib and torch; every `audiossl` start-up imports this module
     from audiossl.audio.plot import plot_features
     from audiossl.data.features import utterance_features
@@ -81,6 +83,7 @@ def stats(
     ] = None,
 ) -> None:
     """Compute global per-channel mean and variance over a data dir (for feature normalisation)."""
+    ensure_writable_file(out)
     # lazy: data.features pulls in torch; every `audiossl` start-up imports this module
     from audiossl.data.features import compute_global_stats
 

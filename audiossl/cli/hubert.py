@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from audiossl.config import apply_overrides, load_yaml
+from audiossl.fileio import ensure_writable_dir
 
 app = typer.Typer(
     help="HuBERT: iterations of clustering and masked prediction of cluster labels.", no_args_is_help=True
@@ -51,6 +52,7 @@ def iterate(
 
     Finished stages are skipped, so the same command continues an interrupted run.
     """
+    ensure_writable_dir(out)
     # lazy: audiossl.train pulls in torch; every `audiossl` start-up imports this module
     from audiossl.train.iterations import IterationsConfig, flag_overrides, run_iterations
 

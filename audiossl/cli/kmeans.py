@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from audiossl.config import apply_overrides, load_yaml
+from audiossl.fileio import ensure_writable_dir
 
 app = typer.Typer(
     help="Fit mini-batch k-means on frame features (HuBERT targets) and label data dirs with it.",
@@ -43,6 +44,9 @@ def fit(
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
 ) -> None:
     """Fit k-means on features streamed from one or more data dirs; write model, config and quality report."""
+    ensure_writable_dir(out)
+    if dump_dir is not None:
+        ensure_writable_dir(dump_dir)
     # lazy: audiossl.cluster pulls in torch; every `audiossl` start-up imports this module
     from audiossl.cluster.pipeline import FitConfig, default_device, fit_kmeans_dir
 
@@ -76,6 +80,7 @@ def label(
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: the model's device).")] = None,
 ) -> None:
     """Label every utterance of a data dir (one cluster per frame) with the features the model was fitted on."""
+    ensure_writable_dir(out)
     # lazy: audiossl.cluster pulls in torch; every `audiossl` start-up imports this module
     from audiossl.cluster.pipeline import label_with_kmeans_dir
 

@@ -48,6 +48,7 @@ from audiossl.cli.options import (
 )
 from audiossl.downstream.plugin import STRICT_ENV, PluginError, discover_plugins, strict_plugins
 from audiossl.errors import UserError
+from audiossl.fileio import ensure_writable_dir
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -165,6 +166,7 @@ def run_training(
     resume: bool = False,
 ) -> None:
     """Train and print where the run ended (the body of every plugin's ``train`` command)."""
+    ensure_writable_dir(out)
     from audiossl.downstream.trainer import train_downstream  # here: torch + the engine; plugins mount at start-up
 
     result = train_downstream(task, upstream, data, out, config, valid_dir=valid, resume=resume)
@@ -182,6 +184,7 @@ def run_evaluation(
     device: str | None = None,
 ) -> dict[str, float]:
     """Evaluate a run on a data dir and print its metrics (the body of every plugin's ``evaluate`` command)."""
+    ensure_writable_dir(out)
     from audiossl.downstream.trainer import evaluate_downstream  # here: torch + the engine (start-up time)
 
     metrics = evaluate_downstream(run_dir, data, out, checkpoint=checkpoint, task=task, device=device or "auto")

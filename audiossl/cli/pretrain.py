@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from audiossl.errors import ConfigError
+from audiossl.fileio import ensure_writable_dir
 
 #: Where a run records its data dirs, so ``--resume`` can do without ``--data``.
 RUN_INFO = "run.json"
@@ -50,6 +51,7 @@ def pretrain(
         return 0
     if out is None:
         raise typer.BadParameter("--out RUN_DIR is required", param_hint="--out")
+    ensure_writable_dir(out)  # before the config and the data are read: fails first, naming the path
     info_path = out / RUN_INFO
     saved = json.loads(info_path.read_text(encoding="utf-8")) if resume and info_path.is_file() else {}
     if config is None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from audiossl.fileio import ensure_writable_file
+
 
 def report(
     exp_dir: Annotated[Path, typer.Argument(help="Experiment dir to summarise (e.g. egs/synth/ssl1/exp).")],
@@ -14,6 +16,7 @@ def report(
     title: Annotated[str | None, typer.Option(help="Report title (default: the dir's name).")] = None,
 ) -> None:
     """Write a Markdown report: every metrics.json as a table, every PNG shown, example audio linked."""
+    ensure_writable_file(out)
     # lazy: the report module is not needed to start; every `audiossl` start-up imports this module
     from audiossl.report import write_report
 

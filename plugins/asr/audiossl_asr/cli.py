@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from audiossl.cli import plugins as plugin_cli
+from audiossl.fileio import ensure_writable_dir, ensure_writable_file
 
 app = typer.Typer(help="CTC speech recognition on any upstream: train, decode, score (WER/CER).", no_args_is_help=True)
 
@@ -61,6 +62,7 @@ def decode(
     batch_seconds: Annotated[float, typer.Option(help="Padded seconds of audio per batch.")] = 60.0,
 ) -> None:
     """Transcribe DATA with a trained run into OUT/hyp.txt (Kaldi text); score it when DATA has a text."""
+    ensure_writable_dir(out)
     # lazy: decoding and recognize pull in torch; every `audiossl` start-up imports this module
     from audiossl_asr.decoding import BeamSearchOptions
     from audiossl_asr.recognize import decode_run
@@ -91,6 +93,8 @@ def score(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the scores as JSON here.")] = None,
 ) -> None:
     """Print WER and CER (corpus rates with their edit counts) of hypotheses against references."""
+    if out is not None:
+        ensure_writable_file(out)
     # lazy: audiossl_asr.recognize pulls in torch; every `audiossl` start-up imports this module
     from audiossl_asr.recognize import score_files
     from audiossl_asr.task import write_score

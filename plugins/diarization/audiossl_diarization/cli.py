@@ -20,6 +20,8 @@ from typing import Annotated
 
 import typer
 
+from audiossl.fileio import ensure_writable_dir, ensure_writable_file
+
 app = typer.Typer(
     name="diarization",
     help="Speaker diarization: pyannote.audio's pipeline on audiossl embeddings, local segmentation, DER.",
@@ -54,6 +56,7 @@ def make_corpus_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Mix speaker turns (silences, overlaps) into recordings with RTTM/UEM references and a pyannote protocol."""
+    ensure_writable_dir(out)
     # lazy: the diarization modules pull in torch and pyannote; every `audiossl` start-up imports this module
     from audiossl_diarization.corpus import PROTOCOL_NAME, CorpusConfig, make_corpus
 
@@ -84,6 +87,7 @@ def train_segmentation_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train pyannote's PyanNet segmentation model (powerset) on the corpus's train subset."""
+    ensure_writable_file(out)
     # lazy: the diarization modules pull in torch and pyannote; every `audiossl` start-up imports this module
     from audiossl_diarization.segmentation import SegmentationConfig, train_segmentation
 
@@ -146,6 +150,7 @@ def diarize(
         raise typer.BadParameter("give exactly one of --model and --sv-run", param_hint="--model/--sv-run")
     if out.exists() and not overwrite:
         raise typer.BadParameter(f"{out} exists; use --overwrite to replace it", param_hint="--out")
+    ensure_writable_file(out)
     paths = _audio_paths(inputs, subset)
     seg = load_segmentation(segmentation).to(torch.device(device))  # first: small, and refused without running code
     embedding = load_embedding(model, sv_run=sv_run, layer=layer, pooling=pooling, device=device)  # type: ignore[arg-type]
@@ -195,6 +200,8 @@ def tune(
         raise typer.BadParameter(f"unknown subset {subset!r}; known: {', '.join(SUBSETS)}", param_hint="--subset")
     if out is not None and out.exists() and not overwrite:
         raise typer.BadParameter(f"{out} exists; use --overwrite to replace it", param_hint="--out")
+    if out is not None:
+        ensure_writable_file(out)
     try:
         values = [float(t) for t in thresholds.split(",")]
     except ValueError:
@@ -238,6 +245,8 @@ def evaluate(
     overwrite: OverwriteOption = False,
 ) -> None:
     """DER from pyannote.metrics at each collar, with missed speech, false alarm and confusion."""
+    if out is not None and (overwrite or not out.exists()):
+        ensure_writable_file(out)
     # lazy: evaluation is not needed to start; every `audiossl` start-up imports this module
     from audiossl_diarization.evaluation import evaluate_rttm, format_report
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from audiossl.cli import plugins as plugin_cli
+from audiossl.fileio import ensure_writable_dir
 from audiossl_er import make_task  # light: make_task imports the torch-heavy task module on use
 
 app = typer.Typer(
@@ -86,6 +87,7 @@ def folds(
     num_folds: NumFoldsOption = None,
 ) -> None:
     """Write leave-speaker-out folds of DATA: OUT/fold<k>/train and OUT/fold<k>/test."""
+    ensure_writable_dir(out)
     # lazy: folds cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl_er.folds import leave_speaker_out_folds
 
@@ -105,6 +107,7 @@ def cross_validate_command(
     settings: plugin_cli.DownstreamSettings = None,
 ) -> None:
     """Leave-speaker-out cross-validation: train and evaluate every fold; print per-fold and mean WA and UA."""
+    ensure_writable_dir(out)
     # lazy: audiossl.downstream.trainer pulls in torch; every `audiossl` start-up imports this module
     from audiossl.downstream.trainer import evaluate_downstream, train_downstream
     from audiossl_er.folds import cross_validate

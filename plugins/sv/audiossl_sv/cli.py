@@ -25,6 +25,7 @@ import typer
 
 from audiossl.cli import plugins as plugin_cli
 from audiossl.config import apply_overrides, from_dict, load_yaml
+from audiossl.fileio import ensure_writable_dir, ensure_writable_file
 
 app = typer.Typer(
     name="sv",
@@ -115,6 +116,7 @@ def embed(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
 ) -> None:
     """Embed every utterance of a data dir: a trained head's embeddings, or mean-pooled upstream features."""
+    ensure_writable_file(out)
     # lazy: audiossl.downstream.trainer pulls in torch; every `audiossl` start-up imports this module
     from audiossl.downstream.trainer import load_downstream, resolve_device
     from audiossl.downstream.upstream import load_upstream
@@ -144,6 +146,9 @@ def score(
     det: Annotated[Path | None, typer.Option("--det", help="Also write a DET plot (PNG) here.")] = None,
 ) -> None:
     """Cosine-score a trials file (optional mean subtraction and AS-norm); print EER and minDCF."""
+    ensure_writable_file(out)
+    if det is not None:
+        ensure_writable_file(det)
     import numpy as np
 
     # lazy: audiossl_sv.scoring pulls in torch; every `audiossl` start-up imports this module
@@ -183,6 +188,7 @@ def evaluate(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
 ) -> None:
     """Embed, cosine-score the trials, report EER and minDCF (p_target 0.01, 0.05) with a DET plot."""
+    ensure_writable_dir(out)
     # lazy: audiossl.downstream.trainer pulls in torch; every `audiossl` start-up imports this module
     from audiossl.downstream.trainer import read_run_info
     from audiossl_sv.evaluation import evaluate_frozen
@@ -219,6 +225,7 @@ def make_trials_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the draw; the same seed gives the same list.")] = 0,
 ) -> None:
     """Write a balanced trial list (target / non-target) drawn from a data dir's speakers."""
+    ensure_writable_file(out)
     # lazy: audiossl_sv.trials pulls in torch; every `audiossl` start-up imports this module
     from audiossl_sv.trials import make_trials, write_trials
 

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from audiossl.fileio import ensure_writable_dir, ensure_writable_file
+
 app = typer.Typer(
     help="Voice conversion by kNN matching of SSL features (kNN-VC), with HiFi-GAN or mel + Griffin-Lim vocoders.",
     no_args_is_help=True,
@@ -52,6 +54,7 @@ def train_vocoder_command(
     ] = False,
 ) -> None:
     """Train a vocoder from the frozen features of --model to waveforms."""
+    ensure_writable_dir(out)
     # lazy: audiossl_vc.train pulls in torch; every `audiossl` start-up imports this module
     from audiossl_vc.train import VocoderTrainConfig, train_vocoder
 
@@ -85,6 +88,9 @@ def convert(
     plot: Annotated[Path | None, typer.Option(help="Also write source and converted spectrograms to this PNG.")] = None,
 ) -> None:
     """Speak SOURCE in the target's voice: kNN matching against the target pool, then the vocoder."""
+    ensure_writable_file(out)
+    if plot is not None:
+        ensure_writable_file(plot)
     # lazy: audiossl_vc.convert pulls in torch; every `audiossl` start-up imports this module
     from audiossl_vc.convert import convert_file
 
@@ -115,6 +121,7 @@ def evaluate(
     asr_run: Annotated[Path | None, typer.Option(help="Trained asr run for the content WER.")] = None,
 ) -> None:
     """Target-speaker similarity (and ASR WER) of conversions between speakers of a data dir."""
+    ensure_writable_dir(out)
     # lazy: audiossl_vc.evaluate pulls in torch; every `audiossl` start-up imports this module
     from audiossl_vc.evaluate import evaluate_conversions
 
