@@ -96,7 +96,9 @@ def _probe(folder: Path, target: Path, what: str) -> None:
         os.unlink(tmp)
 
 
-def ensure_writable_dir(path: str | Path, *, create: bool = False, what: str = "the output") -> Path:
+def ensure_writable_dir(
+    path: str | Path, *, create: bool = False, what: str = "the output", warn_existing: bool = False
+) -> Path:
     """Check that the output dir ``path`` can be written; return it as a Path.
 
     ``path`` must be a directory or not exist yet, and files must be creatable in it (or, when
@@ -104,12 +106,17 @@ def ensure_writable_dir(path: str | Path, *, create: bool = False, what: str = "
     writes and deletes one temporary file, so it fails on a read-only filesystem or without
     write permission, before any work is done. ``create`` makes the dir (with its parents)
     first; otherwise nothing is left behind, so a command that refuses an existing output can
-    still tell a dir it made from one the user made. Raises :class:`UserError` naming the path
-    and the reason.
+    still tell a dir it made from one the user made. ``warn_existing`` logs a warning when
+    ``path`` already holds files (a command that writes tables into it replaces those of the
+    same name and leaves the others). Raises :class:`UserError` naming the path and the reason.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} must be a directory, and this is a file", path)
+    if warn_existing and path.is_dir() and any(path.iterdir()):
+        _write_log.warning(
+            "%s already holds files: those written now replace the ones of the same name; the others stay", path
+        )
     existing = _nearest_existing(path)
     if not existing.is_dir():
         raise UserError(f"cannot create {what} directory: {existing} is a file, not a directory", path)

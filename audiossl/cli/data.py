@@ -21,7 +21,7 @@ def synth(
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the generated audio (Hz).")] = 16000,
 ) -> None:
     """Generate the embedded synthetic corpus (speech-like audio with text, speaker and emotion labels)."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: data.synth pulls in scipy; every `audiossl` start-up imports this module
     from audiossl.data.synth import SynthConfig, synthesize_corpus
 
@@ -86,7 +86,7 @@ def prepare_fsdd(
     out_dir: Annotated[Path, typer.Argument(help="Where to write the train/ and test/ data dirs.")],
 ) -> None:
     """Turn FSDD recordings into train/test Kaldi data dirs (official split: takes 0-4 are test)."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.fsdd import prepare_fsdd as prepare
 
@@ -107,7 +107,7 @@ def split(
     seed: Annotated[int, typer.Option(help="Seed of the assignment.")] = 0,
 ) -> None:
     """Split a data dir into parts by utterance (stratified per speaker) or by speaker."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.kaldi import DataDir
     from audiossl.data.subset import parse_fractions, write_parts
@@ -129,7 +129,7 @@ def subset(
     max_speakers: Annotated[int | None, typer.Option(help="Keep at most this many speakers.")] = None,
 ) -> None:
     """Keep a few utterances of each speaker, spread over its list (smoke runs, quick checks)."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.kaldi import DataDir
     from audiossl.data.subset import smoke_subset
@@ -145,7 +145,7 @@ def folds(
     by: Annotated[str, typer.Option(help="Label whose values are the held-out groups (utt2<by>).")] = "session",
 ) -> None:
     """Leave-one-group-out folds by a label (IEMOCAP: one session held out per fold)."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.folds import write_group_folds
 
@@ -181,7 +181,7 @@ def prepare_librispeech(
     parts: Annotated[str | None, typer.Option(help="Comma-separated parts; default: every part present.")] = None,
 ) -> None:
     """LibriSpeech -> one data dir per part (text, utt2spk, utt2dur)."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.corpora.librispeech import data_dir_name
     from audiossl.data.corpora.librispeech import prepare_librispeech as prepare
@@ -202,7 +202,7 @@ def prepare_voxceleb(
     ] = None,
 ) -> None:
     """VoxCeleb1/2 -> OUT/dev (and OUT/test with OUT/test/trials in 'label enroll test' utterance ids)."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.corpora.voxceleb import prepare_voxceleb as prepare
 
@@ -222,7 +222,7 @@ def prepare_iemocap(
     ] = False,
 ) -> None:
     """IEMOCAP -> a data dir with utt2emo (4 classes by default) and utt2session for session folds."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     from collections import Counter
 
     # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
@@ -243,7 +243,7 @@ def prepare_vctk(
     ] = False,
 ) -> None:
     """VCTK 0.92 -> one data dir (one microphone; recordings without a transcript left out)."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: the corpus modules pull in numpy and soundfile; every `audiossl` start-up imports this module
     from audiossl.data.corpora.vctk import prepare_vctk as prepare
 
@@ -259,7 +259,7 @@ def combine(
     data_dirs: Annotated[list[Path], typer.Argument(help="Data dirs to combine (disjoint utterance ids).")],
 ) -> None:
     """Combine data dirs into one (tables every dir has; e.g. LibriSpeech's 960 h from its parts)."""
-    ensure_writable_dir(out_dir)
+    ensure_writable_dir(out_dir, warn_existing=True)
     # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.combine import combine as combine_dirs
 

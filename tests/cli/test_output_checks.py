@@ -138,3 +138,30 @@ def test_helpers_name_the_path_and_leave_nothing_behind(tmp_path):
     with pytest.raises(UserError, match="file exists"):
         ensure_writable_file(afile, replace=False)
     assert ensure_writable_file(afile) == afile and afile.read_text() == "x"
+
+
+def test_existing_outputs_are_said_to_be_replaced(tmp_path, caplog):
+    import logging
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "text").write_text("utt1 an old transcript\n")
+    with caplog.at_level(logging.WARNING, logger="audiossl"):
+        ensure_writable_dir(taken, warn_existing=True)
+        ensure_writable_dir(tmp_path / "fresh", warn_existing=True)
+        ensure_writable_file(taken / "text")
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(f"{taken} already holds files" in m for m in messages)
+    assert any(f"{taken / 'text'} exists and will be replaced" in m for m in messages)
+    assert not any("fresh" in m for m in messages)
+
+
+def test_data_commands_say_when_they_write_into_an_existing_dir(tmp_path, caplog, capsys):
+    import logging
+
+    out = tmp_path / "synth"
+    assert main(["data", "synth", str(out), "--speakers", "2", "--utts-per-speaker", "1"]) == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="audiossl"):
+        assert main(["data", "synth", str(out), "--speakers", "2", "--utts-per-speaker", "1"]) == 0
+    assert f"{out} already holds files" in caplog.text
