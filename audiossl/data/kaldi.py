@@ -151,11 +151,16 @@ class DataDir:
             for entry in read_entries(path / "segments"):
                 fields = entry.value.split()
                 if len(fields) != 3:
-                    raise DataError("expected '<utt> <recording> <start> <end>'", path / "segments", entry.line)
+                    raise DataError(
+                        f"segment {entry.key!r}: expected '<utt> <recording> <start> <end>'",
+                        path / "segments",
+                        entry.line,
+                    )
                 try:
                     start, end = float(fields[1]), float(fields[2])
                 except ValueError:
-                    raise DataError("start and end must be numbers", path / "segments", entry.line) from None
+                    message = f"segment {entry.key!r}: start and end must be numbers (seconds)"
+                    raise DataError(message, path / "segments", entry.line) from None
                 if entry.key in data.segments:
                     raise DataError(f"duplicate id {entry.key!r}", path / "segments", entry.line)
                 if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (end != -1 and end <= start):

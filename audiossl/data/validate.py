@@ -156,12 +156,16 @@ def _parse_segments(check: _Checker, rows: dict[str, _Row] | None) -> dict[str, 
     for row in (rows or {}).values():
         fields = row.value.split()
         if len(fields) != 3:
-            check.add(check.root / "segments", row.line, "expected '<utt> <recording> <start> <end>'")
+            check.add(
+                check.root / "segments", row.line, f"segment {row.key!r}: expected '<utt> <recording> <start> <end>'"
+            )
             continue
         try:
             start, end = float(fields[1]), float(fields[2])
         except ValueError:
-            check.add(check.root / "segments", row.line, "start and end must be numbers (seconds)")
+            check.add(
+                check.root / "segments", row.line, f"segment {row.key!r}: start and end must be numbers (seconds)"
+            )
             continue
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (end != -1 and end <= start):
             message = f"segment {row.key!r}: bad span: start {fields[1]} s, end {fields[2]} s (end -1: to the end)"
@@ -200,7 +204,7 @@ def validate_data_dir(
     defined_in = "segments" if segment_rows is not None else "wav.scp"
     for utt, (recording, _, _, line) in segments.items():
         if recording not in wav_scp:
-            check.add(root / "segments", line, f"recording {recording!r} of utterance {utt!r} is not in wav.scp")
+            check.add(root / "segments", line, f"segment {utt!r}: its recording {recording!r} is not in wav.scp")
 
     utt2spk = check.read("utt2spk")
     check.same_ids("utt2spk", utt2spk, utterances, defined_in)
@@ -285,11 +289,14 @@ def _check_audio(
             duration = length / rate
             if start >= duration:
                 check.add(
-                    root / "segments", line, f"start {start} s is past the end of {recording!r} ({duration:.3f} s)"
+                    root / "segments",
+                    line,
+                    f"segment {utt!r}: start {start} s is past the end of {recording!r} ({duration:.3f} s)",
                 )
                 continue
             if end > duration + MAX_SEGMENT_OVERSHOOT:
-                check.add(root / "segments", line, f"end {end} s is past the end of {recording!r} ({duration:.3f} s)")
+                message = f"segment {utt!r}: end {end} s is past the end of {recording!r} ({duration:.3f} s)"
+                check.add(root / "segments", line, message)
                 continue
             last = length if end < 0 else min(round(end * rate), length)
             actual[utt] = ((last - round(start * rate)) / rate, last - round(start * rate))
