@@ -125,9 +125,10 @@ class _UnknownLength(Exception):
 
 
 def _soundfile_info(handle: BinaryIO, name: str) -> tuple[int, int, int]:
+    # Header sizes are checked before libsndfile opens the file: it seeks to where they point.
+    _check_wav_complete(handle, name, stream=isinstance(handle, io.BytesIO))
     try:
         with soundfile.SoundFile(handle) as sound:
-            _check_wav_complete(handle, sound, name, stream=isinstance(handle, io.BytesIO))
             if sound.frames >= _UNKNOWN_LENGTH:
                 raise _UnknownLength
             return sound.frames, sound.samplerate, sound.channels
@@ -139,16 +140,18 @@ def _read_soundfile(source: Path | BinaryIO, name: str, start: float, end: float
     """Read ``[start, end)`` seconds with soundfile; returns ``(C, T)`` float32 and the rate."""
     handle = source.open("rb") if isinstance(source, Path) else source
     try:
-        with handle, soundfile.SoundFile(handle) as sound:
-            _check_wav_complete(handle, sound, name, stream=not isinstance(source, Path))
-            rate, frames = sound.samplerate, sound.frames
-            if frames >= _UNKNOWN_LENGTH:
-                raise _UnknownLength
-            if frames == 0:
-                raise AudioError("contains no audio samples (zero length)", name)
-            first, last = _span_to_frames(start, end, rate, frames, name)
-            sound.seek(first)
-            samples = sound.read(last - first, dtype="float32", always_2d=True)  # (T, C)
+        with handle:
+            # Header sizes are checked before libsndfile opens the file: it seeks to where they point.
+            _check_wav_complete(handle, name, stream=not isinstance(source, Path))
+            with soundfile.SoundFile(handle) as sound:
+                rate, frames = sound.samplerate, sound.frames
+                if frames >= _UNKNOWN_LENGTH:
+                    raise _UnknownLength
+                if frames == 0:
+                    raise AudioError("contains no audio samples (zero length)", name)
+                first, last = _span_to_frames(start, end, rate, frames, name)
+                sound.seek(first)
+                samples = sound.read(last - first, dtype="float32", always_2d=True)  # (T, C)
     except soundfile.LibsndfileError as error:
         raise AudioError(f"cannot read audio, corrupt or truncated? ({error.error_string})", name) from None
     if samples.shape[0] < last - first:
@@ -187,7 +190,7 @@ _RIFF_SLACK = 9
 _MAX_CHUNKS = 4096
 
 
-def _check_wav_complete(handle: BinaryIO, sound: soundfile.SoundFile, name: str, *, stream: bool = False) -> None:
+def _check_wav_complete(handle: BinaryIO, name: str, *, stream: bool = False) -> None:
     """Raise if a WAV, RF64/BW64 or Wave64 header declares more bytes than the file holds.
 
     libsndfile quietly shortens such files to the bytes present. Every declared size is
@@ -196,8 +199,6 @@ def _check_wav_complete(handle: BinaryIO, sound: soundfile.SoundFile, name: str,
     written by tools that stream to a pipe, e.g. ffmpeg) are not checked; in a pipe's output
     (``stream``) neither are the large placeholders of other streaming writers (sox).
     """
-    if sound.format not in ("WAV", "WAVEX", "RF64", "W64"):
-        return
     position = handle.tell()
     try:
         handle.seek(0, io.SEEK_END)

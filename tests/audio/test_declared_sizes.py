@@ -158,3 +158,19 @@ def test_w64_sizes_larger_than_the_file(tmp_path: Path) -> None:
     cut = tmp_path / "cut.w64"
     cut.write_bytes(data[:30000])
     _refused(cut, f"declares {RATE * 4} bytes of audio")
+
+
+def test_sizes_libsndfile_cannot_seek_to_are_refused_before_it_tries(tmp_path: Path, capfd) -> None:
+    """An RF64 data size past 2**63 made libsndfile seek there, and Python's seek error was printed
+    as 'Exception ignored from cffi callback' with a traceback: the header is now checked first."""
+    _, data = _written(tmp_path, "RF64")
+    path = tmp_path / "beyond.rf64"
+    path.write_bytes(_patched(data, 28, "<Q", (1 << 63) + 1600))
+    capfd.readouterr()
+    _refused_quietly = []
+    for read in (load_audio, audio_info):
+        with pytest.raises(AudioError, match=f"declares {(1 << 63) + 1600} bytes of audio") as error:
+            read(path)
+        _refused_quietly.append(str(error.value).startswith(f"{path}: truncated: "))
+    err = capfd.readouterr().err
+    assert all(_refused_quietly) and "Traceback" not in err and "Exception ignored" not in err, err
