@@ -3,8 +3,11 @@
 ``python bench/scan.py`` (``--quick`` for a smoke run). Shapes are BiMamba-tiny's: batch 1,
 inner width 384 (2 x 192), state 16, chunk 32, at 512, 2k and 8k steps. Contenders:
 
-* ``chunked``: :func:`audiossl.encoders.scan.selective_scan` with ``method="auto"`` (what the
-  encoder uses; on CPU the sequential loop inside each chunk);
+* ``native``: :func:`audiossl.encoders.scan.selective_scan` with ``method="auto"`` (what the
+  encoder uses; on CPU the compiled C kernel of :mod:`audiossl.encoders.scan_native`, or the
+  sequential loop where it cannot be built);
+* ``chunked``: the same with ``method="sequential"`` (the PyTorch scan: a loop over each
+  chunk's steps on cache-sized slices);
 * ``chunked-parallel``: the same with ``method="parallel"`` (prefix scan inside each chunk, the
   accelerator path, timed here on CPU);
 * ``reference``: :func:`~audiossl.encoders.scan.selective_scan_reference`, one autograd step per
@@ -40,7 +43,7 @@ sys.path.insert(0, str(REPO))
 CHANNELS = 384  # BiMamba-tiny: dim 192, expand 2
 STATE = 16
 CHUNK = 32
-CONTENDERS = ("chunked", "chunked-parallel", "reference")
+CONTENDERS = ("native", "chunked", "chunked-parallel", "reference")
 
 
 def _max_rss_mib() -> float:
@@ -65,7 +68,7 @@ def scan_function(contender: str):
 
     if contender == "reference":
         return selective_scan_reference
-    method = "parallel" if contender == "chunked-parallel" else "auto"
+    method = {"native": "auto", "chunked": "sequential", "chunked-parallel": "parallel"}[contender]
     return lambda *args, **kwargs: selective_scan(*args, chunk_size=CHUNK, method=method, **kwargs)
 
 

@@ -218,7 +218,10 @@ class BiMambaMixer(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         """``x`` (B, S, D) with ``lengths`` (B,) and ``padding_mask`` (B, S) -> (B, S, D)."""
-        u, z = self.in_proj(x).chunk(2, dim=-1)  # (B, S, E) each
+        # Under autocast the projections run in bf16; the elementwise work between them (conv, SiLU,
+        # softplus, the scan, the gate) stays fp32: bf16 elementwise ops are slower on CPUs and the
+        # scan wants fp32 anyway.
+        u, z = self.in_proj(x).float().chunk(2, dim=-1)  # (B, S, E) each
         u = u.masked_fill(padding_mask.unsqueeze(-1), 0.0)  # the causal convs must read zeros before each item
         forward = self.forward_ssm(u)  # (B, S, E)
         backward = flip_padded(self.backward_ssm(flip_padded(u, lengths)), lengths)  # (B, S, E)
