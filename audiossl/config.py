@@ -42,16 +42,32 @@ class Loader(yaml.SafeLoader):
     """PyYAML's safe loader, reading scientific-notation numbers as floats (YAML 1.2 style).
 
     The one YAML loader of audiossl: config files, ``--set`` values and every other YAML a user
-    types go through :func:`parse_yaml`.
+    types go through :func:`parse_yaml`. A value its tag cannot hold (``2001-13-45`` read as a
+    date, ``!!int x``) is a ``yaml.YAMLError`` marking its line, where PyYAML raises ValueError.
     """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError, IndexError, KeyError) as error:
+            problem = f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]} ({error})"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
 
 
 Loader.add_implicit_resolver("tag:yaml.org,2002:float", SCIENTIFIC_FLOAT, list("-+0123456789."))
 
 
 def parse_yaml(text: str) -> Any:
-    """One YAML document parsed safely, with ``1e-3`` a float (see :class:`Loader`); raises ``yaml.YAMLError``."""
-    return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+    """One YAML document parsed safely, with ``1e-3`` a float (see :class:`Loader`).
+
+    Every problem, nesting too deep for the parser included, is a ``yaml.YAMLError``.
+    """
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader is a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 def _scientific(value: str) -> float | None:
@@ -154,7 +170,7 @@ def key_lines(text: str) -> dict[KeyPath, int]:
 
     try:
         walk(yaml.compose(text, Loader=Loader), ())
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         pass
     return lines
 

@@ -102,6 +102,15 @@ for defect in ("missing", "nan"):
         resumable=True,
     )
 
+for command, argv in (("validate", VALIDATE), ("extract", EXTRACT)):
+    case(
+        f"audio/rf64-huge-declared-size/{command}",
+        audio(World.audio_rf64_huge_declared),
+        argv,
+        "{data}/wav.scp:2",
+        "{audio}",
+    )
+
 # Multi-channel audio is mixed down by the readers (and logged); validate reports the odd one out.
 case("audio/multichannel/validate", audio(World.audio_multichannel), VALIDATE, "{data}/wav.scp:2", "8")
 # Another rate than the model's: resampled by default, refused with --rate-mismatch error.

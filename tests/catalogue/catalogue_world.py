@@ -148,6 +148,19 @@ class World:
         path.write_bytes(bytes(data))
         return path
 
+    def audio_rf64_huge_declared(self) -> Path:
+        """An RF64 file whose ds64 chunk declares 2**63 + 1600 bytes of audio (a sign bit set by corruption)."""
+        buffer = io.BytesIO()
+        samples = (np.random.default_rng(0).standard_normal(800) * 0.1).astype(np.float32)
+        soundfile.write(buffer, samples, RATE, format="RF64", subtype="PCM_16")
+        data = bytearray(buffer.getvalue())
+        offset = data.index(b"ds64")
+        size = struct.unpack_from("<Q", data, offset + 16)[0]
+        struct.pack_into("<Q", data, offset + 16, size | 1 << 63)
+        path = self.bad / "huge.rf64.wav"
+        path.write_bytes(bytes(data))
+        return path
+
     def audio_not_audio(self) -> Path:
         path = self.bad / "notes.wav"
         path.write_text("these are meeting notes, not audio\n" * 20, encoding="utf-8")

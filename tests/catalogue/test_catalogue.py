@@ -15,6 +15,10 @@ from catalogue_world import World, snapshot
 
 from audiossl.cli.main import main
 
+# A Python exception inside a libsndfile callback is printed as "Exception ignored ... Traceback":
+# for the user that is a traceback, so here it fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
 #: Fixtures a case may name in its templates, computed only when a case needs them.
 LAZY = ("embeddings", "er_run")
 
@@ -67,7 +71,13 @@ def test_bad_input(case: Case, tmp_path, clean_corpus, clean_run, request, capsy
 
 
 #: Cases also run as `python -m audiossl.cli ...`: the terminal shows no traceback either.
-END_TO_END = ["audio/truncated-data/extract", "set/wrong-type/pretrain", "checkpoint/malicious-pickle/extract"]
+END_TO_END = [
+    "audio/truncated-data/extract",
+    "audio/rf64-huge-declared-size/validate",  # libsndfile seeking before the start must not print a traceback
+    "set/wrong-type/pretrain",
+    "checkpoint/malicious-pickle/extract",
+    "config/yaml-error/pretrain",
+]
 
 
 @pytest.mark.parametrize("case_id", END_TO_END)
