@@ -95,8 +95,8 @@ class Objective(nn.Module):
         None when the objective draws no token mask (the default). Draws only from
         ``generator`` (None: the global RNG), so the same generator state gives the same mask;
         raises :class:`ConfigError` when the mask cannot be drawn or would hide every token of an
-        item (no visible context left), naming the mask keys. The trainer draws it once for the shortest utterance before training
-        and mask plots draw it for one utterance.
+        item (no visible context left), naming the mask keys. The trainer draws it once for the
+        shortest utterance before training and mask plots draw it for one utterance.
         """
         return None
 

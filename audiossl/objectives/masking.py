@@ -71,7 +71,9 @@ class MaskConfig:
         # full key path and its line (``objective.config.mask.ratio`` in a pretraining config).
         if self.kind in ("random", "chunk"):
             if self.count is None and self.ratio is None:
-                raise ConfigError(f"mask.kind: {self.kind!r} needs count or ratio (or both): set mask.count or mask.ratio")
+                raise ConfigError(
+                    f"mask.kind: {self.kind!r} needs count or ratio (or both): set mask.count or mask.ratio"
+                )
         if self.count is not None and self.count < 1:
             raise ConfigError(f"mask.count: must be >= 1, got {self.count}")
         if self.ratio is not None and self.ratio >= 1.0:

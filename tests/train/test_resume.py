@@ -10,9 +10,9 @@ import pytest
 import torch
 from train_helpers import parameters, tiny_config
 
+from audiossl.engine.logging import read_records
 from audiossl.errors import ConfigError
 from audiossl.train import pretrain
-from audiossl.engine.logging import read_records
 from audiossl.train.checkpoint import checkpoint_path, list_checkpoints
 
 
