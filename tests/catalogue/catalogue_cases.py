@@ -178,6 +178,15 @@ def remove(table: str) -> Callable[[World], dict[str, object]]:
     return build
 
 
+def pipe(w: World) -> dict[str, object]:
+    """wav.scp line 2 is a shell command that would create the marker file (pipes are refused by default)."""
+    audio = w.lines("wav.scp")[1].split()[1]
+    w.set_line("wav.scp", 2, f"{w.ids()[1]} touch {w.marker}; cat {audio} |")
+    return {}
+
+
+for command, argv in (("validate", VALIDATE), ("extract", EXTRACT), ("features-stats", STATS), ("kmeans-fit", KMEANS)):
+    case(f"data/pipe-refused/{command}", pipe, argv, "{data}/wav.scp:2", "--allow-pipes")
 case("data/unsorted/validate", unsorted, VALIDATE, "{data}/wav.scp:2")
 case("data/duplicate-id/validate", duplicate("wav.scp"), VALIDATE, "{data}/wav.scp:3")
 case("data/duplicate-id/extract", duplicate("wav.scp"), EXTRACT, "{data}/wav.scp:3")
