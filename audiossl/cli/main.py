@@ -10,9 +10,11 @@ import errno
 import logging
 import os
 import sys
-from typing import Annotated
+import typing
+from typing import Annotated, Any
 
 import typer
+import typer.main
 
 from audiossl import __version__
 from audiossl.cli import data as data_commands
@@ -27,6 +29,7 @@ from audiossl.cli import objectives as objective_commands
 from audiossl.cli import plugins as plugin_commands
 from audiossl.cli import pretrain as pretrain_commands
 from audiossl.cli import report as report_commands
+from audiossl.config import SCIENTIFIC_FLOAT
 from audiossl.errors import UserError, interface, set_interface
 
 # audiossl.data.wav_scp.PIPES_ENV, spelt here: importing the loader would pull torch into every start-up.
@@ -109,9 +112,46 @@ def main(argv: list[str] | None = None) -> int:
 _ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
+class _IntegralScientific:
+    """Wraps typer's coercion of an integer parameter: ``1e4`` (integral, scientific notation) reads as 10000."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        def plain(item: Any) -> Any:
+            if isinstance(item, str) and SCIENTIFIC_FLOAT.match(item.strip()):
+                number = float(item.replace("_", ""))
+                if number.is_integer():
+                    return str(int(number))
+            return item
+
+        value = type(value)(plain(item) for item in value) if isinstance(value, (list, tuple)) else plain(value)
+        return self.inner.coerce(value, param, ctx)
+
+
+def _integers_in_scientific_notation(command: Any) -> None:
+    """Let every integer option and argument take scientific notation (``--max-steps 1e4``), as configs do.
+
+    Floats already do (``--lr 1e-3``); typer reads integers with pydantic, which refuses ``1e4``.
+    """
+    for param in getattr(command, "params", ()):
+        descriptor = getattr(param, "type_descriptor", None)
+        annotation = getattr(descriptor, "annotation", None)
+        if annotation is int or int in typing.get_args(annotation):
+            param._runtime_param = _IntegralScientific(param.get_runtime_param())
+    for sub in getattr(command, "commands", {}).values():
+        _integers_in_scientific_notation(sub)
+
+
 def _run_app(argv: list[str] | None) -> int:
     try:
-        result = app(args=argv, standalone_mode=False)
+        command = typer.main.get_command(app)
+        _integers_in_scientific_notation(command)
+        result = command(args=argv, standalone_mode=False)
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
         return 2
