@@ -420,6 +420,8 @@ case("cli/missing-data-dir/pretrain", nothing, [*PRETRAIN[:4], "{tmp}/nodata", *
 case("cli/missing-model/extract", nothing, ["extract", "--model", "{tmp}/nomodel.pt", *EXTRACT[3:]], "{tmp}/nomodel.pt")
 case("cli/missing-upstream/sv-embed", nothing, [*SV_EMBED[:3], "-u", "{tmp}/nomodel", *SV_EMBED[5:]], "{tmp}/nomodel")
 case("cli/existing-output/extract", existing_out, EXTRACT, "{out}")
+case("cli/existing-run-without-resume/pretrain", nothing, [*PRETRAIN[:6], "{run}", *PRETRAIN[7:]], "{run}")
+case("cli/existing-run-without-resume/er-train", nothing, [*ER_TRAIN[:5], "{er_run}", *ER_TRAIN[6:]], "{er_run}")
 case("cli/read-only-output/extract", nothing, [*EXTRACT[:6], READ_ONLY, *EXTRACT[7:]], READ_ONLY)
 case("cli/read-only-output/features-stats", nothing, [*STATS[:4], READ_ONLY + "/stats.npz"], READ_ONLY)
 case("cli/read-only-output/pretrain", nothing, [*PRETRAIN[:6], READ_ONLY, *PRETRAIN[7:]], READ_ONLY)

@@ -33,6 +33,7 @@ class World:
     def __post_init__(self) -> None:
         self.marker = self.tmp / "PWNED"  # a malicious pickle would create this file
         self._data: Path | None = None
+        self.lazy: set[str] = set()  # the session fixtures (beyond corpus and run) this case uses
 
     # ------------------------------------------------------------------ locations
 

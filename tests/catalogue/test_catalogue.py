@@ -30,6 +30,7 @@ def _prepare(case: Case, tmp_path, clean_corpus, clean_run, request) -> tuple[Wo
     for name in LAZY:
         if "{" + name + "}" in text:
             values[name] = request.getfixturevalue(name)
+            world.lazy.add(name)
     fields = {"data": world.data, "out": world.out, "bad": world.bad, "run": clean_run, "tmp": tmp_path, **values}
     argv = [part.format(**fields) for part in case.argv]
     names = [name.format(**fields) for name in case.names]
@@ -44,7 +45,8 @@ def test_the_catalogue_has_at_least_60_cases():
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input(case: Case, tmp_path, clean_corpus, clean_run, request, capsys, caplog):
     world, argv, names = _prepare(case, tmp_path, clean_corpus, clean_run, request)
-    before = snapshot(tmp_path, clean_corpus, clean_run)
+    roots = [tmp_path, clean_corpus, clean_run, *(request.getfixturevalue(n) for n in LAZY if n in world.lazy)]
+    before = snapshot(*roots)
     caplog.set_level(logging.INFO)
     try:
         code = main(argv)
@@ -58,7 +60,7 @@ def test_bad_input(case: Case, tmp_path, clean_corpus, clean_run, request, capsy
     for name in names:
         assert name in output, f"{name!r} not named\n{shown}"
     assert not world.marker.exists(), f"a malicious pickle ran code\n{shown}"
-    after = snapshot(tmp_path, clean_corpus, clean_run)
+    after = snapshot(*roots)
     if case.resumable:  # the run dir of a run that had started stays, for --resume; no temporary files in it
         run_dir = str(world.out)
         leftovers = [path for path in after if path.startswith(run_dir + "/")]
