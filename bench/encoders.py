@@ -227,7 +227,10 @@ def run_group(
     processes = []
     for spec in specs:
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-        processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        env = dict(os.environ)
+        if spec.get("malloc_mmap_threshold"):  # glibc: fixed threshold, no dynamic raise (see --help)
+            env["MALLOC_MMAP_THRESHOLD_"] = str(spec["malloc_mmap_threshold"])
+        processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
     results = []
     for process, spec in zip(processes, specs, strict=True):
         ready = json.loads(process.stdout.readline())
@@ -394,6 +397,14 @@ def main(argv: list[str] | None = None) -> int:
         help="inference group (forward only): BiMamba-tiny vs AST-tiny with SDPA and with SSAST's unfused attention",
     )
     parser.add_argument("--skip-long", action="store_true", help="skip the training group (long sequences)")
+    parser.add_argument(
+        "--malloc-mmap-threshold",
+        type=int,
+        default=0,
+        help="set glibc's MALLOC_MMAP_THRESHOLD_ (bytes) in every contender: a fixed threshold stops glibc "
+        "from raising it after each large free, after which freed blocks stay in the heap and peak RSS "
+        "measures the allocator's retention more than the step's needs (0: glibc's default)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per contender")
     parser.add_argument("--quick", action="store_true", help="smoke run: short lengths, 2 repeats")
     parser.add_argument("--skip-base", action="store_true", help="skip the AST-base vs Hugging Face group")
@@ -419,12 +430,15 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "families": families,
         "load_average_start": os.getloadavg(),
+        "malloc_mmap_threshold": args.malloc_mmap_threshold,
         "groups": {},
     }
     print(
         f"# {report['date']}  {report['cpu']}  threads={args.threads}  torch {report['torch']}  "
         f"load average {report['load_average_start'][0]:.1f}"
     )
+    if args.malloc_mmap_threshold:
+        print(f"# every contender runs with MALLOC_MMAP_THRESHOLD_={args.malloc_mmap_threshold}")
     if "mamba" not in ENCODERS:
         print("# the mamba family is not registered: long-sequence group runs AST only")
     peaks = {"fp32": peak_matmul_flops(torch.float32), "bf16": peak_matmul_flops(torch.bfloat16)}
@@ -433,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def spec(model: str, preset: str = "", *, tokens: int = 0, frames: int = 0, dtype: str = "fp32", **extra) -> dict:
         return {"model": model, "preset": preset, "tokens": tokens, "frames": frames, "batch": 1,
-                "dtype": dtype, "threads": args.threads, **extra}  # fmt: skip
+                "dtype": dtype, "threads": args.threads, "malloc_mmap_threshold": args.malloc_mmap_threshold,
+                **extra}  # fmt: skip
 
     print("\n## long sequences: tiny encoders, batch 1, forward+backward")
     print(HEADER)
