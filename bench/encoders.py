@@ -1,6 +1,6 @@
 """Encoder benchmark: forward+backward tokens/s and peak memory, side by side.
 
-Three groups, in one run (``python bench/encoders.py``; ``--quick`` for a smoke run):
+Four groups, in one run (``python bench/encoders.py``; ``--quick`` for a smoke run):
 
 1. **Long sequences**: AST-tiny vs BiMamba-tiny (when the ``mamba`` family is registered) at
    512, 2k, 8k and 22k tokens, batch 1, fp32. SSAMBA (Shams et al. 2024) reports 92.7 % faster
@@ -12,6 +12,10 @@ Three groups, in one run (``python bench/encoders.py``; ``--quick`` for a smoke 
    must agree (attention is permutation-equivariant; HF orders patches frequency-major, we
    order them time-major, and HF's absolute position table is set to our position code).
 3. **fp32 vs bf16 autocast** for every model of groups 1 and 2 (at 512 tokens for group 1).
+4. **Inference** (forward only, ``torch.inference_mode``, fp32) at ``--infer-lengths`` (22016):
+   AST-tiny with SDPA, AST-tiny with the unfused attention of the SSAST code (explicit
+   ``softmax(Q K^T) V``, patched into that worker process only) and BiMamba-tiny: the seed's
+   claim in both readings.
 
 Every contender runs in its own process; peak memory is that process's high-water resident set
 (VmHWM, see :func:`_max_rss_mib`). The processes of a group are started together and stepped in

@@ -19,7 +19,10 @@ Backward is written by hand (:class:`_ChunkedScan`): forward keeps the inputs an
 each chunk; backward recomputes one chunk at a time and runs the adjoint recurrence, which is the
 same linear scan in reverse. Memory stays linear in L and autograd records one node, not L.
 
-On CUDA, when the ``mamba_ssm`` package is importable, the fused kernel
+On CPU, ``method="auto"`` runs the same recurrence (same chunk checkpoints, same adjoint) as a
+compiled C kernel (:mod:`audiossl.encoders.scan_native`), built with the system C compiler on
+first use; where it cannot be built, one log line and the PyTorch scan below. On CUDA, when the
+``mamba_ssm`` package is importable, the fused kernel
 ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` computes the same thing.
 
 :func:`flip_padded` reverses each item of a padded batch within its own length, which is how the
