@@ -7,10 +7,11 @@ import io
 import logging
 import os
 import re
+import shutil
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -149,6 +150,30 @@ def ensure_writable_file(path: str | Path, *, what: str = "the output", replace:
         raise UserError(f"cannot write {what} file: {existing} is a file, not a directory", path)
     _probe(existing, path, what)
     return path
+
+
+@contextlib.contextmanager
+def removed_if_failed(path: str | Path, started: Callable[[Path], bool] = lambda path: False) -> Iterator[Path]:
+    """Remove the output ``path`` (and the folders made for it) when the block fails before its work started.
+
+    A command that fails on bad input must leave no half-written output: if ``path`` did not exist
+    when the block began, the block raises, and ``started(path)`` is False (no finished chunk, no
+    checkpoint: nothing a rerun or ``--resume`` could use), the folders this block created are
+    deleted. Output that existed before, or work that can be resumed, is kept.
+    """
+    path = Path(path)
+    target = path.absolute()
+    existing = _nearest_existing(target)
+    try:
+        yield path
+    except BaseException:
+        if existing != target and not (path.exists() and started(path)):
+            created = existing / target.relative_to(existing).parts[0]
+            if created.is_dir() and not created.is_symlink():
+                shutil.rmtree(created, ignore_errors=True)
+            elif created.exists():
+                created.unlink(missing_ok=True)
+        raise
 
 
 # ----------------------------------------------------------------------------- checkpoint files
