@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from audiossl.fileio import ensure_writable_dir, ensure_writable_file
+from audiossl.fileio import ensure_writable_dir, ensure_writable_file, removed_if_failed
 
 
 def extract(
@@ -56,22 +56,25 @@ def extract(
     ensure_writable_dir(out if out.is_dir() or not out.exists() else out.parent)
     # lazy: audiossl.embed pulls in torch; every `audiossl` start-up imports this module
     from audiossl.embed.extract import extract as run_extract
+    from audiossl.embed.extract import read_done
 
-    result = run_extract(
-        model,
-        data,
-        out,
-        layer=layer,
-        pooling=pool,
-        format=format,
-        overwrite=overwrite,
-        batch_seconds=batch_seconds,
-        device=device,
-        bf16=bf16,
-        allow_pipes=False if no_pipes else None,  # None: the process policy (audiossl --allow-pipes)
-        on_rate_mismatch=rate_mismatch,
-        channel=channel,
-    )
+    # A failure before the first chunk is written leaves no OUT behind (finished chunks stay: they resume).
+    with removed_if_failed(out, started=lambda path: bool(read_done(path))):
+        result = run_extract(
+            model,
+            data,
+            out,
+            layer=layer,
+            pooling=pool,
+            format=format,
+            overwrite=overwrite,
+            batch_seconds=batch_seconds,
+            device=device,
+            bf16=bf16,
+            allow_pipes=False if no_pipes else None,  # None: the process policy (audiossl --allow-pipes)
+            on_rate_mismatch=rate_mismatch,
+            channel=channel,
+        )
     if result.already_complete:
         typer.echo(f"{out}: already complete ({result.total} utterances, same settings); index: {result.index}")
         return 0

@@ -48,7 +48,7 @@ from audiossl.cli.options import (
 )
 from audiossl.downstream.plugin import STRICT_ENV, PluginError, discover_plugins, strict_plugins
 from audiossl.errors import UserError
-from audiossl.fileio import ensure_writable_dir
+from audiossl.fileio import ensure_writable_dir, latest_checkpoint, removed_if_failed
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -169,7 +169,9 @@ def run_training(
     ensure_writable_dir(out)
     from audiossl.downstream.trainer import train_downstream  # here: torch + the engine; plugins mount at start-up
 
-    result = train_downstream(task, upstream, data, out, config, valid_dir=valid, resume=resume)
+    # A run that fails before it trained (labels missing, an unreadable upstream) leaves no OUT behind.
+    with removed_if_failed(out, started=lambda path: (path / "train.jsonl").exists() or latest_checkpoint(path)):
+        result = train_downstream(task, upstream, data, out, config, valid_dir=valid, resume=resume)
     valid_text = "" if result.valid_loss is None else f", valid loss {result.valid_loss:.4f}"
     typer.echo(f"finished step {result.step}: loss {result.loss:.4f}{valid_text}; {result.checkpoint}")
 

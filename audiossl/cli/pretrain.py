@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from audiossl.errors import ConfigError
-from audiossl.fileio import ensure_writable_dir
+from audiossl.fileio import ensure_writable_dir, removed_if_failed
 
 #: Where a run records its data dirs, so ``--resume`` can do without ``--data``.
 RUN_INFO = "run.json"
@@ -64,10 +64,12 @@ def pretrain(
     if not data_dirs:
         raise typer.BadParameter("--data DIR is required", param_hint="--data")
     settings = resolve_config(config, list(overrides or []))
-    if os.environ.get("RANK", "0") == "0" and (resume or latest_checkpoint(out) is None):  # the main process
-        with atomic_write(info_path) as handle:
-            json.dump({"data": data_dirs, "config": config, "overrides": list(overrides or [])}, handle, indent=1)
-    result = pretrain(settings, data_dirs, out, resume=resume)
+    # A run that fails before it trained (missing data, a bad table) leaves no OUT behind; one that trained stays.
+    with removed_if_failed(out, started=lambda path: (path / "train.jsonl").exists() or latest_checkpoint(path)):
+        if os.environ.get("RANK", "0") == "0" and (resume or latest_checkpoint(out) is None):  # the main process
+            with atomic_write(info_path) as handle:
+                json.dump({"data": data_dirs, "config": config, "overrides": list(overrides or [])}, handle, indent=1)
+        result = pretrain(settings, data_dirs, out, resume=resume)
     main_process = os.environ.get("RANK", "0") == "0"
     if result.stopped_by is not None:
         if main_process:
