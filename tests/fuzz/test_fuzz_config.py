@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from conftest import fuzz_settings
+from fuzzing import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 

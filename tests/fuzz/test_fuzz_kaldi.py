@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from conftest import fuzz_settings
+from fuzzing import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 

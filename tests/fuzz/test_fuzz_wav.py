@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import fuzz_settings
+from fuzzing import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
