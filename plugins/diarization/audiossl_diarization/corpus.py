@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -114,10 +113,11 @@ def split_speakers(speakers: list[str], config: CorpusConfig) -> dict[str, list[
     if len(speakers) < need:
         raise DataError(f"the source has {len(speakers)} speaker(s); a recording needs {need}")
     if len(speakers) < need * len(used):
-        warnings.warn(
-            f"only {len(speakers)} speakers for {len(used)} subsets of {need}-speaker recordings: "
-            "the subsets share speakers",
-            stacklevel=2,
+        log.warning(
+            "only %d speakers for %d subsets of %d-speaker recordings: the subsets share speakers",
+            len(speakers),
+            len(used),
+            need,
         )
         return {subset: list(speakers) for subset in used}
     shares = np.asarray([n for n in config.recordings if n > 0], dtype=float)

@@ -13,7 +13,7 @@ clustering never touches.
 
 from __future__ import annotations
 
-import warnings
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ import torchaudio.functional
 from audiossl.errors import AudioError, ConfigError
 from audiossl_diarization.corpus import read_waveform
 from audiossl_diarization.evaluation import diarization_error
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -104,7 +106,7 @@ def audio_input(path: str | Path, sample_rate: int, uri: str | None = None) -> d
     if waveform.numel() == 0:
         raise AudioError("no audio samples", path)
     if rate != sample_rate:
-        warnings.warn(f"{path} is at {rate} Hz; resampling it to the model's {sample_rate} Hz", stacklevel=2)
+        log.warning("%s is at %d Hz; resampling it to the model's %d Hz", path, rate, sample_rate)
         waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
     return {"waveform": waveform.unsqueeze(0), "sample_rate": sample_rate, "uri": uri or path.stem}
 
