@@ -33,7 +33,7 @@ sysdeps:
 $(STAMP): pyproject.toml constraints.txt $(PLUGIN_PROJECTS) | sysdeps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[codecs,fairseq2,pyannote,export,hdf5,decoder,dev]' \
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[codecs,fairseq2,pyannote,export,hdf5,decoder,shar,dev]' \
 	  $(foreach p,$(PLUGIN_PROJECTS),-e $(dir $(p)))
 	@touch $@
 
