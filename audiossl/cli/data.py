@@ -112,8 +112,10 @@ def split(
     from audiossl.data.kaldi import DataDir
     from audiossl.data.subset import parse_fractions, write_parts
     from audiossl.data.subset import split as split_data
+    from audiossl.data.translation import carry_translations
 
     written = write_parts(split_data(DataDir.load(data_dir), parse_fractions(parts), by=by, seed=seed), out_dir)
+    carry_translations(data_dir, list(written.values()))  # text.<lang> tables follow their utterances
     for name, path in written.items():
         data = DataDir.load(path)
         typer.echo(
@@ -133,8 +135,10 @@ def subset(
     # lazy: data modules cost ~10 ms to import; every `audiossl` start-up imports this module
     from audiossl.data.kaldi import DataDir
     from audiossl.data.subset import smoke_subset
+    from audiossl.data.translation import carry_translations
 
     data = smoke_subset(DataDir.load(data_dir), utts_per_speaker, max_speakers).save(out_dir)
+    carry_translations(data_dir, [out_dir])  # text.<lang> tables follow their utterances
     typer.echo(f"{len(DataDir.load(data).utterance_ids)} utterances -> {out_dir}")
 
 

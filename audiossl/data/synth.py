@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from audiossl.data.kaldi import DataDir
+from audiossl.data.translation import write_synthetic_translations
 from audiossl.data.voice import FRAME_RATE, PHONES, SILENCE, Span, Voice, num_samples, render
 from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_path, atomic_write
@@ -337,6 +338,7 @@ def synthesize_corpus(out_dir: str | Path, config: SynthConfig) -> DataDir:
     log.info("synth: generated %d wavs, kept %d complete ones", generated, len(jobs) - generated)
     data.save(out_dir)
     write_lexicon(out_dir / "lexicon.txt")
+    write_synthetic_translations(out_dir, data.text)  # text.qaa, the second language (audiossl.data.translation)
     return data
 
 
