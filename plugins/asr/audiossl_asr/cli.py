@@ -14,7 +14,10 @@ import typer
 from audiossl.cli import plugins as plugin_cli
 from audiossl.fileio import ensure_writable_dir, ensure_writable_file
 
-app = typer.Typer(help="CTC speech recognition on any upstream: train, decode, score (WER/CER).", no_args_is_help=True)
+app = typer.Typer(
+    help="Speech recognition on any upstream (CTC head, or attention decoder + joint CTC): train, decode, score.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
@@ -32,14 +35,44 @@ def train(
     hidden: Annotated[int, typer.Option(help="Hidden size of the mlp / each bilstm direction.")] = 256,
     layers: Annotated[int, typer.Option(help="bilstm layers.")] = 2,
     dropout: Annotated[float, typer.Option(help="Dropout in the head.")] = 0.1,
+    model: Annotated[str, typer.Option(help="ctc (a CTC head) or seq2seq (attention decoder with joint CTC).")] = "ctc",
+    ctc_weight: Annotated[float, typer.Option(help="seq2seq: weight of the CTC loss (0 = attention only).")] = 0.3,
+    label_smoothing: Annotated[float, typer.Option(help="seq2seq: label smoothing of the decoder's loss.")] = 0.1,
+    decoder_dim: Annotated[int, typer.Option(help="seq2seq: decoder width.")] = 256,
+    decoder_layers: Annotated[int, typer.Option(help="seq2seq: decoder blocks.")] = 2,
+    decoder_heads: Annotated[int, typer.Option(help="seq2seq: decoder attention heads.")] = 4,
+    decoder_ffn: Annotated[int, typer.Option(help="seq2seq: decoder feed-forward width.")] = 1024,
+    max_length: Annotated[
+        int, typer.Option(help="seq2seq: longest transcript in units (+ eos) the decoder accepts.")
+    ] = 256,
     settings: plugin_cli.DownstreamSettings = None,
     resume: plugin_cli.ResumeOption = False,
 ) -> None:
-    """Train a CTC head (tokenizer learned from DATA's text) on an upstream; the run goes to --out."""
+    """Train a CTC head or an attention decoder (tokenizer learned from DATA's text) on an upstream into --out."""
     # lazy: audiossl_asr.task pulls in torch; every `audiossl` start-up imports this module
     from audiossl_asr.task import ASRTask
 
-    task = ASRTask(tokenizer=tokenizer, vocab_size=vocab_size, head=head, hidden=hidden, layers=layers, dropout=dropout)
+    seq2seq = {}
+    if model == "seq2seq":
+        seq2seq = {
+            "ctc_weight": ctc_weight,
+            "label_smoothing": label_smoothing,
+            "decoder_dim": decoder_dim,
+            "decoder_layers": decoder_layers,
+            "decoder_heads": decoder_heads,
+            "decoder_ffn": decoder_ffn,
+            "max_length": max_length,
+        }
+    task = ASRTask(
+        tokenizer=tokenizer,
+        vocab_size=vocab_size,
+        head=head,
+        hidden=hidden,
+        layers=layers,
+        dropout=dropout,
+        model=model,
+        **seq2seq,
+    )
     plugin_cli.run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
 
 
@@ -51,7 +84,15 @@ def decode(
     beam: Annotated[
         bool, typer.Option("--beam/--greedy", help="Beam search (torchaudio/flashlight) or greedy.")
     ] = False,
-    beam_size: Annotated[int, typer.Option(help="Beam: hypotheses kept per frame.")] = 50,
+    beam_size: Annotated[
+        int | None, typer.Option(help="Beam: hypotheses kept (CTC default 50 per frame; seq2seq default 10).")
+    ] = None,
+    ctc_weight: Annotated[
+        float | None, typer.Option(help="seq2seq: weight of the CTC prefix score (default: the training weight).")
+    ] = None,
+    length_penalty: Annotated[
+        float, typer.Option(help="seq2seq: rank by score / (units + 1) ** this (0 = raw sums, 1 = per-unit mean).")
+    ] = 1.0,
     lexicon: Annotated[Path | None, typer.Option(help="Beam: file of allowed words (first column).")] = None,
     lm: Annotated[Path | None, typer.Option(help="Beam: KenLM n-gram model (.arpa or .bin).")] = None,
     lm_weight: Annotated[float, typer.Option(help="Beam: language-model weight.")] = 2.0,
@@ -61,24 +102,36 @@ def decode(
     device: plugin_cli.DeviceOption = None,
     batch_seconds: Annotated[float, typer.Option(help="Padded seconds of audio per batch.")] = 60.0,
 ) -> None:
-    """Transcribe DATA with a trained run into OUT/hyp.txt (Kaldi text); score it when DATA has a text."""
+    """Transcribe DATA with a trained run into OUT/hyp.txt (Kaldi text); score it when DATA has a text.
+
+    A seq2seq run always decodes by beam search (--beam-size, --ctc-weight, --length-penalty);
+    --beam/--greedy, --lexicon and --lm apply to CTC runs.
+    """
     ensure_writable_dir(out)
     # lazy: decoding and recognize pull in torch; every `audiossl` start-up imports this module
     from audiossl_asr.decoding import BeamSearchOptions
-    from audiossl_asr.recognize import decode_run
+    from audiossl_asr.recognize import SearchOptions, decode_run
 
     options = None
     if beam or lexicon is not None or lm is not None:
         options = BeamSearchOptions(
-            beam_size=beam_size,
+            beam_size=50 if beam_size is None else beam_size,
             lexicon=None if lexicon is None else str(lexicon),
             lm=None if lm is None else str(lm),
             lm_weight=lm_weight,
             word_score=word_score,
             log_add=log_add,
         )
+    search = SearchOptions(beam_size=beam_size, ctc_weight=ctc_weight, length_penalty=length_penalty)
     result = decode_run(
-        run_dir, data, out, beam=options, checkpoint=checkpoint, device=device or "auto", batch_seconds=batch_seconds
+        run_dir,
+        data,
+        out,
+        beam=options,
+        search=search,
+        checkpoint=checkpoint,
+        device=device or "auto",
+        batch_seconds=batch_seconds,
     )
     typer.echo(f"wrote {result.hypotheses}")
     if result.score is not None:

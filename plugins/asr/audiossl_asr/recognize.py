@@ -7,6 +7,7 @@ from pathlib import Path
 
 from audiossl.downstream.trainer import load_downstream, read_run_info
 from audiossl.errors import DataError
+from audiossl.nn.beam_search import BeamSearchConfig
 from audiossl_asr.decoding import BeamSearchOptions
 from audiossl_asr.metrics import Score, score_transcripts
 from audiossl_asr.task import (
@@ -21,6 +22,26 @@ from audiossl_asr.task import (
 from audiossl_asr.tokenizer import read_transcripts
 
 METRICS_FILE = "metrics.json"
+
+
+@dataclass(kw_only=True)
+class SearchOptions:
+    """Beam search of a seq2seq run; None fields take the run's defaults (beam 10, the training CTC weight)."""
+
+    beam_size: int | None = None
+    """Hypotheses kept per step."""
+    ctc_weight: float | None = None
+    """Weight of the CTC prefix score; None = the weight the run was trained with."""
+    length_penalty: float = 1.0
+    """Finished hypotheses are ranked by score / (units + 1) ** length_penalty."""
+
+    def resolve(self, task: ASRTask) -> BeamSearchConfig:
+        default = task.default_search()
+        return BeamSearchConfig(
+            beam_size=default.beam_size if self.beam_size is None else self.beam_size,
+            ctc_weight=default.ctc_weight if self.ctc_weight is None else self.ctc_weight,
+            length_penalty=self.length_penalty,
+        )
 
 
 @dataclass
@@ -38,13 +59,15 @@ def decode_run(
     out_dir: str | Path,
     *,
     beam: BeamSearchOptions | None = None,
+    search: SearchOptions | None = None,
     checkpoint: str | Path | None = None,
     device: str = "auto",
     batch_seconds: float = 60.0,
 ) -> DecodeResult:
     """Decode every utterance of ``data_dir`` with a trained ASR run into ``OUT_DIR/hyp.txt``.
 
-    Greedy unless ``beam`` is given. When ``data_dir`` has a ``text``, the hypotheses are also
+    A CTC run decodes greedily unless ``beam`` is given; a seq2seq run by beam search with
+    ``search`` (default :class:`SearchOptions`). When ``data_dir`` has a ``text``, the hypotheses are also
     scored into ``OUT_DIR/metrics.json``. The data dir needs no transcripts otherwise.
     """
     info = read_run_info(run_dir)
@@ -52,7 +75,11 @@ def decode_run(
         raise DataError(f"this run trained task {info.get('task')!r}, not asr", Path(run_dir))
     task = ASRTask(**info.get("task_options", {}))
     model = load_downstream(run_dir, checkpoint=checkpoint, task=task, device=device)
-    hypotheses = transcribe(model.head, model.upstream, data_dir, tokenizer_of(model.state), beam, batch_seconds)
+    seq2seq = task.seq2seq_config is not None
+    config = (search or SearchOptions()).resolve(task) if seq2seq else None
+    hypotheses = transcribe(
+        model.head, model.upstream, data_dir, tokenizer_of(model.state), beam, batch_seconds, search=config
+    )
     out_dir = Path(out_dir)
     hyp_path = write_hypotheses(hypotheses, out_dir / HYP_FILE)
     text = Path(data_dir) / "text"
@@ -63,7 +90,7 @@ def decode_run(
         "run_dir": str(Path(run_dir).resolve()),
         "checkpoint": str(model.checkpoint.resolve()),
         "data_dir": str(Path(data_dir).resolve()),
-        "decoder": "greedy" if beam is None else "beam",
+        "decoder": "seq2seq beam" if seq2seq else ("greedy" if beam is None else "beam"),
     }
     return DecodeResult(hyp_path, score, write_score(score, out_dir / METRICS_FILE, **context))
 

@@ -1,9 +1,11 @@
-"""The ASR downstream task: a CTC head over the upstream's frames, trained on a data dir's ``text``.
+"""The ASR downstream task: a CTC head, or an attention decoder with joint CTC, over the upstream's frames.
 
 ``prepare`` learns the tokenizer from the training transcripts (characters, or a
-sentencepiece unigram/BPE model) and saves it in the run dir; ``loss`` is CTC on the head's
-log-probabilities; ``evaluate`` decodes (greedy, or beam search when :attr:`ASRTask.beam` is
-set), writes the hypotheses as a Kaldi ``text`` file and scores them (WER, CER).
+sentencepiece unigram/BPE model) and saves it in the run dir. ``model="ctc"``: ``loss`` is CTC
+on the head's log-probabilities; ``evaluate`` decodes greedily, or by beam search when
+:attr:`ASRTask.beam` is set. ``model="seq2seq"`` (:mod:`audiossl_asr.seq2seq`): the hybrid
+CTC/attention loss, and beam search with CTC prefix scores and length normalisation
+(:attr:`ASRTask.search`). Hypotheses are written as a Kaldi ``text`` file and scored (WER, CER).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from torch import nn
 
 from audiossl.data.kaldi import kaldi_sort_key, read_table
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels, eval_batches
-from audiossl.errors import DataError
+from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write
+from audiossl.nn.beam_search import BeamSearchConfig
 from audiossl.nn.outputs import LossOutput
 from audiossl_asr.decoding import BeamSearchDecoder, BeamSearchOptions, greedy_decode
 from audiossl_asr.head import CTCHead, CTCHeadConfig, ctc_loss
 from audiossl_asr.metrics import Score, score_transcripts
+from audiossl_asr.seq2seq import Seq2SeqConfig, Seq2SeqHead, check_target_lengths, seq2seq_decode, seq2seq_loss
 from audiossl_asr.tokenizer import Tokenizer, read_transcripts, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -34,10 +38,14 @@ logger = logging.getLogger(__name__)
 HYP_FILE = "hyp.txt"
 #: Key of the in-memory tokenizer in a task state (never saved: the state's JSON rebuilds it).
 _TOKENIZER = "_tokenizer"
+MODELS = ("ctc", "seq2seq")
 
 
 class ASRTask(DownstreamTask):
-    """CTC speech recognition: tokenizer options, head options; decoding is chosen at evaluation time."""
+    """Speech recognition: tokenizer, model (CTC head or attention decoder + CTC) and head options.
+
+    Decoding is chosen at evaluation time: :attr:`beam` (CTC heads) or :attr:`search` (seq2seq).
+    """
 
     name = "asr"
     labels = ("text",)
@@ -51,16 +59,29 @@ class ASRTask(DownstreamTask):
         hidden: int = 256,
         layers: int = 2,
         dropout: float = 0.1,
+        model: str = "ctc",
+        **seq2seq: Any,
     ):
+        if model not in MODELS:
+            raise ConfigError(f"unknown ASR model {model!r}; choose one of {', '.join(MODELS)}")
+        if seq2seq and model != "seq2seq":
+            raise ConfigError(f"options {', '.join(sorted(seq2seq))} are for --model seq2seq")
         self.tokenizer_kind = tokenizer
         self.vocab_size = vocab_size
+        self.model = model
         self.head_config = CTCHeadConfig(kind=head, hidden=hidden, layers=layers, dropout=dropout)
-        #: Beam-search options for :meth:`evaluate`; None decodes greedily. Not a training option.
+        try:
+            self.seq2seq_config = Seq2SeqConfig(dropout=dropout, **seq2seq) if model == "seq2seq" else None
+        except TypeError as error:
+            raise ConfigError(f"seq2seq options: {error}") from None
+        #: Beam-search options for :meth:`evaluate` of a CTC head; None decodes greedily. Not a training option.
         self.beam: BeamSearchOptions | None = None
+        #: Search of :meth:`evaluate` for seq2seq; None = beam 10 with the training ctc_weight, length penalty 1.
+        self.search: BeamSearchConfig | None = None
 
     def options(self) -> dict[str, Any]:
         config = self.head_config
-        return {
+        options: dict[str, Any] = {
             "tokenizer": self.tokenizer_kind,
             "vocab_size": self.vocab_size,
             "head": config.kind,
@@ -68,6 +89,14 @@ class ASRTask(DownstreamTask):
             "layers": config.layers,
             "dropout": config.dropout,
         }
+        if self.seq2seq_config is not None:  # CTC runs keep the options they always had (resume compares them)
+            options["model"] = self.model
+            options.update({k: v for k, v in vars(self.seq2seq_config).items() if k != "dropout"})
+        return options
+
+    def default_search(self) -> BeamSearchConfig:
+        """The seq2seq search :meth:`evaluate` uses unless :attr:`search` is set."""
+        return BeamSearchConfig(beam_size=10, ctc_weight=self.seq2seq_config.ctc_weight, length_penalty=1.0)
 
     def prepare(self, train_dir: Path, out_dir: Path) -> TaskState:
         text = Path(train_dir) / "text"
@@ -80,7 +109,11 @@ class ASRTask(DownstreamTask):
         check_labels(data_dir, self.labels)
         text = Path(data_dir) / "text"
         tokenizer = tokenizer_of(state)
-        unknown = [utt for utt, words in read_transcripts(text).items() if tokenizer.unk in tokenizer.encode(words)]
+        transcripts = read_transcripts(text)
+        if self.seq2seq_config is not None:
+            units = {utt: tokenizer.encode(words) for utt, words in transcripts.items()}
+            check_target_lengths(list(units), list(units.values()), self.seq2seq_config.max_length, text)
+        unknown = [utt for utt, words in transcripts.items() if tokenizer.unk in tokenizer.encode(words)]
         if unknown:
             logger.warning(
                 "%s: %d transcript(s) have characters never seen in training (e.g. %s); they count as errors",
@@ -98,10 +131,15 @@ class ASRTask(DownstreamTask):
         return state
 
     def make_head(self, dim: int, state: TaskState) -> nn.Module:
+        if self.seq2seq_config is not None:  # the tokenizer's units plus <sos/eos>
+            return Seq2SeqHead(dim, tokenizer_of(state).vocab_size + 1, self.seq2seq_config)
         return CTCHead(dim, tokenizer_of(state).vocab_size, self.head_config)
 
     def loss(self, head: nn.Module, hidden: torch.Tensor, lengths: torch.Tensor, batch, state: TaskState) -> LossOutput:
         tokenizer = tokenizer_of(state)
+        if self.seq2seq_config is not None:
+            targets = [tokenizer.encode(text) for text in batch.labels["text"]]
+            return seq2seq_loss(head, hidden, lengths, targets, batch.ids, blank=tokenizer.blank)
         log_probs, frame_lengths = head(hidden, lengths)  # (B, S, V), (B,)
         targets = [tokenizer.encode(text) for text in batch.labels["text"]]
         total = ctc_loss(log_probs, frame_lengths, targets, batch.ids, blank=tokenizer.blank)
@@ -112,7 +150,10 @@ class ASRTask(DownstreamTask):
     def evaluate(
         self, head: nn.Module, upstream: nn.Module, data_dir: Path, state: TaskState, out_dir: Path
     ) -> dict[str, float]:
-        hypotheses = transcribe(head, upstream, data_dir, tokenizer_of(state), self.beam)
+        search = None
+        if self.seq2seq_config is not None:
+            search = self.search or self.default_search()
+        hypotheses = transcribe(head, upstream, data_dir, tokenizer_of(state), self.beam, search=search)
         write_hypotheses(hypotheses, Path(out_dir) / HYP_FILE)
         text = Path(data_dir) / "text"
         score = score_transcripts(read_transcripts(text), hypotheses, text, Path(out_dir) / HYP_FILE)
@@ -150,8 +191,23 @@ def transcribe(
     tokenizer: Tokenizer,
     beam: BeamSearchOptions | None = None,
     batch_seconds: float = 60.0,
+    search: BeamSearchConfig | None = None,
 ) -> dict[str, str]:
-    """Hypothesis per utterance of ``data_dir`` (no labels needed): greedy, or beam search with ``beam``."""
+    """Hypothesis per utterance of ``data_dir`` (no labels needed).
+
+    A CTC head decodes greedily, or by beam search with ``beam``; a :class:`Seq2SeqHead` by
+    ``search`` (default: beam 10, CTC weight 0.3 when the head has CTC, length penalty 1).
+    """
+    if isinstance(head, Seq2SeqHead):
+        if search is None:
+            search = BeamSearchConfig(beam_size=10, ctc_weight=0.3 if head.shares_ctc_vocabulary else 0.0)
+        hypotheses = {}
+        for batch, hidden, lengths in eval_batches(upstream, data_dir, (), batch_seconds=batch_seconds):
+            units = seq2seq_decode(head, hidden, lengths, search, blank=tokenizer.blank)
+            hypotheses.update(zip(batch.ids, (tokenizer.decode(u) for u in units), strict=True))
+        if not hypotheses:
+            raise DataError("no utterances to decode", Path(data_dir) / "wav.scp")
+        return hypotheses
     decoder = BeamSearchDecoder(tokenizer, beam) if beam is not None else None
     hypotheses: dict[str, str] = {}
     for batch, hidden, lengths in eval_batches(upstream, data_dir, (), batch_seconds=batch_seconds):
