@@ -9,7 +9,9 @@ from __future__ import annotations
 from importlib import metadata
 
 from audiossl.downstream.plugin import Plugin
+from audiossl_speecht5.cli_s2s import app as s2s_app
 from audiossl_speecht5.cli_st import app as st_app
+from audiossl_speecht5.cli_tts import app as tts_app
 
 
 def _version() -> str:
@@ -32,4 +34,35 @@ st = Plugin(
     labels=(),
     task_factory=_st_task,
     cli=st_app,
+)
+
+
+def _tts_task(**options):
+    from audiossl_speecht5.tts import TTSTask
+
+    return TTSTask(**options)
+
+
+def _s2s_task(**options):
+    from audiossl_speecht5.s2s import S2STask
+
+    return S2STask(**options)
+
+
+tts = Plugin(
+    name="tts",
+    version=_version(),
+    description="Text-to-speech: attention decoder to log-mel, speaker embeddings, vc vocoders; MCD, CER, similarity.",
+    labels=("text", "spk"),
+    task_factory=_tts_task,
+    cli=tts_app,
+)
+
+s2s = Plugin(
+    name="s2s",
+    version=_version(),
+    description="Speech-to-speech voice conversion: upstream frames -> target speaker's log-mel -> vocoder.",
+    labels=("spk",),
+    task_factory=_s2s_task,
+    cli=s2s_app,
 )
