@@ -34,6 +34,14 @@ def pretrain(
         list[str] | None, typer.Option("--set", help="Override a config value: key.sub=value (repeatable).")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
+    text: Annotated[
+        Path | None,
+        typer.Option(
+            "--text",
+            help="Plain text corpus, one sentence a line, for objectives with a text modality (speecht5): "
+            "sets objective.config.text.",
+        ),
+    ] = None,
     list_configs: Annotated[bool, typer.Option("--list-configs", help="List the shipped presets and exit.")] = False,
 ) -> int:
     """Pretrain an encoder with a self-supervised objective."""
@@ -63,6 +71,8 @@ def pretrain(
     data_dirs = [str(d) for d in data] if data else saved.get("data")
     if not data_dirs:
         raise typer.BadParameter("--data DIR is required", param_hint="--data")
+    if text is not None:  # an absolute path, so --resume finds it from anywhere
+        overrides = [*(overrides or []), f"objective.config.text={text.resolve()}"]
     settings = resolve_config(config, list(overrides or []))
     # A run that fails before it trained (missing data, a bad table) leaves no OUT behind; one that trained stays.
     with removed_if_failed(out, started=lambda path: (path / "train.jsonl").exists() or latest_checkpoint(path)):

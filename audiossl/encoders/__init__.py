@@ -13,6 +13,7 @@ import torch
 from audiossl.encoders import ast as ast  # noqa: F401
 from audiossl.encoders import conformer as conformer  # noqa: F401
 from audiossl.encoders import mamba as mamba  # noqa: F401
+from audiossl.encoders import speecht5 as speecht5  # noqa: F401
 from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec, create_encoder, register_encoder
 from audiossl.encoders.embed import (
     EmbeddedTokens,

@@ -90,6 +90,7 @@ def normalised(score: float, length: int, penalty: float) -> float:
     return score / (length**penalty) if penalty else score
 
 
+@torch.no_grad()
 def beam_search(
     decoder: IncrementalDecoder,
     memory: torch.Tensor,

@@ -267,37 +267,27 @@ class TransformerDecoder(nn.Module):
         return hidden.masked_fill(padding.unsqueeze(-1), 0.0)
 
 
-class TextDecoder(nn.Module):
-    """Token decoder: a shared embedding (scaled by sqrt(D)) tied to the output projection, over a
-    :class:`TransformerDecoder`.
+class TiedTextHead:
+    """Token decoding over a :class:`TransformerDecoder`, mixed into a module that owns three attributes:
+    ``embedding`` (nn.Embedding (V, D)), ``decoder`` (:class:`TransformerDecoder`) and ``output_bias`` ((V,)).
 
-    ``forward(tokens, lengths, memory, memory_lengths) -> logits (B, U, V)``; for search,
-    ``init_cache`` + ``step(tokens (N,), cache) -> (log-probabilities (N, V), cache)``.
+    The embedding (scaled by sqrt(D)) is tied to the output projection. Search needs only
+    :meth:`init_cache` and :meth:`step` (:func:`audiossl.nn.beam_search.beam_search`).
     """
 
-    def __init__(self, vocab_size: int, config: DecoderConfig, padding_index: int | None = None):
-        super().__init__()
-        if vocab_size < 2:
-            raise ConfigError(f"a text decoder needs a vocabulary of at least 2 tokens, got {vocab_size}")
-        self.vocab_size = vocab_size
-        self.embedding = nn.Embedding(vocab_size, config.dim, padding_idx=padding_index)
-        nn.init.normal_(self.embedding.weight, std=config.dim**-0.5)
-        if padding_index is not None:
-            with torch.no_grad():
-                self.embedding.weight[padding_index].zero_()
-        self.scale = math.sqrt(config.dim)
-        self.decoder = TransformerDecoder(config)
-        self.output_bias = nn.Parameter(torch.zeros(vocab_size))
+    embedding: nn.Embedding
+    decoder: TransformerDecoder
+    output_bias: torch.Tensor
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, U) long -> (B, U, D) scaled embeddings."""
-        return self.embedding(tokens) * self.scale
+        return self.embedding(tokens) * math.sqrt(self.embedding.embedding_dim)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., D) -> (..., V) through the tied embedding."""
         return F.linear(hidden, self.embedding.weight, self.output_bias)
 
-    def forward(
+    def text_logits(
         self, tokens: torch.Tensor, lengths: torch.Tensor, memory: torch.Tensor, memory_lengths: torch.Tensor
     ) -> torch.Tensor:
         """Teacher-forced logits (B, U, V) of the next token after each of ``tokens`` (B, U)."""
@@ -311,3 +301,36 @@ class TextDecoder(nn.Module):
         """Log-probabilities (N, V) of the next token after ``tokens`` (N,) (the last of each row)."""
         hidden, cache = self.decoder.step(self.embed(tokens.unsqueeze(1)), cache)
         return F.log_softmax(self.logits(hidden[:, -1]).float(), dim=-1), cache
+
+
+def tied_embedding(vocab_size: int, dim: int, padding_index: int | None = None) -> nn.Embedding:
+    """A token embedding initialised N(0, 1/D) (its scaled rows have unit variance), padding row zero."""
+    if vocab_size < 2:
+        raise ConfigError(f"a text decoder needs a vocabulary of at least 2 tokens, got {vocab_size}")
+    embedding = nn.Embedding(vocab_size, dim, padding_idx=padding_index)
+    nn.init.normal_(embedding.weight, std=dim**-0.5)
+    if padding_index is not None:
+        with torch.no_grad():
+            embedding.weight[padding_index].zero_()
+    return embedding
+
+
+class TextDecoder(TiedTextHead, nn.Module):
+    """A standalone token decoder: tied embedding + :class:`TransformerDecoder` (see :class:`TiedTextHead`).
+
+    ``forward(tokens, lengths, memory, memory_lengths) -> logits (B, U, V)``; for search,
+    ``init_cache`` + ``step(tokens (N,), cache) -> (log-probabilities (N, V), cache)``.
+    """
+
+    def __init__(self, vocab_size: int, config: DecoderConfig, padding_index: int | None = None):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embedding = tied_embedding(vocab_size, config.dim, padding_index)
+        self.decoder = TransformerDecoder(config)
+        self.output_bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, memory: torch.Tensor, memory_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher-forced logits (B, U, V) of the next token after each of ``tokens`` (B, U)."""
+        return self.text_logits(tokens, lengths, memory, memory_lengths)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from audiossl.objectives import dino as dino  # noqa: F401
 from audiossl.objectives import hubert as hubert  # noqa: F401
 from audiossl.objectives import mspm as mspm  # noqa: F401
+from audiossl.objectives import speecht5 as speecht5  # noqa: F401
 from audiossl.objectives import w2vbert as w2vbert  # noqa: F401
 from audiossl.objectives import wav2vec2 as wav2vec2  # noqa: F401
 from audiossl.objectives.base import (

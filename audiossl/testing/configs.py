@@ -66,6 +66,7 @@ SHRINKERS: dict[str, Callable[[Any], Any]] = {
     "ast": _tiny_ast,
     "conformer": _tiny_conformer,
     "mamba": _tiny_mamba,
+    "speecht5": lambda config: dataclasses.replace(config, dim=TINY_DIM, num_layers=2, num_heads=4, ffn_dim=64),
 }
 
 

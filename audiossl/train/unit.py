@@ -8,6 +8,14 @@ the engine's state (weights, input statistics, data position, config, encoder de
 Masks and augmentation of a batch are drawn from generators seeded by (seed, epoch, global
 batch index), so they are the same for one process with accumulation and for DDP, and after a
 resume; everything else random comes from the global random states, which the engine saves.
+
+Objectives with a second, text modality (``speecht5`` with ``--text``) expose ``text_cycle``
+(speech batches, text batches per cycle), ``sentences`` and ``text_inputs(indices, generator)``:
+the unit then interleaves :class:`TextItem` s between the data batches. Which item comes next is
+a function of the items drawn so far (saved in the checkpoint), the sentences of text batch
+``k`` are a function of (seed, k, rank) (:class:`~audiossl.data.text.TextBatches`) and its
+infilling noise is seeded by (seed, k): a resumed run draws exactly the same items, and every
+DDP process draws the same kind of item at the same time.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,7 @@ from torch import nn
 
 from audiossl.config import to_dict
 from audiossl.data.dataset import Batch
+from audiossl.data.text import TextBatches
 from audiossl.engine import Engine, EngineConfig, TrainUnit
 from audiossl.engine.logging import health_warnings, loss_values
 from audiossl.errors import ConfigError
@@ -71,6 +81,29 @@ def engine_config(config: PretrainConfig) -> EngineConfig:
     )
 
 
+#: The epoch entropy of text batch seeds (speech batches use the data epoch there).
+TEXT_SEED_TAG = 2**31 - 2
+
+
+@dataclass(frozen=True)
+class TextItem:
+    """A text batch among the data batches: global text batch ``index`` (see the module doc)."""
+
+    index: int
+
+
+def is_text_slot(position: int, cycle: tuple[int, int]) -> bool:
+    """Whether item ``position`` (0-based, all kinds counted) of an alternation ``cycle`` is a text batch."""
+    speech, text = cycle
+    return position % (speech + text) >= speech
+
+
+def text_index(position: int, cycle: tuple[int, int]) -> int:
+    """The global text batch number of text item ``position``."""
+    speech, text = cycle
+    return (position // (speech + text)) * text + position % (speech + text) - speech
+
+
 class PretrainUnit(TrainUnit):
     """One (encoder, objective) pair of ``config`` on ``data_dirs``; items are (batch, epoch, index)."""
 
@@ -90,14 +123,44 @@ class PretrainUnit(TrainUnit):
         self.inputs.to(self.device)
         self.objective.to(self.device)
         self.model = self.objective
+        self.position = 0  # items drawn so far (data and text batches)
+        self.text_cycle = getattr(self.objective, "text_cycle", None)
+        self.text_batches = None
+        if self.text_cycle is not None:
+            if engine.dist.world_size > 1 and not self.config.run.find_unused_parameters:
+                raise ConfigError(
+                    "alternating speech and text batches leaves some parameters without gradient in a step: "
+                    "set run.find_unused_parameters: true for DDP"
+                )
+            self.text_batches = TextBatches(
+                len(self.objective.sentences),
+                self.objective.config.text_batch_size,
+                self.config.run.seed,
+                engine.dist.rank,
+                engine.dist.world_size,
+            )
 
     # ------------------------------------------------------------------------- steps
 
-    def batches(self) -> Iterator[tuple[Batch, int, int]]:
-        return iter(self.data)
+    def batches(self) -> Iterator[tuple[Batch, int, int] | TextItem]:
+        if self.text_cycle is None:
+            return iter(self.data)
+        return self._alternating(iter(self.data))
 
-    def forward(self, model: nn.Module, item: tuple[Batch, int, int], step: int) -> LossOutput:
+    def _alternating(self, speech: Iterator[tuple[Batch, int, int]]) -> Iterator[tuple[Batch, int, int] | TextItem]:
+        """Data batches with text batches in between, continuing from ``self.position``."""
+        while True:
+            position = self.position
+            self.position += 1
+            if is_text_slot(position, self.text_cycle):
+                yield TextItem(text_index(position, self.text_cycle))
+            else:
+                yield next(speech)
+
+    def forward(self, model: nn.Module, item: tuple[Batch, int, int] | TextItem, step: int) -> LossOutput:
         """Front-end, then the objective under autocast; masks and augmentation seeded per batch."""
+        if isinstance(item, TextItem):
+            return self._text_loss(model, item, step)
         batch, epoch, index = item
         mask_seed, augment_seed = batch_seeds(self.config.run.seed, epoch, index)
         return self._loss(model, batch, step, mask_seed, torch.Generator().manual_seed(augment_seed))
@@ -114,11 +177,25 @@ class PretrainUnit(TrainUnit):
         with self.engine.autocast():
             return model(**kwargs, step=step, generator=mask_generator)
 
-    def measure(self, item: tuple[Batch, int, int]) -> tuple[int, float]:
+    def _text_loss(self, model: nn.Module, item: TextItem, step: int) -> LossOutput:
+        """A text batch: its sentences and infilling noise seeded by (seed, index), masks by the mask seed."""
+        noise_seed, mask_seed = batch_seeds(self.config.run.seed, TEXT_SEED_TAG, item.index)
+        indices = self.text_batches.indices(item.index)
+        inputs = self.objective.text_inputs(indices, torch.Generator().manual_seed(noise_seed)).to(self.device)
+        kwargs = {f.name: getattr(inputs, f.name) for f in fields(inputs)}
+        mask_generator = torch.Generator(device=self.device).manual_seed(mask_seed)
+        with self.engine.autocast():
+            return model(**kwargs, step=step, generator=mask_generator)
+
+    def measure(self, item: tuple[Batch, int, int] | TextItem) -> tuple[int, float]:
+        if isinstance(item, TextItem):
+            return self.objective.config.text_batch_size, 0.0
         batch = item[0]
         return len(batch.ids), float(batch.lengths.sum()) / self.config.data.sample_rate
 
-    def describe(self, item: tuple[Batch, int, int]) -> str:
+    def describe(self, item: tuple[Batch, int, int] | TextItem) -> str:
+        if isinstance(item, TextItem):
+            return f"text batch {item.index}"
         return f"epoch {item[1]}, batch {item[2]}"
 
     @property
@@ -170,6 +247,7 @@ class PretrainUnit(TrainUnit):
             "config": plain(to_dict(self.config)),
             "encoder": {"family": self.config.encoder.family, "config": plain(to_dict(self.encoder_config))},
             "data_dirs": list(self.data_dirs),
+            "alternation": {"position": self.position},
         }
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
@@ -178,6 +256,7 @@ class PretrainUnit(TrainUnit):
             self.inputs.load_state_dict(state["inputs"])
         except RuntimeError as error:
             raise ConfigError(f"the checkpoint does not fit this config's model: {error}", path) from None
+        self.position = int(state.get("alternation", {}).get("position", 0))
         try:
             self.data.load_state_dict(state["data"])
         except ValueError as error:

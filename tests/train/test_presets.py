@@ -14,6 +14,7 @@ SHRINK = {
     "ast": ["encoder.overrides.num_heads=4"],
     "mamba": ["encoder.overrides.d_state=4", "encoder.overrides.chunk_size=8"],
     "conformer": ["encoder.overrides.num_heads=4", "encoder.overrides.ffn_dim=64", "encoder.overrides.conv_kernel=5"],
+    "speecht5": ["encoder.overrides.num_heads=4", "encoder.overrides.ffn_dim=64"],
 }
 
 #: Per objective: a small codebook and head.
@@ -31,6 +32,14 @@ SMALL_OBJECTIVE["hubert"] = [
     "objective.config.code_dim=16",
     "objective.config.mask.span_length=3",
     "objective.config.mask.min_spans=1",
+]
+
+SMALL_OBJECTIVE["speecht5"] = [
+    *SMALL_OBJECTIVE["hubert"],
+    "objective.config.backbone.decoder_layers=1",
+    "objective.config.backbone.speech.hidden_dim=16",
+    "objective.config.backbone.speech.postnet_channels=16",
+    "objective.config.vq_entries=16",
 ]
 
 SMALL_OBJECTIVE["dino"] = [

@@ -75,12 +75,21 @@ def test_narrow_beam_never_beats_the_optimum_and_batch_equals_items() -> None:
     _, optimum = brute_force(decoder, memory, ctc_log_probs, 0.3, 1.0)
     config = BeamSearchConfig(beam_size=2, ctc_weight=0.3, max_length=MAX_TOKENS, nbest=2)
     with torch.no_grad():
-        alone = beam_search(decoder, memory, sos=SOS_EOS, eos=SOS_EOS, config=config, ctc_log_probs=ctc_log_probs,
-                            blank=BLANK)
+        alone = beam_search(
+            decoder, memory, sos=SOS_EOS, eos=SOS_EOS, config=config, ctc_log_probs=ctc_log_probs, blank=BLANK
+        )
         padded_memory = torch.cat([memory, torch.full((3, 16), 50.0)]).unsqueeze(0).repeat(2, 1, 1)
         padded_ctc = torch.cat([ctc_log_probs, torch.zeros(3, VOCAB)]).unsqueeze(0).repeat(2, 1, 1)
-        batch = beam_search_batch(decoder, padded_memory, torch.tensor([6, 6]), sos=SOS_EOS, eos=SOS_EOS,
-                                  config=config, ctc_log_probs=padded_ctc, blank=BLANK)
+        batch = beam_search_batch(
+            decoder,
+            padded_memory,
+            torch.tensor([6, 6]),
+            sos=SOS_EOS,
+            eos=SOS_EOS,
+            config=config,
+            ctc_log_probs=padded_ctc,
+            blank=BLANK,
+        )
     assert alone[0].score <= optimum + 1e-6
     assert alone[0].score >= alone[-1].score
     assert [h.tokens for h in batch[0]] == [h.tokens for h in alone] == [h.tokens for h in batch[1]]
