@@ -8,6 +8,11 @@
 #   --force true               rerun stages even when their .done marker exists
 #   --nj N                     parallel jobs for per-utterance work (data loader workers)
 #   --ngpu N --nnodes N        training through torchrun when more than one process is asked for
+#   --rdzv_endpoint HOST:PORT  multi-node through torchrun's elastic rendezvous (c10d): every node runs
+#                              the same command with the same endpoint and --rdzv_id (no --node_rank);
+#                              without it, nodes meet at --master_addr/--master_port by --node_rank
+#   --launch_prefix 'CMD ...'  words put before torchrun in training stages (recipes/slurm.sh: srun, which
+#                              starts one torchrun per node while the other stages run once)
 #   --exp_dir DIR              where logs and .done markers go
 # Each stage is one `audiossl` command run by `run_stage`: its output goes to
 # EXP_DIR/logs/stageN.log, success writes EXP_DIR/.done/stageN (a rerun skips it), and a
@@ -24,6 +29,10 @@ nnodes=${nnodes:-1}
 node_rank=${node_rank:-0}
 master_addr=${master_addr:-localhost}
 master_port=${master_port:-29500}
+rdzv_endpoint=${rdzv_endpoint:-}
+rdzv_id=${rdzv_id:-audiossl}
+rdzv_backend=${rdzv_backend:-c10d}
+launch_prefix=${launch_prefix:-}
 exp_dir=${exp_dir:-exp}
 audiossl=${AUDIOSSL:-audiossl}
 
@@ -105,10 +114,17 @@ run_stage() {
 }
 
 # train_launcher: the command that starts training, one process or torchrun over ngpu x nnodes.
+# With --rdzv_endpoint the nodes meet through torchrun's elastic rendezvous (any node may start
+# first, ranks are assigned at the meeting); otherwise by --node_rank at --master_addr.
 # Prints one word per line, for `mapfile -t launcher < <(train_launcher)`.
 train_launcher() {
-    local procs=$((ngpu > 1 ? ngpu : 1))
-    if [ "$procs" -gt 1 ] || [ "$nnodes" -gt 1 ]; then
+    local procs=$((ngpu > 1 ? ngpu : 1)) prefix
+    read -r -a prefix <<<"$launch_prefix"
+    [ "${#prefix[@]}" -eq 0 ] || printf '%s\n' "${prefix[@]}"
+    if [ -n "$rdzv_endpoint" ]; then
+        printf '%s\n' torchrun --nnodes "$nnodes" --nproc_per_node "$procs" --rdzv_backend "$rdzv_backend" \
+            --rdzv_endpoint "$rdzv_endpoint" --rdzv_id "$rdzv_id" --max_restarts 0 -m audiossl.cli
+    elif [ "$procs" -gt 1 ] || [ "$nnodes" -gt 1 ]; then
         printf '%s\n' torchrun --nnodes "$nnodes" --node_rank "$node_rank" --nproc_per_node "$procs" \
             --master_addr "$master_addr" --master_port "$master_port" -m audiossl.cli
     else

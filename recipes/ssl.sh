@@ -25,7 +25,9 @@ help_message="usage: recipes/ssl.sh --train_data DIR --exp_dir DIR [options]
   --relabel_layer N       layer of iteration 1 clustered for iteration 2 (empty: one iteration)
   --relabel_clusters K    clusters of iteration 2 (default 500)
   --label_option KEY      config key that takes the label dir (default objective.config.labels)
-  --stage N --stop_stage M --force true --nj N --ngpu N --nnodes N --exp_dir DIR"
+  --stage N --stop_stage M --force true --nj N --ngpu N --nnodes N --exp_dir DIR
+  --rdzv_endpoint HOST:PORT --rdzv_id ID   multi-node training through torchrun's c10d rendezvous
+                          (run the same command on every node; recipes/slurm.sh does it under Slurm)"
 
 train_data=
 valid_data=

@@ -132,7 +132,7 @@ class ASTEncoder(Encoder):
         block_padding = None if attn_mask is None else padding_mask  # nothing to zero without padding
         layers = []
         for block in self.blocks:
-            x = block(x, block_padding, attn_mask)
+            x = self.run_block(block, x, block_padding, attn_mask)
             layers.append(x)
         return self.output(self.norm(x), layers, out_lengths, padding_mask, embedded)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from audiossl.encoders.embed import EmbeddedTokens, InputConfig, TokenEmbedding, TokenFeatures
@@ -109,6 +110,44 @@ class Encoder(nn.Module):
     def freq_patches(self) -> int:
         """Tokens per time step: frequency patches for patch tokens, else 1."""
         return int(self.embedding.freq_patches)
+
+    #: Recompute each block in backward instead of keeping its activations (:meth:`configure_blocks`).
+    activation_checkpointing: bool = False
+
+    def block_modules(self) -> list[nn.Module]:
+        """The repeated blocks, in order: what FSDP shards one by one and :meth:`run_block` runs.
+
+        The default is the ``blocks`` module list (``layers`` for encoders that name it so); an
+        encoder that keeps its blocks elsewhere overrides this.
+        """
+        for name in ("blocks", "layers"):
+            found = getattr(self, name, None)
+            if isinstance(found, nn.ModuleList):
+                return list(found)
+        return []
+
+    def configure_blocks(
+        self, *, activation_checkpointing: bool = False, compile: bool = False, compile_backend: str = "inductor"
+    ) -> None:
+        """Training options per block: activation checkpointing, and ``torch.compile`` of each block.
+
+        Compiling per block (regional compilation) compiles one graph that every block of the same
+        kind reuses, rather than the whole objective with its data-dependent masking.
+        """
+        self.activation_checkpointing = activation_checkpointing
+        if compile:
+            for block in self.block_modules():
+                block.compile(backend=compile_backend)
+
+    def run_block(self, block: Callable[..., torch.Tensor], *args: object) -> torch.Tensor:
+        """``block(*args)``; with activation checkpointing (and gradients on), only its inputs are kept.
+
+        Every encoder calls its blocks through this: the one place where checkpointing applies.
+        Dropout draws the same numbers in the recomputation (the random state is replayed).
+        """
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
 
     def token_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Input tokens (what ``mask`` / ``keep_indices`` index) for inputs of ``lengths`` frames (B,).

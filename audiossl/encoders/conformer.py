@@ -21,6 +21,7 @@ embedding for frame and waveform tokens, and the depthwise convolutions add rela
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -144,6 +145,7 @@ class ConformerEncoder(Encoder):
         )
         for layer in conformer.conformer_layers:
             layer.conv_module.sequential[3] = _ChannelLayerNorm(config.dim)
+            layer.forward = functools.partial(_conformer_layer, layer)  # called as a module: FSDP/compile hooks run
         self.layers = conformer.conformer_layers
 
     def contextualize(self, embedded: EmbeddedTokens) -> EncoderOutput:
@@ -153,7 +155,7 @@ class ConformerEncoder(Encoder):
         key_padding_mask = padding_mask if bool(padding_mask.any()) else None
         layers = []
         for layer in self.layers:
-            x = _conformer_layer(layer, x, padding_mask, key_padding_mask)
+            x = self.run_block(layer, x, padding_mask, key_padding_mask)
             layers.append(x)
         return self.output(x, layers, embedded.lengths, padding_mask, embedded)
 

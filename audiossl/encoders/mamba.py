@@ -359,7 +359,7 @@ class MambaEncoder(Encoder):
         padding_mask = lengths_to_padding_mask(seq_lengths, x.shape[1])  # (B, S')
         layers = []
         for block in self.blocks:
-            x = block(x, seq_lengths, padding_mask)
+            x = self.run_block(block, x, seq_lengths, padding_mask)
             layers.append(x)
         last = self.norm(x)
         if self.config.cls_token == "middle":

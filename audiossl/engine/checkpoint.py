@@ -60,8 +60,13 @@ class NonFiniteWeightsError(UserError):
 
 
 def assert_finite(module: torch.nn.Module) -> None:
-    """Raise :class:`NonFiniteWeightsError` naming the first parameter or buffer that is NaN or Inf."""
+    """Raise :class:`NonFiniteWeightsError` naming the first parameter or buffer that is NaN or Inf.
+
+    Sharded (FSDP) parameters are gathered one at a time, so every process must call this.
+    """
     for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if hasattr(tensor, "full_tensor"):  # a DTensor shard: check the whole parameter on every process
+            tensor = tensor.detach().full_tensor()
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise NonFiniteWeightsError(f"refusing to checkpoint non-finite weights ({name} has NaN or Inf)")
 

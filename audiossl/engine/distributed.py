@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -57,8 +58,14 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
-def setup(device_preference: str = "auto") -> DistInfo:
-    """Join the torchrun process group when ``WORLD_SIZE`` > 1; pick this process's device."""
+def setup(device_preference: str = "auto", timeout_s: float | None = None) -> DistInfo:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1; pick this process's device.
+
+    ``timeout_s``: how long a collective may wait for the other processes before it fails (gloo)
+    or the NCCL watchdog tears the process down; None keeps torch's default (10 min for NCCL,
+    30 min for gloo). It bounds how long survivors wait for a process that hangs; one that dies
+    is noticed at once by gloo and named by :mod:`audiossl.engine.peers`.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -67,7 +74,8 @@ def setup(device_preference: str = "auto") -> DistInfo:
         torch.cuda.set_device(device)
     owns = False
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        timeout = None if timeout_s is None else timedelta(seconds=timeout_s)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout)
         owns = True
     if dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()

@@ -23,14 +23,14 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from audiossl.engine import distributed
+from audiossl.engine import distributed, sharding
 from audiossl.engine.checkpoint import (
     BEST_NAME,
     assert_finite,
@@ -53,6 +53,7 @@ from audiossl.engine.logging import (
     truncate_records,
 )
 from audiossl.engine.optim import build_scheduler, load_scheduler_state, scheduler_state
+from audiossl.engine.peers import PeerMonitor, is_peer_failure, rank_label
 from audiossl.engine.signals import StopRequest
 from audiossl.engine.unit import EngineConfig, TrainUnit
 from audiossl.errors import ConfigError, UserError
@@ -129,8 +130,9 @@ class Engine:
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
         self.logger = unit.logger
-        self.dist = distributed.setup(config.device)
+        self.dist = distributed.setup(config.device, config.dist_timeout_s)
         self.device = self.dist.device
+        self.peers = PeerMonitor(self.dist.rank, self.dist.world_size) if self.dist.distributed else None
         self.stop = StopRequest(self.logger)
         self._saved_step = -1
         self._last_valid: tuple[int, float] = (-1, math.nan)
@@ -139,6 +141,8 @@ class Engine:
         try:
             self._setup(resume)
         except BaseException:
+            if self.peers is not None:
+                self.peers.close()
             distributed.cleanup(self.dist)
             raise
 
@@ -155,6 +159,19 @@ class Engine:
         seed_all(config.seed)
         self.unit.engine = self
         self.unit.setup(self, restoring=state is not None)
+        self.sharded = config.distributed == "fsdp" and self.dist.distributed
+        self._check_scale_options()
+        self.autocast_dtype = AUTOCAST_DTYPES[config.precision]
+        self.step = 0
+        self.ema = LossEMA(config.ema_decay)
+        self.best, self.best_step = math.inf, None
+        self.elapsed_before = 0.0
+        if state is not None:
+            self._restore(state, resume_path)  # weights into the whole model, before any sharding
+        else:
+            seed_all(config.seed + self.dist.rank)  # ranks draw different dropout
+        # The optimizer is built on the wrapped model's parameters: FSDP replaces them by shards.
+        self.model = self.wrap(self.unit.model, config.find_unused_parameters)
         self.optimizer = torch.optim.AdamW(
             self.unit.parameter_groups(config), lr=config.lr, betas=tuple(config.betas), eps=config.eps
         )
@@ -166,16 +183,8 @@ class Engine:
             min_lr_ratio=config.min_lr_ratio,
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
-        self.autocast_dtype = AUTOCAST_DTYPES[config.precision]
-        self.step = 0
-        self.ema = LossEMA(config.ema_decay)
-        self.best, self.best_step = math.inf, None
-        self.elapsed_before = 0.0
         if state is not None:
-            self._restore(state, resume_path)
-        else:
-            seed_all(config.seed + self.dist.rank)  # ranks draw different dropout
-        self.model = self.wrap(self.unit.model, config.find_unused_parameters)
+            self._restore_optimizer(state)
         if self.dist.is_main:  # steps past the restored one (all of them, from step 0) are done again: logged once
             truncate_records(self.run_dir / "train.jsonl", self.step)
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=config.tensorboard)
@@ -183,10 +192,40 @@ class Engine:
             event = {"kind": "event", "event": "resume" if state else "start", "step": self.step}
             self.log.write({**event, **self.unit.start_record(), "world_size": self.dist.world_size})
 
+    def _check_scale_options(self) -> None:
+        """Refuse combinations the engine cannot run; say when an option has nothing to act on."""
+        config = self.config
+        if config.distributed == "fsdp" and config.precision == "fp16":
+            raise ConfigError(
+                "run.distributed=fsdp with precision fp16 is not supported (the gradient scaler does not "
+                "handle sharded gradients): use precision bf16 or fp32"
+            )
+        if config.distributed == "fsdp" and not self.dist.distributed and self.dist.is_main:
+            self.logger.info("run.distributed=fsdp: one process, nothing to shard; training as usual")
+
     def wrap(self, module: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
-        """``module`` in DistributedDataParallel under torchrun (itself for one process)."""
+        """``module`` ready to train: per-block options set, then DDP or FSDP under torchrun.
+
+        DDP wraps (the module itself is kept as ``unit.model``); FSDP shards ``module`` in place.
+        One process gets the module itself.
+        """
+        config = self.config
+        if config.activation_checkpointing or config.compile:
+            blocks = sharding.prepare_blocks(
+                module,
+                activation_checkpointing=config.activation_checkpointing,
+                compile=config.compile,
+                compile_backend=config.compile_backend,
+            )
+            if blocks == 0:
+                self.logger.warning(
+                    "activation checkpointing / compile act on encoder blocks; %s has none",
+                    type(module).__name__,
+                )
         if not self.dist.distributed or not any(p.requires_grad for p in module.parameters()):
             return module
+        if self.sharded:
+            return sharding.fully_shard_model(module)
         return torch.nn.parallel.DistributedDataParallel(
             module,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -199,14 +238,20 @@ class Engine:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _restore(self, state: dict[str, Any], path: Path) -> None:
-        """Load every state of a checkpoint; the log says where the run continues from."""
-        self.unit.load_state_dict(state, path)
-        self.optimizer.load_state_dict(state["optimizer"])
+    def _restore_optimizer(self, state: dict[str, Any]) -> None:
+        """Load the optimizer, schedule and scaler states (after the model was wrapped)."""
+        optimizer_state = state["optimizer"]
+        if self.sharded:  # checkpoints are full: split each state like its sharded parameter
+            optimizer_state = sharding.shard_optimizer_state(optimizer_state, self.optimizer)
+        self.optimizer.load_state_dict(optimizer_state)
         if "scheduler" in state:  # vocoder checkpoints of earlier releases have none (constant lr)
             load_scheduler_state(self.scheduler, state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+
+    def _restore(self, state: dict[str, Any], path: Path) -> None:
+        """Load the unit's states, counters and random states; the log says where the run continues from."""
+        self.unit.load_state_dict(state, path)
         self.step = int(state["step"])
         self._saved_step = self.step
         meta = state.get("trainer", {})
@@ -246,7 +291,7 @@ class Engine:
         bar = progress(range(steps_left), desc=config.label, total=steps_left, unit="step")
         stopped_by = None
         try:
-            with self.stop.handling_signals():
+            with self.stop.handling_signals(), self._naming_failures():
                 for _ in bar:
                     values, utterances, seconds, stop = self._train_step(batches)
                     self.step += 1
@@ -320,8 +365,7 @@ class Engine:
         for micro in range(accumulation):
             item = next(batches)
             last = micro == accumulation - 1
-            sync = self.model.no_sync() if self.model is not unit.model and not last else nullcontext()
-            with sync:
+            with self._gradient_sync(last):
                 out = unit.forward(self.model, item, self.step)
                 self.scaler.scale(out.total / accumulation).backward()
             values = loss_values(out)
@@ -340,7 +384,7 @@ class Engine:
             self._raise_nonfinite("loss", bad)
         self.scaler.unscale_(self.optimizer)
         clip = config.grad_clip if config.grad_clip is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(unit.model.parameters(), clip))
+        grad_norm = sharding.norm_value(torch.nn.utils.clip_grad_norm_(unit.model.parameters(), clip))
         if not self.scaler.is_enabled() and not math.isfinite(grad_norm):
             self._raise_nonfinite("gradient norm", ({"loss": grad_norm}, f"epoch {unit.epoch}, batch -1"))
         self.scaler.step(self.optimizer)
@@ -351,6 +395,30 @@ class Engine:
             self.scheduler.step()
         sums["grad_norm"] = grad_norm
         return {**sums, "global_loss": global_loss}, utterances, seconds, bool(flags[1] > 0)
+
+    def _gradient_sync(self, sync: bool) -> AbstractContextManager:
+        """Whether this micro-batch's backward synchronises gradients (only the last of a step does)."""
+        if self.sharded:
+            sharding.set_gradient_sync(self.model, sync)
+            return nullcontext()
+        if self.model is not self.unit.model and not sync:
+            return self.model.no_sync()
+        return nullcontext()
+
+    @contextmanager
+    def _naming_failures(self) -> Iterator[None]:
+        """Turn a failed collective into an error naming the lost rank; leave last words on an own error."""
+        try:
+            yield
+        except Exception as error:
+            if self.peers is None:
+                raise
+            if is_peer_failure(error):
+                failure = self.peers.failure(error, self.step, rank_label(self.dist.rank, self.dist.world_size))
+                self.logger.error("%s", failure)
+                raise failure from error
+            self.peers.last_words(error)
+            raise
 
     def _raise_nonfinite(self, what: str, bad: tuple[dict[str, float], str] | None) -> None:
         last = latest_checkpoint(self.run_dir)
@@ -472,8 +540,11 @@ class Engine:
         improved = self.config.keep_best and math.isfinite(score) and score < self.best
         if improved:
             self.best, self.best_step = score, self.step
+        state = None
+        if self.sharded:  # every process takes part in gathering the shards; the main one keeps them
+            state = sharding.full_state(self.state_dict(rng), keep=self.dist.is_main)
         if self.dist.is_main:
-            save_checkpoint(self.state_dict(rng), path)
+            save_checkpoint(state if state is not None else self.state_dict(rng), path)
             if improved:
                 link_best(path, self.run_dir / BEST_NAME)
             prune_checkpoints(self.run_dir, self.config.keep_last)
@@ -489,7 +560,9 @@ class Engine:
         return bool(distributed.all_reduce(flag.to(self.device), self.dist, op="max").item() > 0)
 
     def close(self) -> None:
-        """Close logs and leave the process group."""
+        """Close logs, stop the heartbeats and leave the process group."""
         if self.log is not None:
             self.log.close()
+        if self.peers is not None:
+            self.peers.close()
         distributed.cleanup(self.dist)

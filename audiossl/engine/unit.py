@@ -78,6 +78,16 @@ class EngineConfig:
     """Decay of the logged loss EMA."""
     find_unused_parameters: bool = False
     """DDP: allow parameters that get no gradient in a step."""
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    """Under torchrun: ``ddp`` (whole model on every process) or ``fsdp`` (FSDP2: sharded per encoder block)."""
+    activation_checkpointing: bool = False
+    """Recompute each encoder block in backward instead of keeping its activations."""
+    compile: bool = False
+    """``torch.compile`` each encoder block (regional compilation)."""
+    compile_backend: str = "inductor"
+    """The ``torch.compile`` backend (``inductor``; ``aot_eager`` traces without generating code)."""
+    dist_timeout_s: float | None = None
+    """Seconds a collective waits for the other processes before failing; None = torch's default."""
     tensorboard: bool = True
     """Mirror the log to TensorBoard (RUN_DIR/tensorboard)."""
     label: str = "train"

@@ -162,7 +162,35 @@ class RunConfig:
     tensorboard: bool = True
     """Write TensorBoard scalars under ``RUN_DIR/tensorboard``."""
 
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    """How the model is spread over the processes of a torchrun job: ``ddp`` (DistributedDataParallel:
+    every process holds the whole model and optimizer, gradients are all-reduced) or ``fsdp``
+    (PyTorch's FSDP2 ``fully_shard``: parameters, gradients and AdamW states sharded over the
+    processes, each encoder block gathered just before it runs; for encoders too large for DDP).
+    Checkpoints are full either way (see docs/distributed.md); fsdp does not take precision fp16."""
+
+    activation_checkpointing: bool = False
+    """Keep only each encoder block's input in the forward pass and recompute the block in backward:
+    activation memory of one block instead of all, for about one more forward pass of compute."""
+
+    compile: bool = False
+    """``torch.compile`` each encoder block (regional compilation: one graph reused by every block).
+    The first steps are slower (compilation); results match the eager run to float rounding."""
+
+    compile_backend: str = "inductor"
+    """``torch.compile`` backend of ``compile``: ``inductor`` (generates kernels; on CPU it needs a C++
+    compiler) or another registered backend (``aot_eager`` traces and runs eagerly, for debugging)."""
+
+    dist_timeout_s: float | None = None
+    """Seconds a collective waits for the other processes before the run fails (gloo) or NCCL's
+    watchdog tears it down: the bound on a hang when a process stops answering. None = torch's
+    default (10 min for NCCL, 30 min for gloo). A process that dies is named at once either way."""
+
     def __post_init__(self) -> None:
+        if self.distributed == "fsdp" and self.precision == "fp16":
+            raise ConfigError("run.distributed=fsdp does not take precision fp16 (use bf16 or fp32)")
+        if self.dist_timeout_s is not None and self.dist_timeout_s <= 0:
+            raise ConfigError(f"run.dist_timeout_s must be > 0 or null, got {self.dist_timeout_s}")
         for name in ("max_steps", "log_every", "checkpoint_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"run.{name} must be >= 1, got {getattr(self, name)}")

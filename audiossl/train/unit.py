@@ -76,6 +76,11 @@ def engine_config(config: PretrainConfig) -> EngineConfig:
         keep_best=run.keep_best,
         ema_decay=run.ema_decay,
         find_unused_parameters=run.find_unused_parameters,
+        distributed=run.distributed,
+        activation_checkpointing=run.activation_checkpointing,
+        compile=run.compile,
+        compile_backend=run.compile_backend,
+        dist_timeout_s=run.dist_timeout_s,
         tensorboard=run.tensorboard,
         label="pretrain",
     )
