@@ -74,6 +74,7 @@ class MCDAnalysis:
             power=1.0,
             norm="slaney",
             mel_scale="slaney",
+            pad_mode="constant",  # zeros: also defined for utterances shorter than half an FFT window
         )
 
     def __call__(self, waveform: torch.Tensor | np.ndarray) -> np.ndarray:
