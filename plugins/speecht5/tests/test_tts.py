@@ -101,3 +101,17 @@ def test_speech_decoder_loss_counts_valid_frames_only() -> None:
             p = torch.sigmoid(stop[item, frame])
             terms.append(-5.0 * torch.log(p) if frame == n - 1 else -torch.log(1 - p))
     assert float(loss.parts["stop"]) == pytest.approx(float(sum(terms) / len(terms)), rel=1e-5)
+
+
+def test_unknown_characters_in_a_test_text_are_named_with_their_line(run, corpus, tmp_path, capsys) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(corpus, data, ignore=shutil.ignore_patterns("wav"))
+    lines = (data / "text").read_text().splitlines()
+    lines[2] = lines[2] + " x7"
+    (data / "text").write_text("\n".join(lines) + "\n")
+    code = main(["tts", "evaluate", str(run), str(data), "--out", str(tmp_path / "ev"), "--max-frames", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{data / 'text'}:3" in err and "cannot represent" in err and "Traceback" not in err
+    assert not (tmp_path / "ev").exists()  # nothing half-written
