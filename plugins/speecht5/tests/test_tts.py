@@ -115,3 +115,22 @@ def test_unknown_characters_in_a_test_text_are_named_with_their_line(run, corpus
     err = capsys.readouterr().err
     assert code == 2 and f"{data / 'text'}:3" in err and "cannot represent" in err and "Traceback" not in err
     assert not (tmp_path / "ev").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("kind", ["mel-gl", "hifigan"])
+def test_a_vc_vocoder_trained_on_log_mels_renders_synthesis(kind, run, corpus, tmp_path) -> None:
+    from audiossl_vc.vocoder import load_vocoder
+
+    voc = tmp_path / "voc"
+    code = main(["tts", "train-vocoder", str(corpus), "--out", str(voc), "--kind", kind, "--steps", "1",
+                 "--batch-size", "2", "--segment-frames", "8"])  # fmt: skip
+    assert code == 0
+    vocoder = load_vocoder(voc)
+    assert (vocoder.spec.in_dim, vocoder.spec.hop, vocoder.spec.kind) == (80, 160, kind)
+    out = tmp_path / "v.wav"
+    word = next(iter(read_table(corpus / "text").values())).split()[0]
+    code = main(["tts", "synthesize", str(run), word, "--speaker", "spk01", "-o", str(out), "--max-frames", "12",
+                 "--vocoder", str(voc), "--save-mel"])  # fmt: skip
+    assert code == 0
+    wave, _ = sf.read(out)
+    assert len(wave) == np.load(out.with_suffix(".npy")).shape[0] * 160 and np.isfinite(wave).all()
