@@ -81,11 +81,31 @@ def stats(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a value of --config: key.sub=value.")
     ] = None,
+    nj: Annotated[int, typer.Option("--nj", min=1, help="Local worker processes sharing the utterances.")] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="I/N: compute shard I of N only (a cluster array job) into OUT's part file "
+            "(cmvn.npz -> cmvn.shard-I-of-N.npz); `audiossl features merge-stats OUT` adds the parts up."
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Utterances per chunk: batches never span one, shards and jobs split on chunk boundaries."
+        ),
+    ] = 64,
 ) -> None:
-    """Compute global per-channel mean and variance over a data dir (for feature normalisation)."""
+    """Compute global per-channel mean and variance over a data dir (for feature normalisation).
+
+    Sharded (--shard I/N, then merge-stats) or with --nj, the result is bit-identical to one process.
+    """
     ensure_writable_file(out)
     # lazy: data.features pulls in torch; every `audiossl` start-up imports this module
-    from audiossl.data.features import compute_global_stats
+    from audiossl.data.features import compute_stats_part
+    from audiossl.data.shards import Shard, part_path
+
+    parsed = Shard.parse(shard)
 
     settings = None
     if config is not None:
@@ -99,11 +119,36 @@ def stats(
             raise UserError(f"config {config!r} feeds waveforms to its encoder (frontend: none): nothing to normalise")
     elif overrides:
         raise UserError("--set changes a --config; give --config too")
-    global_stats = compute_global_stats(
-        data_dir, frontend_name=frontend, frontend_config=settings, sample_rate=sample_rate
-    )
+    part = compute_stats_part(data_dir, frontend, settings, shard=parsed, sample_rate=sample_rate, num_jobs=nj)
+    if shard is not None:
+        path = part_path(out, parsed)
+        part.save(path)
+        frames = sum(chunk.count for chunk in part.chunks)
+        typer.echo(f"wrote {path} (shard {parsed}: {frames} frames); then: audiossl features merge-stats {out}")
+        return
+    global_stats = part.total()
     global_stats.save(out)
     typer.echo(f"wrote {out} ({int(global_stats.count)} frames)")
+
+
+@app.command("merge-stats")
+def merge_stats(
+    out: Annotated[Path, typer.Argument(help="The statistics file the shards were run with (--out of stats).")],
+    keep_parts: Annotated[bool, typer.Option(help="Keep the shard part files after merging.")] = False,
+) -> None:
+    """Add up the shard parts of `features stats --shard I/N --out OUT` into OUT (exactly the unsharded result)."""
+    ensure_writable_file(out)
+    # lazy: data.features pulls in torch; every `audiossl` start-up imports this module
+    from audiossl.data.features import merge_stats_parts
+    from audiossl.data.shards import find_parts
+
+    parts = find_parts(out)
+    global_stats = merge_stats_parts(parts)
+    global_stats.save(out)
+    if not keep_parts:
+        for path in parts:
+            path.unlink()
+    typer.echo(f"wrote {out} ({int(global_stats.count)} frames from {len(parts)} shards)")
 
 
 @app.command("list")
