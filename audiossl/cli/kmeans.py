@@ -78,12 +78,49 @@ def label(
     ] = None,
     ark: Annotated[bool, typer.Option("--ark", help="Also write labels.ark/labels.scp (Kaldi int vectors).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: the model's device).")] = None,
+    nj: Annotated[int, typer.Option("--nj", min=1, help="Local worker processes sharing the utterances.")] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="I/N: label shard I of N only (a cluster array job) into OUT/shard-I-of-N; then "
+            "`audiossl kmeans merge-labels OUT` gives exactly the unsharded label dir."
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Utterances per chunk: batches never span one, shards and jobs split on chunk boundaries."
+        ),
+    ] = 64,
 ) -> None:
     """Label every utterance of a data dir (one cluster per frame) with the features the model was fitted on."""
     ensure_writable_dir(out)
     # lazy: audiossl.cluster pulls in torch; every `audiossl` start-up imports this module
     from audiossl.cluster.pipeline import label_with_kmeans_dir
 
-    report = label_with_kmeans_dir(model, data, out, reference=ref_label, ark=ark, device=device)
+    report = label_with_kmeans_dir(
+        model, data, out, reference=ref_label, ark=ark, device=device, shard=shard, num_jobs=nj, chunk_size=chunk_size
+    )
+    if report is None:
+        typer.echo(f"wrote shard {shard} under {out}; when every shard is done: audiossl kmeans merge-labels {out}")
+        return
+    typer.echo(report.to_text(), nl=False)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("merge-labels")
+def merge_labels(
+    out: Annotated[Path, typer.Argument(help="The label dir the shards were run with (--out of kmeans label).")],
+    ark: Annotated[bool, typer.Option("--ark", help="Also write labels.ark/labels.scp (Kaldi int vectors).")] = False,
+    keep_parts: Annotated[bool, typer.Option(help="Keep OUT/shard-I-of-N after merging.")] = False,
+) -> None:
+    """Merge the shards of `kmeans label --shard I/N --out OUT` into the label dir OUT (exactly the unsharded one)."""
+    ensure_writable_dir(out)
+    # lazy: audiossl.cluster pulls in torch; every `audiossl` start-up imports this module
+    from audiossl.cluster.label_shards import merge_label_parts, write_ark
+
+    report = merge_label_parts(out, keep_parts=keep_parts)
+    if ark:
+        write_ark(out)
     typer.echo(report.to_text(), nl=False)
     typer.echo(f"wrote {out}")

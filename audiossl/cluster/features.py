@@ -158,6 +158,28 @@ def stream_features(
         yield batch.ids, [features[b, : frame_lengths[b]] for b in range(len(batch.ids))]
 
 
+def chunk_features(
+    dataset: AudioDataset,
+    module: nn.Module,
+    indices: Sequence[int],
+    batch_seconds: float,
+    device: str | torch.device = "cpu",
+) -> Iterator[FeatureBatch]:
+    """Features of ``dataset[indices]`` in length-bucketed batches formed within ``indices`` only.
+
+    The batches depend on nothing but these utterances (no shuffling), so a chunk's features are
+    the same in a sharded run as in an unsharded one (:mod:`audiossl.data.shards`).
+    """
+    durations = dataset.durations
+    sampler = BucketBatchSampler([durations[i] for i in indices], batch_seconds, shuffle=False)
+    for batch_indices in sampler:
+        batch = collate(dataset[[indices[i] for i in batch_indices]]).to(device)
+        with torch.no_grad():
+            features, frame_lengths = module(batch.waveforms, batch.lengths)  # (B, F, D), (B,)
+        frame_lengths = frame_lengths.tolist()
+        yield batch.ids, [features[b, : frame_lengths[b]] for b in range(len(batch.ids))]
+
+
 def sample_indices(count: int, fraction: float, seed: int) -> list[int]:
     """A sorted random subset of ``range(count)`` of ``round(fraction * count)`` items (at least one)."""
     if fraction >= 1.0:

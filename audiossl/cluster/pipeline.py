@@ -34,9 +34,10 @@ from audiossl.cluster.features import (
     stream_features,
 )
 from audiossl.cluster.kmeans import KMeans, KMeansConfig
-from audiossl.cluster.labels import label_data_dir
+from audiossl.cluster.label_shards import LABEL_CHUNK, label_parts, quality_report, write_ark
 from audiossl.cluster.quality import QualityAccumulator, QualityReport, write_report
 from audiossl.config import load_yaml, to_dict
+from audiossl.data.shards import Shard
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write
 from audiossl.models import load_pretrained, resolve_checkpoint
@@ -216,23 +217,39 @@ def label_with_kmeans_dir(
     ark: bool = False,
     device: str | None = None,
     progress: bool = True,
-) -> QualityReport:
-    """Label ``data_dir`` with the k-means dir ``model_dir`` (same features), write the label dir and its report."""
-    kmeans, config = load_kmeans_dir(model_dir, device)
-    source, config = feature_source(config)
-    report = label_data_dir(
-        kmeans,
+    shard: Shard | str | None = None,
+    num_jobs: int = 1,
+    chunk_size: int = LABEL_CHUNK,
+) -> QualityReport | None:
+    """Label ``data_dir`` with the k-means dir ``model_dir`` (same features), write the label dir and its report.
+
+    ``num_jobs`` processes share the utterances; ``shard="I/N"`` labels shard I only into
+    ``OUT/shard-I-of-N`` (returns None; :func:`~audiossl.cluster.label_shards.merge_label_parts`
+    merges the shards into ``OUT``). Either way the label store and the report equal the
+    one-process run's exactly (see :mod:`audiossl.cluster.label_shards`).
+    """
+    shard = Shard.parse(shard)
+    if ark and not shard.whole:
+        raise ConfigError("Kaldi ark labels are written by the merge: give ark to merge-labels, not to a shard")
+    _, config = load_kmeans_dir(model_dir, device)
+    info = {"kmeans": str(Path(model_dir).resolve()), "features": config.features, "layer": config.layer}
+    written = label_parts(
+        model_dir,
         data_dir,
-        source,
         out_dir,
-        batch_seconds=config.batch_seconds,
-        sample_rate=config.sample_rate,
-        device=str(kmeans.device),
-        ark=ark,
+        shard=shard,
+        num_jobs=num_jobs,
+        chunk_size=chunk_size,
         reference=reference,
-        info={"kmeans": str(Path(model_dir).resolve()), "features": config.features, "layer": config.layer},
+        device=device,
+        info=info,
         progress=progress,
     )
+    if not shard.whole:
+        return None
+    report = quality_report(written, reference)
+    if ark:
+        write_ark(out_dir)
     write_report(report, out_dir)
     return report
 

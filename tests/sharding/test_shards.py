@@ -39,9 +39,7 @@ def test_split_range_of_a_sub_range() -> None:
 
 def _metas(count: int, total: int = 10, **extra):
     fp = fingerprint(f"u{i}" for i in range(total))
-    return [
-        (f"part{i}", part_meta(Shard(i, count), Shard(i, count).range(total), fp, **extra)) for i in range(count)
-    ]
+    return [(f"part{i}", part_meta(Shard(i, count), Shard(i, count).range(total), fp, **extra)) for i in range(count)]
 
 
 def test_check_parts_orders_and_accepts_a_complete_set() -> None:
