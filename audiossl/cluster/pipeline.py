@@ -27,7 +27,6 @@ from audiossl.audio.frontends import FRONTENDS
 from audiossl.cluster.features import (
     EncoderFeatures,
     FeatureDump,
-    dump_features,
     frame_rate,
     frames,
     resolve_source,
@@ -36,6 +35,7 @@ from audiossl.cluster.features import (
 from audiossl.cluster.kmeans import KMeans, KMeansConfig
 from audiossl.cluster.label_shards import LABEL_CHUNK, label_parts, quality_report, write_ark
 from audiossl.cluster.quality import QualityAccumulator, QualityReport, write_report
+from audiossl.cluster.sample import check_dump_settings, sample_features, sample_settings
 from audiossl.config import load_yaml, to_dict
 from audiossl.data.shards import Shard
 from audiossl.errors import ConfigError, DataError
@@ -64,6 +64,11 @@ class FitConfig:
     """Audio is resampled to this rate before the front-end."""
     sample_fraction: float = 1.0
     """Fraction of each data dir's utterances used for fitting (drawn once from the seed)."""
+    max_hours: float | None = None
+    """Cap of the feature dump's sample in hours of audio (utterances in hash order until the cap; None: no cap).
+    Bounds a dump's size on any corpus; see audiossl.cluster.sample for the sample contract."""
+    sample_chunk: int = 64
+    """Sampled utterances per dump file; features are batched within a chunk, shards split on chunks."""
     batch_seconds: float = 200.0
     """Padded seconds of audio per feature batch."""
     cache_gb: float = 4.0
@@ -80,6 +85,7 @@ def fit_kmeans_dir(
     *,
     dump_dir: str | Path | None = None,
     progress: bool = True,
+    num_jobs: int = 1,
 ) -> tuple[KMeans, QualityReport]:
     """Fit k-means on features of ``data_dirs`` and write a k-means dir (see the module doc).
 
@@ -87,11 +93,16 @@ def fit_kmeans_dir(
     when it fits ``config.cache_gb`` (:class:`FeatureCache`), else every pass reads the audio
     again. With ``dump_dir`` the sampled features are written there once (or reused when a
     complete dump exists) and every pass reads them back instead. The quality report is
-    computed over the same features.
+    computed over the same features. The dump is the sample of :mod:`audiossl.cluster.sample`
+    (hash-ordered utterances, capped by ``config.max_hours``), computed by ``num_jobs``
+    processes, or by shards (``audiossl kmeans sample --shard``) and merged beforehand: the
+    fit is the same. ``num_jobs > 1`` or ``max_hours`` without ``dump_dir`` dump to ``OUT/sample``.
     """
     out_dir = Path(out_dir)
     source, config = feature_source(config)
     seed = config.kmeans.seed
+    if dump_dir is None and (num_jobs > 1 or config.max_hours is not None):
+        dump_dir = out_dir / "sample"
 
     def audio_pass(epoch: int):
         return stream_features(
@@ -108,8 +119,9 @@ def fit_kmeans_dir(
 
     if dump_dir is not None:
         if not FeatureDump.exists(dump_dir):
-            dump_features(audio_pass(0), dump_dir, info={"features": config.features})
+            sample_features(data_dirs, config, dump_dir, num_jobs=num_jobs, progress=progress)
         dump = FeatureDump(dump_dir)
+        check_dump_settings(dump, sample_settings(data_dirs, config))
         logger.info("fitting on the dump %s (%d frames x %d)", dump_dir, dump.num_frames, dump.dim)
 
         def points(epoch: int):
