@@ -104,7 +104,7 @@ class S2STask(DownstreamTask):
             pretrained = load_speecht5(self.init).backbone
             if pretrained.dim != dim:
                 raise ConfigError(f"--init decoder is {pretrained.dim} wide but the upstream gives {dim}", self.init)
-            text_parts = ("embedding", "output_bias", "text_prenet", "speakers")
+            text_parts = ("embedding", "output_bias", "text_prenet", "speakers", "_extra_state")  # tokenizer: text only
             weights = {k: v for k, v in pretrained.state_dict().items() if not k.startswith(text_parts)}
             head.load_state_dict(weights, strict=False)
         head.speaker_names = list(state["speakers"])
