@@ -19,9 +19,19 @@ def synth(
     utts_per_speaker: Annotated[int, typer.Option(help="Utterances per speaker.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same corpus.")] = 0,
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the generated audio (Hz).")] = 16000,
+    singing: Annotated[
+        bool, typer.Option("--singing", help="Sing instead: melodies with a utt2f0 reference (speakers = singers).")
+    ] = False,
 ) -> None:
     """Generate the embedded synthetic corpus (speech-like audio with text, speaker and emotion labels)."""
     ensure_writable_dir(out_dir, warn_existing=True)
+    if singing:  # lazy: audiossl.data.singing pulls in scipy (the singing corpus, issue 17)
+        from audiossl.data.singing import SingingConfig, synthesize_singing
+
+        sung = SingingConfig(singers=speakers, songs_per_singer=utts_per_speaker, seed=seed, sample_rate=sample_rate)
+        data = synthesize_singing(out_dir, sung)
+        typer.echo(f"wrote {len(data.utterance_ids)} sung utterances from {len(data.spk2utt)} singers to {out_dir}")
+        return
     # lazy: data.synth pulls in scipy; every `audiossl` start-up imports this module
     from audiossl.data.synth import SynthConfig, synthesize_corpus
 

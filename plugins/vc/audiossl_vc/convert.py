@@ -2,7 +2,9 @@
 
 ``audiossl vc convert SRC.wav --target DIR_OR_WAVS --model CKPT --vocoder RUN -o OUT.wav``.
 The vocoder decides which features are matched (its layer or learned mix), so the matched frames
-are exactly what it was trained to render.
+are exactly what it was trained to render. A ``neucosvc`` vocoder (NeuCoSVC, Sha et al. 2023)
+renders the matched frames with the *source's* F0 -- moved by a key shift into the target's
+register (``auto``) or by a given number of semitones -- and the source's loudness.
 """
 
 from __future__ import annotations
@@ -15,13 +17,23 @@ import soundfile
 import torch
 
 from audiossl.audio.io import load_audio
-from audiossl.errors import ConfigError
+from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_path
 from audiossl.models import PretrainedEncoder, load_pretrained
 from audiossl_vc.features import LayerSpec, encode_utterance, feature_dim, frame_hop
 from audiossl_vc.matching import knn_match
+from audiossl_vc.pitch import PitchTrack, analyse, key_shift
 from audiossl_vc.pool import TargetPool, build_pool, target_source
 from audiossl_vc.vocoder import Vocoder, load_vocoder
+
+
+@dataclass
+class Rendered:
+    """A conversion: the waveform (N x hop,), the key shift applied (semitones) and the source's pitch track."""
+
+    waveform: torch.Tensor
+    key_shift: float
+    pitch: PitchTrack | None
 
 
 @dataclass
@@ -64,25 +76,62 @@ class Converter:
 
     def pool(
         self, target: str | Path | Sequence[str | Path], *, speaker: str | None = None, exclude: Sequence[str] = (),
-        min_seconds: float = 5.0,
+        min_seconds: float = 5.0, with_pitch: bool | None = None,
     ) -> TargetPool:  # fmt: skip
-        """The target pool (see :func:`audiossl_vc.pool.target_source`)."""
+        """The target pool (see :func:`audiossl_vc.pool.target_source`); its pitch tracks when the vocoder
+        needs them (``with_pitch`` None) or when asked."""
         source = target_source(target, speaker, exclude)
         return build_pool(
-            self.model, self.vocoder.spec.layer_spec, source, selector=self.vocoder.selector, min_seconds=min_seconds
-        )
+            self.model, self.vocoder.spec.layer_spec, source, selector=self.vocoder.selector, min_seconds=min_seconds,
+            with_pitch=self.vocoder.needs_pitch if with_pitch is None else with_pitch,
+        )  # fmt: skip
+
+    def pitch(self, waveform: torch.Tensor, frames: int) -> PitchTrack:
+        """F0, voicing and loudness of ``waveform`` (T,) on the feature grid (``frames`` frames)."""
+        return analyse(waveform, self.sample_rate, self.vocoder.spec.hop, frames)
 
     @torch.no_grad()
-    def vocode(self, features: torch.Tensor) -> torch.Tensor:
-        """Waveform (N x hop,) of features (N, D)."""
-        waveforms, _ = self.vocoder(features.unsqueeze(0), torch.tensor([features.shape[0]]))
-        return waveforms[0]
+    def vocode(self, features: torch.Tensor, pitch: PitchTrack | None = None) -> torch.Tensor:
+        """Waveform (N x hop,) of features (N, D) (``neucosvc``: with the F0 and loudness of ``pitch``)."""
+        lengths = torch.tensor([features.shape[0]])
+        if not self.vocoder.needs_pitch:
+            return self.vocoder(features.unsqueeze(0), lengths)[0][0]
+        if pitch is None:
+            raise ValueError("a neucosvc vocoder renders features with a pitch track")
+        return self.vocoder(features.unsqueeze(0), lengths, pitch.f0[None], pitch.loudness[None])[0][0]
 
     @torch.no_grad()
-    def convert(self, waveform: torch.Tensor, pool: TargetPool, k: int = 4) -> torch.Tensor:
-        """``waveform`` (T,) spoken in the pool's voice: (N x hop,) samples at the encoder's rate."""
-        matched = knn_match(self.features(waveform), pool.features, k)  # (N, D)
-        return self.vocode(matched)
+    def render(
+        self, waveform: torch.Tensor, pool: TargetPool, k: int = 4, *,
+        key_shift_spec: str | float | None = None, source_name: str | Path | None = None,
+    ) -> Rendered:  # fmt: skip
+        """``waveform`` (T,) in the pool's voice, with the key shift applied (``neucosvc``) and the source's track.
+
+        ``key_shift_spec``: ``auto`` (default for ``neucosvc``: the pool's register) or semitones; other vocoders
+        take the pitch of the matched frames and refuse a key shift.
+        """
+        features = self.features(waveform)  # (N, D)
+        matched = knn_match(features, pool.features, k)  # (N, D)
+        if not self.vocoder.needs_pitch:
+            if key_shift_spec is not None:
+                raise ConfigError(
+                    f"a {self.vocoder.spec.kind} vocoder takes the pitch of the matched frames and cannot shift keys; "
+                    "train a neucosvc vocoder (audiossl vc train-vocoder --kind neucosvc)"
+                )
+            return Rendered(self.vocode(matched), 0.0, None)
+        track = self.pitch(waveform, features.shape[0])
+        if not bool(track.voiced.any()):
+            raise DataError("the source has no voiced frames (pYIN found no pitch), nothing to sing", source_name)
+        if not pool.pitch:
+            raise ConfigError("the target pool was built without pitch tracks (build_pool(with_pitch=True))")
+        shift = key_shift("auto" if key_shift_spec is None else key_shift_spec, track, pool.pitch, source_name,
+                          pool.path)  # fmt: skip
+        return Rendered(self.vocode(matched, track.shifted(shift)), shift, track)
+
+    @torch.no_grad()
+    def convert(self, waveform: torch.Tensor, pool: TargetPool, k: int = 4, **options) -> torch.Tensor:
+        """``waveform`` (T,) spoken (or sung) in the pool's voice: (N x hop,) samples at the encoder's rate."""
+        return self.render(waveform, pool, k, **options).waveform
 
 
 def write_wav(path: str | Path, waveform: torch.Tensor, sample_rate: int) -> Path:
@@ -135,13 +184,17 @@ def convert_file(
     target_speaker: str | None = None,
     min_seconds: float = 5.0,
     plot: str | Path | None = None,
-) -> Path:
-    """The library function behind ``audiossl vc convert``: write ``out`` (WAV at the encoder's rate)."""
+    key_shift: str | float | None = None,
+) -> Rendered:
+    """The library function behind ``audiossl vc convert``: write ``out`` (WAV at the encoder's rate).
+
+    ``key_shift`` (``neucosvc`` only): ``auto`` (the default there) or semitones.
+    """
     converter = Converter.load(model_path, vocoder_run, layer)
     waveform, _ = load_audio(source, converter.sample_rate)
     pool = converter.pool(target, speaker=target_speaker, exclude=[str(source)], min_seconds=min_seconds)
-    converted = converter.convert(waveform, pool, k)
-    written = write_wav(out, converted, converter.sample_rate)
+    rendered = converter.render(waveform, pool, k, key_shift_spec=key_shift, source_name=source)
+    write_wav(out, rendered.waveform, converter.sample_rate)
     if plot is not None:
-        plot_conversion(waveform, converted, converter.sample_rate, plot)
-    return written
+        plot_conversion(waveform, rendered.waveform, converter.sample_rate, plot)
+    return rendered

@@ -22,7 +22,8 @@ from audiossl.data.wav_scp import check_pipes, load_utterance
 from audiossl.errors import DataError
 from audiossl.models import PretrainedEncoder
 from audiossl.progress import progress
-from audiossl_vc.features import LayerSelector, LayerSpec, encode_utterance
+from audiossl_vc.features import LayerSelector, LayerSpec, encode_utterance, frame_hop
+from audiossl_vc.pitch import PitchTrack, analyse
 
 #: Silence threshold (dB below the peak) of the speech measure.
 SILENCE_TOP_DB = 40.0
@@ -97,12 +98,16 @@ def speech_seconds(waveform: torch.Tensor, sample_rate: int, top_db: float = SIL
 
 @dataclass
 class TargetPool:
-    """Frames (M, D) of the target, how much speech they came from, and the source description."""
+    """Frames (M, D) of the target, how much speech they came from, and the source description; with
+    ``with_pitch`` also every pool utterance's F0 and loudness (the target's register, for key shifts)."""
 
     features: torch.Tensor
     speech_seconds: float
     total_seconds: float
     source: str
+    pitch: list[PitchTrack] = field(default_factory=list)
+    path: Path | None = None
+    """Where the pool came from (for messages)."""
 
 
 def build_pool(
@@ -112,8 +117,11 @@ def build_pool(
     *,
     selector: LayerSelector | None = None,
     min_seconds: float = 5.0,
+    with_pitch: bool = False,
 ) -> TargetPool:
-    """Encode every target utterance and stack their frames; refuse less than ``min_seconds`` of speech."""
+    """Encode every target utterance and stack their frames; refuse less than ``min_seconds`` of speech.
+
+    ``with_pitch`` also tracks F0 and loudness of every utterance (pYIN: slower)."""
     rate = model.sample_rate
     waveforms = [source.load(i, rate) for i in range(len(source.items))]
     speech = sum(speech_seconds(w, rate) for w in waveforms)
@@ -125,4 +133,9 @@ def build_pool(
             source.path,
         )
     frames = [encode_utterance(model, w, spec, selector) for w in progress(waveforms, desc="target pool")]
-    return TargetPool(torch.cat(frames), speech, total, source.description)  # (M, D)
+    pitch = []
+    if with_pitch:
+        hop = frame_hop(model)
+        pairs = list(zip(waveforms, frames, strict=True))
+        pitch = [analyse(wave, rate, hop, feats.shape[0]) for wave, feats in progress(pairs, desc="pool F0")]
+    return TargetPool(torch.cat(frames), speech, total, source.description, pitch, source.path)  # (M, D)

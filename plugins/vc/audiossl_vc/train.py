@@ -4,7 +4,9 @@ Every training utterance is encoded once (the encoder is frozen) and its selecte
 memory; steps draw random segments of ``segment_frames`` frames with the matching
 ``segment_frames x hop`` samples. ``mel-gl`` minimises the L1 distance between predicted and
 true log-mels; ``hifigan`` alternates a discriminator step (LSGAN) and a generator step
-(LSGAN + 2 x feature matching + 45 x mel L1), as in Kong et al. (2020).
+(LSGAN + 2 x feature matching + 45 x mel L1), as in Kong et al. (2020); ``neucosvc`` (NeuCoSVC's
+synthesizer) also caches every utterance's F0 and loudness per frame (:mod:`audiossl_vc.pitch`)
+and replaces the mel loss by a multi-resolution STFT loss.
 
 The loop is audiossl's training engine (:mod:`audiossl.engine`, the unit is
 :class:`VocoderUnit`), so the vocoder trains with DDP under torchrun and with
@@ -41,6 +43,8 @@ from audiossl_vc.hifigan import (
 )
 from audiossl_vc.matching import knn_match
 from audiossl_vc.mel import MelConfig
+from audiossl_vc.neucosvc import NeuCoSVCConfig
+from audiossl_vc.pitch import analyse
 from audiossl_vc.trainer import GeneratorStep, VocoderTrainer  # noqa: F401  (GeneratorStep re-exported)
 from audiossl_vc.vocoder import VocoderSpec
 
@@ -51,12 +55,14 @@ logger = logging.getLogger("audiossl.vc")
 class VocoderTrainConfig:
     """How to train a vocoder."""
 
-    kind: Literal["hifigan", "mel-gl"] = "mel-gl"
-    """``hifigan`` (GAN vocoder, better audio, slower) or ``mel-gl`` (mel regressor + Griffin-Lim, quick)."""
+    kind: Literal["hifigan", "mel-gl", "neucosvc"] = "mel-gl"
+    """``hifigan`` (GAN vocoder, better audio, slower), ``mel-gl`` (mel regressor + Griffin-Lim, quick) or
+    ``neucosvc`` (NeuCoSVC's synthesizer: renders the source's F0 and loudness; for singing)."""
     layer: str = "-1"
     """Encoder layer(s): an index (negative from the end), ``i,j,...`` (their mean) or ``mix`` (learned weights)."""
     preset: str = "tiny"
-    """HiFi-GAN size: ``tiny`` (CPU, minutes), ``small`` or ``v1`` (the paper's)."""
+    """Network size: HiFi-GAN ``tiny`` (CPU, minutes), ``small`` or ``v1`` (the paper's); NeuCoSVC ``tiny``
+    (CPU) or ``base`` (GPU)."""
     steps: int = 300
     """Optimiser steps in all (a resumed run continues up to this)."""
     batch_size: int = 8
@@ -68,7 +74,10 @@ class VocoderTrainConfig:
     mel_weight: float = 45.0
     """Weight of the mel L1 loss (hifigan)."""
     feature_matching_weight: float = 2.0
-    """Weight of the feature-matching loss (hifigan)."""
+    """Weight of the feature-matching loss (hifigan, neucosvc)."""
+    stft_weight: float = 20.0
+    """Weight of the multi-resolution STFT loss (neucosvc); like HiFi-GAN's mel weight it keeps the
+    reconstruction term dominant, which short CPU runs need."""
     regressor_channels: int = 128
     """Width of the mel regressor (mel-gl)."""
     regressor_blocks: int = 2
@@ -97,8 +106,8 @@ class VocoderTrainConfig:
     """Autocast of the generator: ``bf16``, ``fp16`` (with a gradient scaler) or ``fp32``."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("hifigan", "mel-gl"):
-            raise ConfigError(f"kind must be hifigan or mel-gl, got {self.kind!r}")
+        if self.kind not in ("hifigan", "mel-gl", "neucosvc"):
+            raise ConfigError(f"kind must be hifigan, mel-gl or neucosvc, got {self.kind!r}")
         if self.prematch_k < 0:
             raise ConfigError(f"prematch_k must be >= 0, got {self.prematch_k}")
         if min(self.steps, self.batch_size, self.segment_frames, self.log_every, self.checkpoint_every) < 1:
@@ -107,12 +116,15 @@ class VocoderTrainConfig:
 
 @dataclass
 class FeatureCache:
-    """Selected layers (K, N, D) and waveforms (N x hop,) of every usable training utterance."""
+    """Selected layers (K, N, D) and waveforms (N x hop,) of every usable training utterance; for
+    ``neucosvc`` also F0 (N,) in Hz and loudness (N,) in dB."""
 
     layers: list[torch.Tensor]
     waveforms: list[torch.Tensor]
     ids: list[str]
     speakers: list[str]
+    f0: list[torch.Tensor] = dataclasses.field(default_factory=list)
+    loudness: list[torch.Tensor] = dataclasses.field(default_factory=list)
 
 
 def cache_features(model, spec: LayerSpec, data_dirs: Sequence[str | Path], config: VocoderTrainConfig) -> FeatureCache:
@@ -137,6 +149,10 @@ def cache_features(model, spec: LayerSpec, data_dirs: Sequence[str | Path], conf
             cache.waveforms.append(wave[: frames * hop].clone())  # (N * hop,)
             cache.ids.append(item.id)
             cache.speakers.append(f"{dir_index}:{item.labels['spk']}")
+            if config.kind == "neucosvc":
+                track = analyse(item.waveform, model.sample_rate, hop, frames)
+                cache.f0.append(track.f0)
+                cache.loudness.append(track.loudness)
     if not cache.ids:
         seconds = config.segment_frames * hop / model.sample_rate
         raise DataError(
@@ -172,19 +188,23 @@ def prematch(cache: FeatureCache, spec: LayerSpec, k: int) -> int:
     return matched
 
 
-def draw_batch(
-    cache: FeatureCache, config: VocoderTrainConfig, hop: int, step: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segments for ``step``: stacked layers (K, B, S, D) and waveforms (B, S x hop), drawn from (seed, step)."""
+def draw_batch(cache: FeatureCache, config: VocoderTrainConfig, hop: int, step: int) -> tuple[torch.Tensor, ...]:
+    """Segments for ``step``: stacked layers (K, B, S, D) and waveforms (B, S x hop), drawn from (seed, step);
+    with pitch in the cache also F0 (B, S) and loudness (B, S)."""
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     picks = torch.randint(len(cache.ids), (config.batch_size,), generator=generator).tolist()
-    layers, waves = [], []
+    layers, waves, f0, loudness = [], [], [], []
     for pick in picks:
         frames = cache.layers[pick].shape[1]
         start = int(torch.randint(frames - config.segment_frames + 1, (1,), generator=generator))
-        layers.append(cache.layers[pick][:, start : start + config.segment_frames])
+        window = slice(start, start + config.segment_frames)
+        layers.append(cache.layers[pick][:, window])
         waves.append(cache.waveforms[pick][start * hop : (start + config.segment_frames) * hop])
-    return torch.stack(layers, dim=1), torch.stack(waves)  # (K, B, S, D), (B, S * hop)
+        if cache.f0:
+            f0.append(cache.f0[pick][window])
+            loudness.append(cache.loudness[pick][window])
+    batch = (torch.stack(layers, dim=1), torch.stack(waves))  # (K, B, S, D), (B, S * hop)
+    return batch + (torch.stack(f0), torch.stack(loudness)) if cache.f0 else batch  # + (B, S), (B, S)
 
 
 @dataclass
@@ -210,6 +230,7 @@ def make_spec(model, model_path: str | Path, config: VocoderTrainConfig) -> Voco
         sample_rate=model.sample_rate,
         mel=MelConfig.for_features(model.sample_rate, hop, config.n_mels),
         hifigan=HifiGanConfig.preset(config.preset) if config.kind == "hifigan" else None,
+        neucosvc=NeuCoSVCConfig.preset(config.preset) if config.kind == "neucosvc" else None,
         regressor_channels=config.regressor_channels,
         regressor_blocks=config.regressor_blocks,
         griffin_lim_iters=config.griffin_lim_iters,
@@ -269,14 +290,14 @@ def train_vocoder(
 
 def engine_config(config: VocoderTrainConfig) -> EngineConfig:
     """The engine settings of a vocoder run (constant lr, no clipping, no best.pt, no TensorBoard)."""
-    lr = config.lr if config.lr is not None else (2e-4 if config.kind == "hifigan" else 1e-3)
+    lr = config.lr if config.lr is not None else (1e-3 if config.kind == "mel-gl" else 2e-4)
     return EngineConfig(
         max_steps=config.steps,
         seed=config.seed,
         device=config.device,
         precision=config.precision,
         lr=lr,
-        betas=(0.8, 0.99) if config.kind == "hifigan" else (0.9, 0.99),
+        betas=(0.9, 0.99) if config.kind == "mel-gl" else (0.8, 0.99),
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
         keep_last=config.keep_last,
@@ -303,19 +324,19 @@ class VocoderUnit(TrainUnit):
     def parameter_groups(self, config: EngineConfig) -> list[dict[str, Any]]:
         return self.trainer.parameter_groups()
 
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
         engine, accumulation = self.engine, self.engine.config.accumulation_steps
         while True:
             for micro in range(accumulation):
                 index = (engine.step * accumulation + micro) * engine.dist.world_size + engine.dist.rank
                 yield draw_batch(self.cache, self.settings, self.spec.hop, index)
 
-    def forward(self, model: nn.Module, item: tuple[torch.Tensor, torch.Tensor], step: int) -> LossOutput:
-        layers, waves = item
+    def forward(self, model: nn.Module, item: tuple[torch.Tensor, ...], step: int) -> LossOutput:
+        layers, waves, *pitch = item
         with self.engine.autocast():
-            return self.trainer.loss(model, layers, waves)
+            return self.trainer.loss(model, layers, waves, *pitch)
 
-    def measure(self, item: tuple[torch.Tensor, torch.Tensor]) -> tuple[int, float]:
+    def measure(self, item: tuple[torch.Tensor, ...]) -> tuple[int, float]:
         waves = item[1]
         return waves.shape[0], waves.numel() / self.spec.sample_rate
 

@@ -1,10 +1,11 @@
 """A trained vocoder: which encoder features it reads, and the network that turns them into audio.
 
-Two kinds share one interface, ``(features (B, N, D), lengths) -> (waveforms (B, N x hop), lengths)``:
-``hifigan`` (:mod:`audiossl_vc.hifigan`) and ``mel-gl`` (a feature-to-mel regressor and
-Griffin-Lim, :mod:`audiossl_vc.mel`). The vocoder also owns the :class:`LayerSelector` it was
-trained on, so conversion matches exactly the features the vocoder can render (for ``mix``, with
-the learned layer weights).
+Three kinds share one interface, ``(features (B, N, D), lengths) -> (waveforms (B, N x hop), lengths)``:
+``hifigan`` (:mod:`audiossl_vc.hifigan`), ``mel-gl`` (a feature-to-mel regressor and
+Griffin-Lim, :mod:`audiossl_vc.mel`) and ``neucosvc`` (:mod:`audiossl_vc.neucosvc`), which also
+reads per-frame F0 and loudness (``f0=``, ``loudness=``, see :mod:`audiossl_vc.pitch`). The
+vocoder also owns the :class:`LayerSelector` it was trained on, so conversion matches exactly
+the features the vocoder can render (for ``mix``, with the learned layer weights).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from audiossl.models import resolve_checkpoint as resolve_model_checkpoint
 from audiossl_vc.features import LayerSelector, LayerSpec
 from audiossl_vc.hifigan import Generator, HifiGanConfig
 from audiossl_vc.mel import GriffinLimSynth, MelConfig, MelRegressor
+from audiossl_vc.neucosvc import NeuCoSVCConfig, Synthesizer
 
-KINDS = ("hifigan", "mel-gl")
+KINDS = ("hifigan", "mel-gl", "neucosvc")
 
 
 @dataclass(kw_only=True)
@@ -32,7 +34,7 @@ class VocoderSpec:
     """Everything needed to rebuild a vocoder before loading its weights (stored in every checkpoint)."""
 
     kind: str
-    """``hifigan`` or ``mel-gl``."""
+    """``hifigan``, ``mel-gl`` or ``neucosvc``."""
     layers: tuple[int, ...]
     """Encoder layers read (indices into ``EncoderOutput.layers``)."""
     layer_mode: str
@@ -55,6 +57,8 @@ class VocoderSpec:
     """Griffin-Lim iterations at synthesis (``mel-gl`` only)."""
     encoder: str = ""
     """The checkpoint whose features the vocoder was trained on (for messages)."""
+    neucosvc: NeuCoSVCConfig | None = None
+    """Synthesizer sizes (``neucosvc`` only)."""
 
     @property
     def layer_spec(self) -> LayerSpec:
@@ -74,7 +78,17 @@ class VocoderSpec:
                 if isinstance(value, list):
                     hifigan[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             data["hifigan"] = HifiGanConfig(**hifigan)
+        if data.get("neucosvc") is not None:
+            data["neucosvc"] = NeuCoSVCConfig(**_tuples(data["neucosvc"]))
         return VocoderSpec(**data)
+
+
+def _tuples(config: dict[str, Any]) -> dict[str, Any]:
+    """Lists read back from a checkpoint as the tuples (of tuples) the config dataclasses hold."""
+    return {
+        key: tuple(tuple(v) if isinstance(v, list) else v for v in value) if isinstance(value, list) else value
+        for key, value in config.items()
+    }
 
 
 class Vocoder(nn.Module):
@@ -89,6 +103,10 @@ class Vocoder(nn.Module):
         if spec.kind == "hifigan":
             self.net: nn.Module = Generator(spec.in_dim, spec.hop, spec.hifigan or HifiGanConfig.preset("tiny"))
             self.griffin_lim = None
+        elif spec.kind == "neucosvc":
+            config = spec.neucosvc or NeuCoSVCConfig.preset("tiny")
+            self.net = Synthesizer(spec.in_dim, spec.hop, spec.sample_rate, config)
+            self.griffin_lim = None
         else:
             self.net = MelRegressor(
                 spec.in_dim, spec.mel.n_mels, spec.mel.upsample, spec.regressor_channels, spec.regressor_blocks
@@ -99,12 +117,27 @@ class Vocoder(nn.Module):
     def hop(self) -> int:
         return self.spec.hop
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, N, D) + frame lengths (B,) -> waveforms (B, N x hop), zero past lengths x hop."""
+    @property
+    def needs_pitch(self) -> bool:
+        """True if the vocoder renders from F0 and loudness as well as features (``neucosvc``)."""
+        return self.spec.kind == "neucosvc"
+
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor,
+        f0: torch.Tensor | None = None, loudness: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Features (B, N, D) + frame lengths (B,) -> waveforms (B, N x hop), zero past lengths x hop.
+
+        ``neucosvc`` also needs ``f0`` (B, N) in Hz (0 = unvoiced) and ``loudness`` (B, N) in dB.
+        """
         if features.shape[-1] != self.spec.in_dim:
             raise ConfigError(f"the vocoder reads {self.spec.in_dim}-wide features, got {features.shape[-1]}")
         if self.spec.kind == "hifigan":
             return self.net(features, lengths)
+        if self.spec.kind == "neucosvc":
+            if f0 is None or loudness is None:
+                raise ValueError("a neucosvc vocoder needs f0 and loudness per frame")
+            return self.net(features, lengths, f0, loudness)
         mel, mel_lengths = self.net(features, lengths)  # (B, N * r, n_mels)
         out = torch.zeros(features.shape[0], features.shape[1] * self.hop)  # (B, N * hop)
         for row in range(features.shape[0]):
