@@ -28,14 +28,12 @@ from audiossl.cluster.features import (
     EncoderFeatures,
     FeatureDump,
     frame_rate,
-    frames,
     resolve_source,
-    stream_features,
 )
 from audiossl.cluster.kmeans import KMeans, KMeansConfig
 from audiossl.cluster.label_shards import LABEL_CHUNK, label_parts, quality_report, write_ark
 from audiossl.cluster.quality import QualityAccumulator, QualityReport, write_report
-from audiossl.cluster.sample import check_dump_settings, sample_features, sample_settings
+from audiossl.cluster.sample import check_dump_settings, sample_features, sample_settings, stream_sample
 from audiossl.config import load_yaml, to_dict
 from audiossl.data.shards import Shard
 from audiossl.errors import ConfigError, DataError
@@ -104,19 +102,6 @@ def fit_kmeans_dir(
     if dump_dir is None and (num_jobs > 1 or config.max_hours is not None):
         dump_dir = out_dir / "sample"
 
-    def audio_pass(epoch: int):
-        return stream_features(
-            data_dirs,
-            source,
-            batch_seconds=config.batch_seconds,
-            sample_fraction=config.sample_fraction,
-            seed=seed,
-            epoch=epoch,
-            sample_rate=config.sample_rate,
-            device=config.kmeans.device,
-            progress=progress,
-        )
-
     if dump_dir is not None:
         if not FeatureDump.exists(dump_dir):
             sample_features(data_dirs, config, dump_dir, num_jobs=num_jobs, progress=progress)
@@ -129,7 +114,9 @@ def fit_kmeans_dir(
 
         n_samples = dump.num_frames
     else:
-        points = FeatureCache(lambda epoch: frames(audio_pass(epoch)), config.cache_gb, seed)
+        points = FeatureCache(
+            lambda epoch: stream_sample(data_dirs, config, epoch, progress=progress), config.cache_gb, seed
+        )
         n_samples = None
     kmeans = KMeans(config.kmeans).fit_stream(points, n_samples=n_samples)
     logger.info(
@@ -178,9 +165,11 @@ def feature_source(config: FitConfig) -> tuple[torch.nn.Module, FitConfig]:
 class FeatureCache:
     """``epoch -> point batches`` that keeps the first pass in memory when it fits ``budget_gb``.
 
-    Later passes then replay the cached batches, their order shuffled from ``(seed, epoch)``,
-    instead of extracting features again. Beyond the budget the cache is dropped and every
-    pass streams from ``produce``, so memory stays bounded either way.
+    ``produce(epoch)`` yields the same batches every epoch, permuted from ``(seed, epoch)``
+    (:func:`~audiossl.cluster.sample.stream_sample`); later passes replay the cached batches in
+    that order instead of extracting features again, so caching changes nothing in the fit.
+    Beyond the budget the cache is dropped and every pass streams from ``produce``, so memory
+    stays bounded either way.
     """
 
     def __init__(self, produce: Callable[[int], Iterable[torch.Tensor]], budget_gb: float, seed: int):
@@ -190,10 +179,14 @@ class FeatureCache:
         self.cached: list[torch.Tensor] | None = None
 
     def __call__(self, epoch: int) -> Iterator[torch.Tensor]:
-        if self.cached is not None:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.cached))
-            return (self.cached[i] for i in order.tolist())
+        if self.cached is not None:  # produce(0) gave the chunks in order(0); replay them in order(epoch)
+            first = self._order(0, len(self.cached))
+            by_chunk = {chunk: batch for chunk, batch in zip(first, self.cached, strict=True)}
+            return (by_chunk[chunk] for chunk in self._order(epoch, len(self.cached)))
         return self._fill(epoch)
+
+    def _order(self, epoch: int, count: int) -> list[int]:
+        return np.random.default_rng([self.seed, epoch]).permutation(count).tolist()
 
     def _fill(self, epoch: int) -> Iterator[torch.Tensor]:
         kept: list[torch.Tensor] | None = [] if self.budget > 0 else None

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from audiossl.data.dataset import AudioDataset
 from audiossl.data.shards import Shard, advance, check_parts, fingerprint, part_meta, run_jobs, split_range
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_path, atomic_write
+from audiossl.progress import progress as progress_bar
 
 #: Sampled utterances per dump file (one chunk of features).
 SAMPLE_CHUNK = 64
@@ -103,27 +104,34 @@ class _SampleJob:
     settings: SampleSettings
     config: Any  # the FitConfig (its features are built in the job: a model is not shipped between processes)
     out: str
+    _module: Any = None
+
+    def points(self, chunk: int, members: list[tuple[int, int]], datasets: list[AudioDataset]) -> np.ndarray:
+        """Frames of one chunk's utterances, concatenated in key order: (N, D) float32."""
+        if self._module is None:
+            from audiossl.cluster.pipeline import feature_source
+
+            self._module = feature_source(self.config)[0].to(self.config.kmeans.device).eval()
+        device = self.config.kmeans.device
+        points_of: dict[tuple[int, str], torch.Tensor] = {}
+        for number in sorted({number for number, _ in members}):
+            indices = [index for n, index in members if n == number]
+            batches = chunk_features(datasets[number], self._module, indices, self.settings.batch_seconds, device)
+            for ids, features in batches:
+                for utt, frames in zip(ids, features, strict=True):
+                    points_of[(number, utt)] = frames.float().cpu()
+                advance(len(ids))
+        order = [(number, datasets[number].ids[index]) for number, index in members]
+        return torch.cat([points_of[member] for member in order]).numpy()  # (N, D), in key order
 
     def __call__(self, task: tuple[range, list[tuple[int, int]]]) -> list[dict[str, Any]]:
-        from audiossl.cluster.pipeline import feature_source
-
         chunks, items = task
         settings = self.settings
-        device = self.config.kmeans.device
-        module = feature_source(self.config)[0].to(device).eval()
         datasets = [AudioDataset(path, sample_rate=settings.sample_rate) for path in settings.data_dirs]
         files = []
         for chunk in chunks:
             members = items[(chunk - chunks.start) * settings.chunk_size :][: settings.chunk_size]
-            points_of: dict[tuple[int, str], torch.Tensor] = {}
-            for number in sorted({number for number, _ in members}):
-                indices = [index for n, index in members if n == number]
-                for ids, features in chunk_features(datasets[number], module, indices, settings.batch_seconds, device):
-                    for utt, frames in zip(ids, features, strict=True):
-                        points_of[(number, utt)] = frames.float().cpu()
-                    advance(len(ids))
-            order = [(number, datasets[number].ids[index]) for number, index in members]
-            points = torch.cat([points_of[member] for member in order]).numpy()  # (N, D), in key order
+            points = self.points(chunk, members, datasets)
             name = f"chunk-{chunk:05d}.npy"
             with atomic_path(Path(self.out) / name) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, points)
@@ -200,6 +208,35 @@ def sample_features(
         return None
     _write_index(dump_dir, files, settings, whole_fingerprint)
     return FeatureDump(dump_dir)
+
+
+def stream_sample(
+    data_dirs: Sequence[str | Path], config: Any, epoch: int, *, progress: bool = True
+) -> Iterator[torch.Tensor]:
+    """The sample's chunks as ``(N, D)`` tensors, computed from the audio, in the order a dump of it is read.
+
+    That is :meth:`FeatureDump.batches` of the dump :func:`sample_features` would write:
+    chunks permuted from ``(seed, epoch)``. So a fit streamed from the audio equals a fit
+    from the dump, without writing it.
+    """
+    from audiossl.cluster.pipeline import feature_source
+
+    _, config = feature_source(config)
+    settings = sample_settings(data_dirs, config)
+    datasets = [AudioDataset(path, sample_rate=settings.sample_rate) for path in settings.data_dirs]
+    for path, dataset in zip(data_dirs, datasets, strict=True):
+        if len(dataset) == 0:
+            raise DataError("data dir has no utterances", path)
+    chosen = select_sample([d.ids for d in datasets], [d.durations for d in datasets], settings)
+    size = settings.chunk_size
+    num_chunks = -(-len(chosen) // size)
+    job = _SampleJob(settings, config, "")
+    order = np.random.default_rng([settings.seed, epoch]).permutation(num_chunks).tolist()
+    chunks = (
+        progress_bar(order, desc=f"features (epoch {epoch})", total=num_chunks, unit="chunk") if progress else order
+    )
+    for chunk in chunks if progress else order:
+        yield torch.from_numpy(job.points(chunk, chosen[chunk * size : (chunk + 1) * size], datasets))
 
 
 def _write_index(dump_dir: Path, files: list[dict[str, Any]], settings: SampleSettings, sample_id: str) -> None:
