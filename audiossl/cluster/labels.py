@@ -1,13 +1,15 @@
 """Frame labels from a fitted k-means: written per utterance with their frame rate, read back, aligned.
 
-A label dir holds:
+A label dir is a label store (:mod:`audiossl.data.labelstore`, the default written): every
+utterance's labels in one memory-mapped ``labels.npy`` (uint8 for k <= 256, else uint16) with
+an offsets index, the sorted ids, ``info.json`` (``"format": "labelstore"``, the number of
+clusters, the model and the features they came from) and ``frame_rate`` (the label rate in
+Hz: 100.0 for 10 ms fbank/MFCC frames, 50.0 for the wav2vec 2.0 CNN), so a consumer never has
+to guess it. On request it also holds
 
-* ``labels``: a Kaldi-style text table ``<utt> <l1> <l2> ...``, one cluster index per frame
-  (fairseq's ``.km`` files, keyed by utterance);
-* ``frame_rate``: the label rate in Hz on one line (100.0 for 10 ms fbank/MFCC frames, 50.0
-  for the wav2vec 2.0 CNN), so a consumer never has to guess it;
-* ``labels.ark`` + ``labels.scp`` (optional): the same as Kaldi int vectors (kaldiio);
-* ``info.json``: the number of clusters, the model and the features they came from.
+* ``labels``: a Kaldi-style text table ``<utt> <l1> <l2> ...`` (fairseq's ``.km`` files keyed
+  by utterance; the only format of label dirs before the store, still read);
+* ``labels.ark`` + ``labels.scp``: the same as Kaldi int vectors (kaldiio).
 
 Labels and encoder frames must line up: :func:`check_label_alignment` allows a difference
 of ``tolerance`` frames per utterance (edge effects of different framings; the labels are
@@ -22,10 +24,11 @@ stay importable here.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,6 +37,7 @@ from audiossl.cluster.features import resolve_source, stream_features
 from audiossl.cluster.kmeans import KMeans
 from audiossl.cluster.quality import QualityAccumulator, QualityReport
 from audiossl.data.kaldi import read_table, write_table
+from audiossl.data.labelstore import STORE_FILES, LabelStore, LabelStoreWriter, write_label_store
 from audiossl.data.targets import (  # noqa: F401  (reading, converting, aligning labels: the data layer's; re-exported)
     ARK,
     FRAME_RATE,
@@ -55,27 +59,53 @@ def write_labels(
     frame_rate: float,
     *,
     ark: bool = False,
+    text: bool = False,
+    store: bool = True,
     info: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a label dir (see the module doc); every file atomically, ``frame_rate`` and info last."""
+    """Write a label dir (see the module doc): a label store, plus the text table / ark on request.
+
+    ``info["n_clusters"]`` picks the store's dtype (default: the largest label + 1).
+    ``store=False`` writes the older layout only (``labels`` table, ``info.json``,
+    ``frame_rate``). Every file is written atomically, ``frame_rate`` and ``info.json`` last;
+    text or ark files of an earlier run that were not asked for again are removed.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(out_dir / LABELS, {utt: " ".join(map(str, values.tolist())) for utt, values in labels.items()})
+    for name, wanted in ((LABELS, text or not store), (ARK, ark), (SCP, ark)):
+        if not wanted:
+            (out_dir / name).unlink(missing_ok=True)
+    if text or not store:
+        write_table(out_dir / LABELS, {utt: " ".join(map(str, values.tolist())) for utt, values in labels.items()})
     if ark:
-        import kaldiio
-
-        arrays = {utt: values.to(torch.int32).numpy() for utt, values in sorted(labels.items())}
-        with atomic_path(out_dir / ARK) as ark_tmp, atomic_path(out_dir / SCP) as scp_tmp:
-            kaldiio.save_ark(str(ark_tmp), arrays, scp=str(scp_tmp))
-            # kaldiio wrote the temporary ark name into the scp: point it at the final name.
-            text = scp_tmp.read_text(encoding="utf-8").replace(f" {ark_tmp}:", f" {(out_dir / ARK).resolve()}:")
-            scp_tmp.write_text(text, encoding="utf-8")
+        _write_ark(out_dir, sorted(labels.items()))
+    if store:
+        n_clusters = (info or {}).get("n_clusters")
+        if n_clusters is None:
+            n_clusters = max((int(v.max()) for v in labels.values() if len(v)), default=0) + 1
+        return write_label_store(out_dir, labels, int(n_clusters), frame_rate, info=info)
+    (out_dir / INFO).unlink(missing_ok=True)
+    for name in STORE_FILES:  # an older layout written over a store: no stale store files
+        (out_dir / name).unlink(missing_ok=True)
     with atomic_write(out_dir / INFO) as handle:
         json.dump({"frame_rate": frame_rate, "utterances": len(labels), **(info or {})}, handle, indent=1)
         handle.write("\n")
     with atomic_write(out_dir / FRAME_RATE) as handle:
         handle.write(f"{frame_rate!r}\n")
     return out_dir
+
+
+def _write_ark(out_dir: Path, items: Iterable[tuple[str, Any]]) -> None:
+    """``labels.ark`` + ``labels.scp`` (Kaldi int32 vectors), streamed item by item, both atomically."""
+    import kaldiio
+
+    with atomic_path(out_dir / ARK) as ark_tmp, atomic_path(out_dir / SCP) as scp_tmp:
+        with kaldiio.WriteHelper(f"ark,scp:{ark_tmp},{scp_tmp}") as writer:
+            for utt, values in items:
+                writer(utt, np.asarray(values, dtype=np.int32))
+        # kaldiio wrote the temporary ark name into the scp: point it at the final name.
+        text = scp_tmp.read_text(encoding="utf-8").replace(f" {ark_tmp}:", f" {(out_dir / ARK).resolve()}:")
+        scp_tmp.write_text(text, encoding="utf-8")
 
 
 def load_reference(data_dir: str | Path, name: str) -> tuple[str, Path, dict[str, list[str]]]:
@@ -115,28 +145,28 @@ def label_data_dir(
     rate = source_frame_rate(module, sample_rate)
     ref_name, ref_path, ref_table = load_reference(data_dir, reference) if reference else (None, None, None)
     accumulator = QualityAccumulator(kmeans.n_clusters, ref_name)
-    labels: dict[str, torch.Tensor] = {}
     stream = stream_features(
         data_dir, module, batch_seconds=batch_seconds, sample_rate=sample_rate, device=device, progress=progress
     )
-    for ids, features in stream:
-        points = torch.cat(features)  # (N, D)
-        clusters, distances = kmeans.nearest(points)
-        per_utt = clusters.cpu().split([len(f) for f in features])
-        frame_refs: list[str] | None = [] if ref_table is not None else None
-        for utt, values in zip(ids, per_utt, strict=True):
-            labels[utt] = values.to(torch.int32)  # compact: a copy, not a view of the batch
-            if frame_refs is not None:
-                frame_refs += _reference_frames(ref_table, utt, len(values), ref_path)
-        accumulator.update(clusters, distances, frame_refs)
-    write_labels(
-        out_dir,
-        labels,
-        rate,
-        ark=ark,
-        info={"n_clusters": kmeans.n_clusters, "frames": sum(map(len, labels.values())), **(info or {})},
-    )
-    return accumulator.report(frame_rate=rate, utterances=len(labels))
+    out_dir = Path(out_dir)
+    for name in (LABELS, ARK, SCP):  # files of an earlier labelling that this one does not rewrite
+        (out_dir / name).unlink(missing_ok=True)
+    with LabelStoreWriter(out_dir, kmeans.n_clusters, rate, info=info) as writer:  # labels spill to disk as they come
+        for ids, features in stream:
+            points = torch.cat(features)  # (N, D)
+            clusters, distances = kmeans.nearest(points)
+            per_utt = clusters.cpu().split([len(f) for f in features])
+            frame_refs: list[str] | None = [] if ref_table is not None else None
+            for utt, values in zip(ids, per_utt, strict=True):
+                writer.add(utt, values)
+                if frame_refs is not None:
+                    frame_refs += _reference_frames(ref_table, utt, len(values), ref_path)
+            accumulator.update(clusters, distances, frame_refs)
+        utterances = writer.utterances
+    if ark:
+        store = LabelStore(out_dir)
+        _write_ark(out_dir, ((utt, store.array(utt)) for utt in store))
+    return accumulator.report(frame_rate=rate, utterances=utterances)
 
 
 def _reference_frames(table: Mapping[str, Sequence[str]], utt: str, frames: int, path: Path) -> list[str]:

@@ -10,7 +10,9 @@ pseudo-labels:
    encoder's last layer (the pooled output of a checkpoint loaded with ``load_pretrained``).
 2. :func:`cluster_speakers`: k-means (:class:`~audiossl.cluster.kmeans.KMeans`) or
    agglomerative clustering (scikit-learn) of the L2-normalised embeddings into ``k``
-   pseudo-speakers; :func:`write_pseudo_labels` stores them as a Kaldi table ``utt -> int``.
+   pseudo-speakers; :func:`write_pseudo_labels` stores them as a Kaldi table ``utt -> int``
+   and, beside it, a per-utterance label store (``utt2pseudo.store``) that training maps
+   instead of reading the table into memory.
 3. Training reads that table: ``dino``'s ``cluster`` option (:class:`ClusterConfig`) adds
    :class:`PseudoSpeakerHead`, an AAM-softmax classifier (Deng et al., ArcFace 2019) on the
    student's pooled embeddings, with
@@ -43,7 +45,12 @@ import torch.nn.functional as F
 from audiossl.cluster.kmeans import KMeans, KMeansConfig
 from audiossl.data.dataset import AudioDataset, collate
 from audiossl.data.kaldi import DataDir, write_table
-from audiossl.data.targets import read_pseudo_labels  # noqa: F401  (moved to the data layer; re-exported)
+from audiossl.data.labelstore import LabelStoreWriter
+from audiossl.data.targets import (
+    pseudo_store_path,
+    pseudo_table_stamp,
+    read_pseudo_labels,  # noqa: F401  (moved to the data layer; re-exported)
+)
 from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_write
 from audiossl.models import SpeechEncoder
@@ -116,9 +123,23 @@ def cluster_speakers(
     raise ConfigError(f"unknown clustering method {method!r}; known: kmeans, agglomerative")
 
 
-def write_pseudo_labels(path: str | Path, ids: Sequence[str], labels: torch.Tensor) -> None:
-    """Write ``utt -> pseudo-speaker index`` as a Kaldi table (atomically)."""
-    write_table(path, {utt: int(label) for utt, label in zip(ids, labels.tolist(), strict=True)})
+def write_pseudo_labels(path: str | Path, ids: Sequence[str], labels: torch.Tensor, *, store: bool = True) -> None:
+    """Write ``utt -> pseudo-speaker index`` as a Kaldi table and (``store``) a per-utterance label store.
+
+    The store (``<path>.store``, :mod:`audiossl.data.labelstore`: one uint8/16/32 value per
+    utterance in id order, memory-mapped) is what training reads, so memory does not grow
+    with the number of utterances; it records the table's size and digest and is ignored once
+    the table is edited. Both are written atomically, the table first.
+    """
+    path = Path(path)
+    values = labels.detach().cpu().long()  # (N,)
+    write_table(path, {utt: int(label) for utt, label in zip(ids, values.tolist(), strict=True)})
+    if store:
+        n_classes = int(values.max()) + 1 if len(values) else 1
+        with LabelStoreWriter(
+            pseudo_store_path(path), n_classes, None, per_utterance=True, info=pseudo_table_stamp(path)
+        ) as writer:
+            writer.add_many(list(ids), values.numpy())
 
 
 # ----------------------------------------------------------------------------- the whole clustering step

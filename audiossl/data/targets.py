@@ -7,7 +7,8 @@ predicts to every :class:`~audiossl.data.dataset.Batch` (``batch.targets`` /
 is whole) into a tensor:
 
 * :class:`FrameTargets`: k-means frame labels of label dirs (``audiossl kmeans label``: a
-  ``labels`` table + its ``frame_rate``), resampled to the encoder's token rate, cropped like
+  memory-mapped label store, :mod:`audiossl.data.labelstore`, or an older ``labels`` table,
+  with its ``frame_rate``), read per utterance as batches ask, resampled to the encoder's token rate, cropped like
   the audio and checked against the utterance's token count: a difference of more than
   ``tolerance`` stops with the utterance named. The token count of a crop is read from a
   :class:`TokenClock`, data-side configuration measured once at build time from the input
@@ -32,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from audiossl.data.kaldi import read_entries
+from audiossl.data.labelstore import LabelStore, is_label_store
 from audiossl.errors import DataError
 
 LABELS = "labels"
@@ -61,13 +63,18 @@ def read_frame_rate(label_dir: str | Path) -> float:
     return rate
 
 
-def read_labels(path: str | Path) -> tuple[dict[str, torch.Tensor], float]:
-    """Read a label dir (or its ``labels`` file): ``({utt: labels (F,) int64}, frame_rate in Hz)``.
+def read_labels(path: str | Path) -> tuple[Mapping[str, torch.Tensor], float]:
+    """Read a label dir (or a file in it): ``({utt: labels (F,) int64}, frame_rate in Hz)``.
 
-    Reads the text table when present, else the Kaldi ark through ``labels.scp``.
+    A label store (:mod:`audiossl.data.labelstore`, what ``audiossl kmeans label`` writes) is
+    opened lazily: the mapping is a :class:`~audiossl.data.labelstore.LabelStore` that reads an
+    utterance's labels when asked. Older label dirs are read into a dict: the text table when
+    present, else the Kaldi ark through ``labels.scp``.
     """
     path = Path(path)
     label_dir = path if path.is_dir() else path.parent
+    if is_label_store(label_dir):
+        return LabelStore(label_dir), read_frame_rate(label_dir)
     table = path if path.is_file() else label_dir / LABELS
     rate = read_frame_rate(label_dir)
     if not table.is_file() and (label_dir / SCP).is_file():
@@ -103,9 +110,11 @@ def convert_label_rate(labels: S, from_rate: float, to_rate: float, num_frames: 
     if length == 0 or num_frames <= 0:
         return labels[:0]
     ratio = from_rate / to_rate
+    if isinstance(labels, torch.Tensor):  # the same float64 arithmetic as the loop below, vectorised
+        steps = torch.arange(num_frames, dtype=torch.float64, device=labels.device)
+        index = torch.floor(steps * ratio + 1e-9).long().clamp_(max=length - 1)
+        return labels[index]
     index = [min(int(math.floor(t * ratio + 1e-9)), length - 1) for t in range(num_frames)]
-    if isinstance(labels, torch.Tensor):
-        return labels[torch.tensor(index, dtype=torch.long, device=labels.device)]
     return [labels[i] for i in index]
 
 
@@ -147,8 +156,13 @@ def check_label_alignment(
 def read_pseudo_labels(path: str | Path) -> dict[str, int]:
     """A table ``utt -> pseudo-speaker index`` (``audiossl dino cluster`` writes ``utt2pseudo``).
 
-    Bad lines raise a :class:`DataError` with their line.
+    Bad lines raise a :class:`DataError` with their line. ``path`` may also be a per-utterance
+    label store dir (read whole into the dict).
     """
+    path = Path(path)
+    if path.is_dir() and is_label_store(path):
+        store = LabelStore(path)
+        return {utt: int(value) for utt, value in zip(store, store.labels.tolist(), strict=True)}
     table = {}
     for entry in read_entries(path):
         line, utt, value = entry.line, entry.key, entry.value
@@ -162,6 +176,72 @@ def read_pseudo_labels(path: str | Path) -> dict[str, int]:
     if not table:
         raise DataError("the pseudo-label table is empty", path)
     return table
+
+
+def pseudo_store_path(table: str | Path) -> Path:
+    """Where :func:`~audiossl.cluster.speakers.write_pseudo_labels` puts the label store of a pseudo-label table."""
+    return Path(f"{table}.store")
+
+
+def pseudo_table_stamp(table: str | Path) -> dict[str, Any]:
+    """What a table's store records of it (name, size, BLAKE2b digest), to tell whether the table was edited since."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    with open(table, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"table": Path(table).name, "table_bytes": Path(table).stat().st_size, "table_blake2b": digest.hexdigest()}
+
+
+def pseudo_label_store(path: str | Path) -> LabelStore | None:
+    """The per-utterance label store of a pseudo-label ``path``, or None (then read the table).
+
+    ``path`` is a store dir, or a table whose ``<table>.store`` still matches it (the size and
+    digest it recorded); an edited table is read as a table.
+    """
+    path = Path(path)
+    if path.is_dir() and is_label_store(path):
+        return LabelStore(path)
+    beside = pseudo_store_path(path)
+    if path.is_file() and is_label_store(beside):
+        store = LabelStore(beside)
+        if store.per_utterance and store.info.get("table_bytes") == path.stat().st_size:
+            stamp = pseudo_table_stamp(path)
+            if all(store.info.get(key) == value for key, value in stamp.items()):
+                return store
+    return None
+
+
+class StoreRows:
+    """Each utterance's row in a per-utterance label store (its rank among the sorted ids), found by binary search.
+
+    The same rows as an :class:`UtteranceTargets` table ``{utt: row}`` over the sorted ids,
+    without that table in memory. An absent utterance gets ``missing``, or a :class:`DataError`.
+    """
+
+    def __init__(self, store: LabelStore, what: str, missing: torch.Tensor | None = None):
+        self.store = store
+        self.what = what
+        self.missing = missing
+
+    def __call__(self, utt: str, offset: float, num_samples: int, whole: bool) -> torch.Tensor:
+        """The 0-d row of ``utt``."""
+        row = self.store.row(utt)
+        if row is None:
+            if self.missing is not None:
+                return self.missing
+            raise DataError(f"utterance {utt!r} has no {self.what}", self.store.path)
+        return torch.tensor(row)
+
+
+def table_rows(path: str | Path, what: str, missing: torch.Tensor | None = None) -> TargetSource:
+    """Rows of a pseudo-label table (:class:`TableRowSpec`): from its label store when there is one."""
+    store = pseudo_label_store(path)
+    if store is not None:
+        return StoreRows(store, what, missing)
+    rows = {utt: torch.tensor(row) for row, utt in enumerate(sorted(read_pseudo_labels(path)))}
+    return UtteranceTargets(rows, what, path, missing)
 
 
 def recorded_clusters(label_dir: str | Path) -> int | None:
@@ -271,8 +351,11 @@ class TargetSource(Protocol):
 class FrameTargets:
     """Frame labels of label dirs at the encoder's token rate, cropped like the audio (see the module doc).
 
-    ``num_classes``: labels must lie in ``0..num_classes - 1`` (checked on reading);
-    ``tolerance``: frames by which an utterance's labels may differ from its token count.
+    ``num_classes``: labels must lie in ``0..num_classes - 1``; ``tolerance``: frames by which
+    an utterance's labels may differ from its token count. Label stores stay on disk (memory
+    mapped) and each utterance is read, checked and resampled when a batch asks for it, so
+    memory does not grow with the corpus; older text/ark label dirs are read into memory and
+    checked whole. An utterance in several dirs takes the labels of the last one.
     """
 
     def __init__(self, label_dirs: Sequence[str | Path], num_classes: int, clock: TokenClock, tolerance: int = 1):
@@ -281,30 +364,52 @@ class FrameTargets:
         self.source = Path(label_dirs[0])
         self.clock = clock
         self.tolerance = tolerance
-        self.labels: dict[str, torch.Tensor] = {}
+        self.num_classes = num_classes
+        self.parts: list[tuple[Path, Mapping[str, torch.Tensor]]] = []  # later dirs first (they win)
         self.rate: float | None = None
         for label_dir in label_dirs:
             labels, rate = read_labels(label_dir)
             if self.rate is not None and rate != self.rate:
                 raise DataError(f"label rate {rate} Hz differs from {self.rate} Hz of {self.source}", label_dir)
             self.rate = rate
-            for utt, values in labels.items():
-                if values.numel() and (int(values.min()) < 0 or int(values.max()) >= num_classes):
+            if isinstance(labels, LabelStore):
+                largest = int(labels.info.get("max_label", labels.n_clusters - 1))
+                if largest >= num_classes:
                     raise DataError(
-                        f"labels of utterance {utt!r} fall outside 0..{num_classes - 1} "
+                        f"labels reach {largest}, outside 0..{num_classes - 1} "
                         "(objective.config.num_clusters is smaller than the k-means k?)",
-                        label_dir,
+                        labels.path / "info.json",
                     )
-                self.labels[utt] = values.to(torch.int32)
-        self._converted: dict[str, torch.Tensor] = {}
+            else:
+                labels = {
+                    utt: self._checked(utt, values, Path(label_dir)).to(torch.int32) for utt, values in labels.items()
+                }
+            self.parts.insert(0, (Path(label_dir), labels))
+
+    def _checked(self, utt: str, values: torch.Tensor, label_dir: Path) -> torch.Tensor:
+        if values.numel() and (int(values.min()) < 0 or int(values.max()) >= self.num_classes):
+            raise DataError(
+                f"labels of utterance {utt!r} fall outside 0..{self.num_classes - 1} "
+                "(objective.config.num_clusters is smaller than the k-means k?)",
+                label_dir,
+            )
+        return values
+
+    def labels_of(self, utt: str) -> torch.Tensor:
+        """The stored labels (F,) of ``utt`` at the label rate; a :class:`DataError` when no dir has them."""
+        for label_dir, labels in self.parts:
+            if isinstance(labels, LabelStore):
+                row = labels.row(utt)
+                if row is not None:
+                    values = torch.from_numpy(labels.array_at(row).astype("int64"))
+                    return self._checked(utt, values, label_dir)  # a corrupted store cannot pass a wrong class
+            elif utt in labels:
+                return labels[utt]
+        raise DataError(f"no labels for utterance {utt!r}", self.source)
 
     def at_token_rate(self, utt: str) -> torch.Tensor:
-        """The labels of ``utt`` resampled to the token rate (cached)."""
-        if utt not in self._converted:
-            if utt not in self.labels:
-                raise DataError(f"no labels for utterance {utt!r}", self.source)
-            self._converted[utt] = convert_label_rate(self.labels[utt], self.rate, self.clock.rate)
-        return self._converted[utt]
+        """The labels of ``utt`` resampled to the token rate (read anew each time: nothing grows with the corpus)."""
+        return convert_label_rate(self.labels_of(utt), self.rate, self.clock.rate)
 
     def __call__(self, utt: str, offset: float, num_samples: int, whole: bool) -> torch.Tensor:
         """(S,) long labels of the crop of ``utt`` (S = its token count); a :class:`DataError` naming it if misaligned.
