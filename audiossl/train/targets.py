@@ -27,7 +27,7 @@ from audiossl.data.targets import (
     TokenClock,
     TopicSpec,
     UtteranceTargets,
-    read_pseudo_labels,
+    table_rows,
 )
 from audiossl.data.topics import Topics, ensure_topics
 from audiossl.errors import ConfigError
@@ -75,9 +75,7 @@ def target_sources(
             table = {utt: topics.targets([utt], kind)[0] for utt in topics.distribution}
             sources[name] = UtteranceTargets(table, "topic (was it in the labels the topics were fitted on?)", path)
         elif isinstance(spec, TableRowSpec):
-            rows = {utt: torch.tensor(row) for row, utt in enumerate(sorted(read_pseudo_labels(spec.path)))}
-            missing = None if training else torch.tensor(-1)
-            sources[name] = UtteranceTargets(rows, spec.what, spec.path, missing)
+            sources[name] = table_rows(spec.path, spec.what, None if training else torch.tensor(-1))  # store-backed
         else:
             raise ConfigError(f"target {name!r}: unknown declaration {type(spec).__name__}")
     return sources
