@@ -50,8 +50,23 @@ def extract(
             "to mono (their mean).",
         ),
     ] = None,
+    chunk_size: Annotated[
+        int,
+        typer.Option(min=1, help="Utterances per chunk (the unit of resuming, of sharding and of each job's share)."),
+    ] = 64,
+    nj: Annotated[int, typer.Option("--nj", min=1, help="Local worker processes sharing the utterances.")] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="I/N: extract shard I of N only (a cluster array job) into OUT/shard-I-of-N; then "
+            "`audiossl extract-merge OUT` gives exactly the unsharded output."
+        ),
+    ] = None,
 ) -> int:
-    """Extract frame features or utterance embeddings of every utterance of a data dir (resumable)."""
+    """Extract frame features or utterance embeddings of every utterance of a data dir (resumable).
+
+    Sharded (--shard I/N, then extract-merge) or with --nj, the output equals the one-process extraction.
+    """
     # A file at OUT is checked through its folder: --overwrite may replace it (without, extract refuses it).
     ensure_writable_dir(out if out.is_dir() or not out.exists() else out.parent)
     # lazy: audiossl.embed pulls in torch; every `audiossl` start-up imports this module
@@ -74,12 +89,33 @@ def extract(
             allow_pipes=False if no_pipes else None,  # None: the process policy (audiossl --allow-pipes)
             on_rate_mismatch=rate_mismatch,
             channel=channel,
+            chunk_size=chunk_size,
+            shard=shard,
+            num_jobs=nj,
         )
+    if shard is not None:
+        typer.echo(
+            f"wrote shard {shard} ({result.computed} utterances) under {out}; then: audiossl extract-merge {out}"
+        )
+        return 0
     if result.already_complete:
         typer.echo(f"{out}: already complete ({result.total} utterances, same settings); index: {result.index}")
         return 0
     resumed = f" ({result.skipped} were already done)" if result.skipped else ""
     typer.echo(f"wrote {result.computed} of {result.total} utterances{resumed}; index: {result.index}")
+    return 0
+
+
+def extract_merge(
+    out: Annotated[Path, typer.Argument(help="The output dir the `extract --shard I/N` runs wrote into.")],
+) -> int:
+    """Merge the finished shards of `audiossl extract --shard I/N --out OUT` into OUT (the unsharded output)."""
+    ensure_writable_dir(out)
+    # lazy: audiossl.embed pulls in torch; every `audiossl` start-up imports this module
+    from audiossl.embed.extract_shards import merge_extract
+
+    index = merge_extract(out)
+    typer.echo(f"merged the shards of {out}; index: {index}")
     return 0
 
 

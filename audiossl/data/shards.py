@@ -218,8 +218,23 @@ class JobFailed(RuntimeError):
     """A job raised an unexpected exception (not a user error); carries its traceback text."""
 
 
+#: Environment variable fixing every job's intra-op thread count (default: the cores shared by the jobs).
+THREADS_ENV = "AUDIOSSL_JOB_THREADS"
+
+
 def default_threads(num_jobs: int) -> int:
-    """Intra-op threads per job: the machine's cores shared by the jobs (at least 1)."""
+    """Intra-op threads per job: ``$AUDIOSSL_JOB_THREADS``, else the machine's cores shared by the jobs.
+
+    Matmul kernels may split sums differently for another thread count, so float outputs of
+    encoders are bit-identical between runs only at the same thread count: set the variable to
+    the unsharded run's count (``torch.get_num_threads()``) when that matters more than speed.
+    """
+    fixed = os.environ.get(THREADS_ENV)
+    if fixed:
+        try:
+            return max(1, int(fixed))
+        except ValueError:
+            raise ConfigError(f"{THREADS_ENV} must be a whole number of threads, got {fixed!r}") from None
     return max(1, (os.cpu_count() or 1) // max(num_jobs, 1))
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from audiossl.data.kaldi import DataDir
+from audiossl.data.shards import advance
 from audiossl.data.wav_scp import check_pipes, describe_utterance, load_utterance
 from audiossl.embed.embedder import Embedder
 from audiossl.embed.loading import load
@@ -180,8 +181,15 @@ def extract(
     allow_pipes: bool | None = None,
     on_rate_mismatch: str = "resample",
     channel: int | None = None,
+    shard: str | None = None,
+    num_jobs: int = 1,
 ) -> ExtractResult:
     """Write the features of every utterance of ``data_dir`` into the dir ``out`` (see the module doc).
+
+    ``shard="I/N"`` extracts shard I of N only, into ``out/shard-I-of-N`` (merged by
+    :func:`~audiossl.embed.extract_shards.merge_extract`); ``num_jobs`` processes share the
+    utterances. Either way the merged output equals the one-process extraction (see
+    :mod:`audiossl.embed.extract_shards`).
 
     ``model``: a path for :func:`audiossl.load`, or a loaded model. ``layer``: None/"last" (the
     final hidden states), an index into ``EncoderOutput.layers`` or "all" (arrays (L, S, D)).
@@ -192,6 +200,72 @@ def extract(
     (other settings, other utterances, or not an extraction). ``allow_pipes``: run
     wav.scp pipe commands (None: the process policy, see :mod:`audiossl.data.wav_scp`).
     ``channel``: which channel of multi-channel audio (None: their mixdown to mono, logged once).
+    """
+    options = {
+        "layer": layer,
+        "pooling": pooling,
+        "format": format,
+        "overwrite": overwrite,
+        "batch_seconds": batch_seconds,
+        "device": device,
+        "bf16": bf16,
+        "chunk_size": chunk_size,
+        "allow_pipes": allow_pipes,
+        "on_rate_mismatch": on_rate_mismatch,
+        "channel": channel,
+    }
+    if shard is not None or num_jobs != 1:
+        from audiossl.embed.extract_shards import extract_sharded
+
+        return extract_sharded(model, data_dir, out, shard=shard, num_jobs=num_jobs, **options)
+    return extract_block(model, data_dir, out, **options)
+
+
+def extraction_settings(
+    model: str | Path | nn.Module,
+    data_dir: str | Path,
+    layer: int | str | None,
+    pooling: str | None,
+    format: str,
+    bf16: bool,
+    channel: int | None,
+) -> dict[str, Any]:
+    """What ``extract.json`` records: a resume or a merge needs all of it to agree."""
+    settings = {
+        "model": str(Path(model).resolve()) if isinstance(model, (str, Path)) else type(model).__name__,
+        "data": str(Path(data_dir).resolve()),
+        "layer": _layer_setting(layer),
+        "pooling": pooling if pooling not in (None, "none") else "none",
+        "format": format,
+        "dtype": "bfloat16" if bf16 else "float32",
+    }
+    if channel is not None:  # only then: extractions made before this setting existed still resume
+        settings["channel"] = channel
+    return settings
+
+
+def extract_block(
+    model: str | Path | nn.Module,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    layer: int | str | None = None,
+    pooling: str | None = None,
+    format: str = "npy",
+    overwrite: bool = False,
+    batch_seconds: float = 200.0,
+    device: str | None = None,
+    bf16: bool = False,
+    chunk_size: int = 64,
+    allow_pipes: bool | None = None,
+    on_rate_mismatch: str = "resample",
+    channel: int | None = None,
+    block: range | None = None,
+) -> ExtractResult:
+    """:func:`extract` of the utterances ``block`` (indices in Kaldi order; None: all) into ``out``.
+
+    Chunks are numbered from ``block.start // chunk_size``, so the chunks of a block that
+    starts on a chunk boundary carry the names the one-process extraction gives them.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown feature format {format!r}; known: {', '.join(FORMATS)}")
@@ -208,20 +282,14 @@ def extract(
     data = DataDir.load(data_dir)
     utts = data.utterance_ids
     _check_ids(utts, data_dir)
+    first_chunk = 0
+    if block is not None:
+        utts, first_chunk = utts[block.start : block.stop], block.start // chunk_size
     check_pipes(data, allow_pipes)  # refuse a pipe entry before writing anything (None: the process policy)
     if isinstance(model, (str, Path)) and Path(model).is_dir():
         newest = latest_checkpoint(model)  # pin the run dir's checkpoint: a resume must not mix two of them
         model = newest if newest is not None else model
-    settings = {
-        "model": str(Path(model).resolve()) if isinstance(model, (str, Path)) else type(model).__name__,
-        "data": str(data_dir.resolve()),
-        "layer": layer_setting,
-        "pooling": pooling or "none",
-        "format": format,
-        "dtype": "bfloat16" if bf16 else "float32",
-    }
-    if channel is not None:  # only then: extractions made before this setting existed still resume
-        settings["channel"] = channel
+    settings = extraction_settings(model, data_dir, layer_setting, pooling, format, bf16, channel)
     complete = _prepare_output(out, settings, overwrite)
     writer = create_writer(format, out)
     done = {chunk: names for chunk, names in read_done(out).items() if names}
@@ -252,7 +320,7 @@ def extract(
             on_rate_mismatch=on_rate_mismatch,  # type: ignore[arg-type]
         )
         layers = None if layer_setting == "last" else layer_setting
-        next_index = 1 + max((int(chunk.split("-")[1]) for chunk in done), default=-1)
+        next_index = max(first_chunk, 1 + max((int(chunk.split("-")[1]) for chunk in done), default=-1))
         warned = False
         chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
         for offset, chunk_utts in enumerate(progress(chunks, desc="extract", total=len(chunks), unit="chunk")):
@@ -266,6 +334,7 @@ def extract(
             writer.write_chunk(name, arrays)
             _append_done(out, name, chunk_utts)
             done[name] = chunk_utts
+            advance(len(chunk_utts))  # a job's share of the parent's progress bar (sharded runs)
     index = writer.finish(done)
     with atomic_write(out / SETTINGS_NAME) as handle:
         json.dump({**settings, "complete": True}, handle, indent=1)
