@@ -58,10 +58,17 @@ class QualityShare:
     classes: list[str]  # reference classes in order of first appearance
     joint: np.ndarray  # (Y, K) int64
     inertias: list[float]  # one float64 sum per batch, in processing order
+    reference: str | None = None  # the reference labelling's name (e.g. utt2spk)
 
     @classmethod
     def of(cls, accumulator: QualityAccumulator, inertias: list[float]) -> QualityShare:
-        return cls(accumulator.counts.copy(), list(accumulator.classes), accumulator.joint.copy(), list(inertias))
+        return cls(
+            accumulator.counts.copy(),
+            list(accumulator.classes),
+            accumulator.joint.copy(),
+            list(inertias),
+            accumulator.reference,
+        )
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -71,20 +78,23 @@ class QualityShare:
                 classes=np.array(self.classes, dtype=np.str_),
                 joint=self.joint,
                 inertias=np.array(self.inertias, dtype=np.float64),
+                reference=np.str_(self.reference or ""),
             )
 
     @classmethod
     def load(cls, path: Path) -> QualityShare:
         try:
             with np.load(path, allow_pickle=False) as data:
-                return cls(data["counts"], [str(c) for c in data["classes"]], data["joint"], data["inertias"].tolist())
+                classes = [str(c) for c in data["classes"]]
+                reference = str(data["reference"]) or None
+                return cls(data["counts"], classes, data["joint"], data["inertias"].tolist(), reference)
         except (OSError, KeyError, ValueError) as error:
             raise DataError(f"unreadable quality share of a label shard ({error})", path) from None
 
     @staticmethod
-    def combine(shares: Sequence[QualityShare], reference: str | None) -> tuple[QualityAccumulator, list[float]]:
+    def combine(shares: Sequence[QualityShare]) -> tuple[QualityAccumulator, list[float]]:
         """An accumulator holding every share, as if they had been seen one after the other."""
-        accumulator = QualityAccumulator(len(shares[0].counts), reference)
+        accumulator = QualityAccumulator(len(shares[0].counts), shares[0].reference)
         inertias: list[float] = []
         for share in shares:
             accumulator.counts += share.counts
@@ -193,7 +203,7 @@ def label_parts(
         show_progress=progress,
     )
     if len(tasks) > 1:
-        _merge_dirs([Path(out) for _, out in tasks], target, reference)
+        _merge_dirs([Path(out) for _, out in tasks], target)
     if not shard.whole:
         meta = part_meta(
             shard, block, fingerprint(ids), model=str(Path(model_dir).resolve()), chunk=chunk_size, reference=reference
@@ -220,22 +230,22 @@ def write_ark(label_dir: str | Path) -> None:
         scp_tmp.write_text(text, encoding="utf-8")
 
 
-def _merge_dirs(parts: Sequence[Path], target: Path, reference: str | None, *, remove: bool = True) -> None:
+def _merge_dirs(parts: Sequence[Path], target: Path, *, remove: bool = True) -> None:
     """Merge the label stores and quality shares of ``parts`` (in order) into ``target``; remove the parts."""
     merge_label_stores(parts, target)  # info: the first part's (every part has the same)
     shares = [QualityShare.load(part / QUALITY_STATE) for part in parts]
-    accumulator, inertias = QualityShare.combine(shares, reference)
+    accumulator, inertias = QualityShare.combine(shares)
     QualityShare.of(accumulator, inertias).save(target / QUALITY_STATE)
     if remove:
         for part in parts:
             shutil.rmtree(part)
 
 
-def quality_report(label_dir: str | Path, reference: str | None) -> QualityReport:
+def quality_report(label_dir: str | Path) -> QualityReport:
     """The quality report of a finished label dir from its ``quality.npz``."""
     label_dir = Path(label_dir)
     store = LabelStore(label_dir)
-    accumulator, _ = QualityShare.combine([QualityShare.load(label_dir / QUALITY_STATE)], reference)
+    accumulator, _ = QualityShare.combine([QualityShare.load(label_dir / QUALITY_STATE)])
     return accumulator.report(frame_rate=store.frame_rate, utterances=len(store))
 
 
@@ -249,10 +259,9 @@ def merge_label_parts(out_dir: str | Path, *, keep_parts: bool = False) -> Quali
     out_dir = Path(out_dir)
     found = [(str(path), _read_part(path)) for path in find_parts(out_dir)]
     ordered = [Path(location) for location, _ in check_parts(found, f"labels in {out_dir}")]
-    reference = json.loads((ordered[0] / PART).read_text(encoding="utf-8")).get("reference")
-    _merge_dirs(ordered, out_dir, reference, remove=not keep_parts)
+    _merge_dirs(ordered, out_dir, remove=not keep_parts)
     (out_dir / PART).unlink(missing_ok=True)
-    report = quality_report(out_dir, reference)
+    report = quality_report(out_dir)
     write_report(report, out_dir)
     return report
 

@@ -252,7 +252,7 @@ def label_with_kmeans_dir(
     )
     if not shard.whole:
         return None
-    report = quality_report(written, reference)
+    report = quality_report(written)
     if ark:
         write_ark(out_dir)
     write_report(report, out_dir)
