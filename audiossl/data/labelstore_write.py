@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,7 @@ class LabelStoreWriter:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=".labelstore.", dir=self.out_dir))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)  # a writer dropped unclosed
         self._data = open(self._tmp / "arrival", "wb")  # noqa: SIM115  (closed in close()/abort())
         self._id_chunks: list[np.ndarray] = []
         self._pending: list[bytes] = []
