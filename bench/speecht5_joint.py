@@ -66,14 +66,14 @@ MODEL = [
     "objective.config.mask.start_prob=0.1",
     "objective.config.mask.min_spans=1",
     "objective.config.text_batch_size=16",
-    "data.max_seconds_per_batch=8",
+    "data.max_seconds_per_batch=6",
     "data.min_utt_seconds=0.3",
     "data.num_workers=0",
     "optim.warmup_steps=50",
     "optim.lr=5.0e-4",
     "run.device=cpu",
     "run.tensorboard=false",
-    "run.log_every=25",
+    "run.log_every=5",
 ]
 
 
@@ -221,8 +221,10 @@ def main() -> None:
     for name, sets in runs.items():
         run_dir = args.out / f"pretrain-{name}"
         started = time.monotonic()
-        if not (run_dir / "run.json").exists() and not list(run_dir.glob("ckpt-*.pt")):
-            pretrain(resolve_config("speecht5-tiny", sets), [paths["train"]], run_dir)
+        resume = bool(list(run_dir.glob("ckpt-*.pt")))  # an interrupted run continues
+        result = pretrain(resolve_config("speecht5-tiny", sets), [paths["train"]], run_dir, resume=resume)
+        if result.stopped_by is not None:
+            raise SystemExit(f"pretraining {name} stopped by {result.stopped_by}; rerun to continue")
         timings[f"pretrain_{name}_s"] = time.monotonic() - started
     for name in ("none", "speech", "joint"):
         started = time.monotonic()
