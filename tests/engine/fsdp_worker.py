@@ -1,21 +1,31 @@
-"""One process of the FSDP test (started by torchrun): a sharded run, then a resume of it, in one job.
+"""One process of the FSDP + rank-failure test (started by torchrun): three runs in one job.
 
-Usage: ``torchrun --nproc_per_node 2 fsdp_worker.py CONFIG.yaml DATA_DIR OUT_DIR``. Writes
-``OUT_DIR/full`` (4 steps), ``OUT_DIR/resumed`` (step 2 of ``full`` continued to 4) and
-``OUT_DIR/shards-rank<R>.json`` (how many elements of each parameter this process held).
-The process group is joined here once, so both runs share it (the engine leaves it alone).
+Usage: ``torchrun --nproc_per_node 2 fsdp_worker.py CONFIG.yaml DATA_DIR OUT_DIR``.
+
+1. ``OUT_DIR/full``: the config as given (``run.distributed: fsdp``), 4 steps;
+   ``OUT_DIR/shards-rank<R>.json`` says how many elements of each parameter this process held;
+2. ``OUT_DIR/resumed``: step 2 of ``full`` continued to 4;
+3. ``OUT_DIR/killed``: the same under DDP, where rank 1 SIGKILLs itself after step 1 (no handler,
+   no ``finally``: an out-of-memory kill or a lost node); rank 0 writes the error it stops with to
+   ``OUT_DIR/survivor.txt`` and exits with it.
+
+One job instead of three saves two torchrun start-ups (the slowest part on a shared machine).
+The process group is joined here once, so the runs share it (the engine leaves it alone).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from audiossl.engine.peers import RankFailureError
 from audiossl.train import pretrain, resolve_config
 
 
@@ -40,7 +50,18 @@ def main() -> None:
         shutil.copy(out / "full" / "ckpt-00000002.pt", out / "resumed" / "ckpt-00000002.pt")
     dist.barrier()
     pretrain(config, [data_dir], out / "resumed", resume=True)
-    dist.destroy_process_group()
+    dist.barrier()
+
+    def kill(trainer) -> None:
+        if rank == 1 and trainer.step == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    ddp = resolve_config(config_path, ["run.distributed=ddp"])
+    try:
+        pretrain(ddp, [data_dir], out / "killed", callbacks=[kill])
+    except RankFailureError as error:
+        (out / "survivor.txt").write_text(str(error))
+        raise
 
 
 if __name__ == "__main__":

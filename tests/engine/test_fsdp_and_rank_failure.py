@@ -1,4 +1,4 @@
-"""FSDP2 (``run.distributed: fsdp``) on CPU: 2 processes, gloo, a device mesh of CPU processes.
+"""FSDP2 (``run.distributed: fsdp``) on CPU, and a rank that dies: one 2-process gloo job (fsdp_worker.py).
 
 torch 2.9.1 runs ``fully_shard`` on CPU with gloo (DTensor shards, all-gather before each block,
 reduce-scatter after its backward), so the sharded path is tested here, not only on GPUs:
@@ -10,11 +10,17 @@ reduce-scatter after its backward), so the sharded path is tested here, not only
 * checkpoints are full (plain tensors of the whole model, the one-process format), and resuming
   step 2 of the sharded run under FSDP reaches the same step-4 weights and AdamW states bit for bit;
 * fp16 (whose gradient scaler does not handle sharded gradients) is refused with a config error.
+
+Then, in the same job (one torchrun start-up less), a DDP run where rank 1 SIGKILLs itself after
+step 1: rank 0 must stop with the engine's own message naming rank 1 (torchrun's summary names
+it too, so the check reads the survivor's error), the job must end non-zero within the launch
+bound (a hang fails the test), and the run must not have gone past the failed step.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -35,7 +41,7 @@ from audiossl.fileio import checkpoint_path, load_checkpoint
 from audiossl.train import resolve_config
 
 
-def test_fsdp_matches_one_process_shards_parameters_and_resumes_exactly(engine_corpus, tmp_path):
+def test_fsdp_matches_one_process_resumes_exactly_and_a_killed_rank_is_named(engine_corpus, tmp_path):
     config = mspm_config(tmp_path / "fsdp.yaml", run={"distributed": "fsdp"})
     out = tmp_path / "fsdp"
     out.mkdir()
@@ -44,7 +50,16 @@ def test_fsdp_matches_one_process_shards_parameters_and_resumes_exactly(engine_c
         str(HERE / "fsdp_worker.py"), str(config), str(engine_corpus), str(out),
     )  # fmt: skip
     [(rc, output)] = run_all([command], cwd=tmp_path)
-    assert rc == 0, output[-4000:]
+    assert (out / "resumed" / f"ckpt-{STEPS:08d}.pt").is_file(), output[-4000:]  # the FSDP runs finished
+
+    # The killed DDP run: the job fails, and the survivor named the dead rank and itself.
+    assert rc != 0
+    survivor = (out / "survivor.txt").read_text() if (out / "survivor.txt").is_file() else ""
+    assert survivor.startswith("the run lost a process at step 2"), output[-4000:]
+    assert re.search(r"rank 1 \(\S+ pid \d+\) stopped: no heartbeat", survivor), survivor
+    assert "this process (rank 0 of 2" in survivor
+    assert "the run lost a process" in output  # in the job's log too
+    assert not list((out / "killed").glob("ckpt-*.pt"))  # nothing written past the failure
 
     held = [json.loads((out / f"shards-rank{rank}.json").read_text()) for rank in (0, 1)]
     largest = max(held[0], key=lambda name: held[0][name][1])

@@ -1,38 +1,20 @@
 """A process that dies makes the others stop, with a message naming it, instead of hanging.
 
-End to end: two gloo processes under torchrun; rank 1 SIGKILLs itself after step 2 (no handler,
-no ``finally``: an out-of-memory kill or a lost node). Rank 0 must exit non-zero, within the
-launch bound (a hang fails the test), with its own message naming rank 1 (torchrun's summary
-names it too, so the check looks for the engine's words). In-process: the monitor names a rank
+End to end (a rank SIGKILLed under torchrun, the survivor's message): test_fsdp_and_rank_failure.py,
+which shares one torchrun job with the FSDP runs. Here, in-process: the monitor names a rank
 whose heartbeat stopped, repeats the last words of a rank that failed with an error, and stays
 silent about ranks that still beat.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import timedelta
 
 import torch.distributed as dist
-from scale_helpers import HERE, free_port, mspm_config, run_all, torchrun
+from scale_helpers import free_port
 
 from audiossl.engine.peers import PeerMonitor, RankFailureError, is_peer_failure
-
-
-def test_a_killed_rank_is_named_by_the_survivor_which_stops(engine_corpus, tmp_path):
-    config = mspm_config(tmp_path / "tiny.yaml", run={"dist_timeout_s": 60})
-    command = torchrun(
-        "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-        str(HERE / "rank_failure_worker.py"), str(config), str(engine_corpus), str(tmp_path / "run"), "1", "2",
-    )  # fmt: skip
-    [(rc, output)] = run_all([command], cwd=tmp_path)
-    assert rc != 0
-    survivor = [line for line in output.splitlines() if "the run lost a process" in line]
-    assert survivor, output[-4000:]
-    assert re.search(r"rank 1 \(\S+ pid \d+\) stopped: no heartbeat", survivor[0]), survivor[0]
-    assert "rank 0 of 2" in survivor[0]  # and which process says so
-    assert "RankFailureError" in output
 
 
 def _store() -> dist.TCPStore:
