@@ -52,12 +52,42 @@ def validate(
             "AUDIOSSL_ALLOW_PIPES=1 allows them (refusing is the default).",
         ),
     ] = False,
+    nj: Annotated[int, typer.Option("--nj", min=1, help="Local worker processes reading the audio.")] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="I/N: read shard I of N of the recordings only and save what was found to --facts."),
+    ] = None,
+    facts: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --shard: where the shard's audio facts go (F.json -> F.shard-I-of-N.json). Without --shard: "
+            "report on the shards' facts of F.json instead of reading the audio (the problems an unsharded run finds)."
+        ),
+    ] = None,
 ) -> None:
     """Check a data dir: sort order, id consistency, readable audio, sample rates. Exit 2 on any problem."""
     # lazy: data.validate pulls in torch; every `audiossl` start-up imports this module
     from audiossl.data.validate import validate_data_dir
 
-    problems = validate_data_dir(data_dir, check_audio=not no_audio, allow_pipes=False if no_pipes else None)
+    allow = False if no_pipes else None
+    if shard is not None:
+        from audiossl.data.shards import Shard, part_path
+        from audiossl.data.validate import read_audio_facts, save_audio_facts
+        from audiossl.errors import ConfigError
+
+        if facts is None:
+            raise ConfigError("--shard needs --facts F.json: where the shard's audio facts are saved")
+        path = part_path(facts, Shard.parse(shard))
+        save_audio_facts(read_audio_facts(data_dir, allow_pipes=allow, shard=shard, num_jobs=nj), path)
+        typer.echo(f"wrote {path}; when every shard is done: audiossl data validate {data_dir} --facts {facts}")
+        return
+    merged = None
+    if facts is not None:
+        from audiossl.data.shards import find_parts
+        from audiossl.data.validate import merge_audio_facts
+
+        merged = merge_audio_facts(find_parts(facts))
+    problems = validate_data_dir(data_dir, check_audio=not no_audio, allow_pipes=allow, num_jobs=nj, audio_facts=merged)
     for problem in problems:
         typer.echo(str(problem), err=True)
     if problems:

@@ -8,9 +8,10 @@ utterance, unlike Kaldi's ``fix_data_dir.sh`` which silently filters to the comm
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from audiossl.audio.io import MAX_SEGMENT_OVERSHOOT, channel_option
@@ -24,6 +25,7 @@ from audiossl.data.kaldi import (
 )
 from audiossl.data.wav_scp import is_pipe, pipes_allowed, read_wav_scp_entry, read_wav_scp_info, refusal
 from audiossl.errors import AudioError, DataError
+from audiossl.fileio import atomic_write
 from audiossl.progress import progress
 
 #: utt2dur / reco2dur may differ from the audio by this much (seconds) before it is a problem.
@@ -176,7 +178,13 @@ def _parse_segments(check: _Checker, rows: dict[str, _Row] | None) -> dict[str, 
 
 
 def validate_data_dir(
-    path: str | Path, *, check_audio: bool = True, allow_pipes: bool | None = None, sample_rate: int | None = None
+    path: str | Path,
+    *,
+    check_audio: bool = True,
+    allow_pipes: bool | None = None,
+    sample_rate: int | None = None,
+    num_jobs: int = 1,
+    audio_facts: list[AudioFact] | None = None,
 ) -> list[Problem]:
     """Return every problem found in the data dir at ``path`` ([] when it is clean).
 
@@ -189,6 +197,12 @@ def validate_data_dir(
     (``allow_pipes``; None: the process policy, see :mod:`audiossl.data.wav_scp`): with audio
     checks, a refused pipe raises :class:`~audiossl.data.wav_scp.PipeRefused` naming its line
     before any audio is read (a policy, not a problem of the data dir).
+
+    Reading the audio is the slow part: ``num_jobs`` processes share the recordings, or shards
+    read them apart (:func:`read_audio_facts` with ``shard="I/N"``, saved with
+    :func:`save_audio_facts`) and ``audio_facts`` (every shard's, :func:`merge_audio_facts`)
+    replaces the reading. The problems and their order are the same either way: the facts come
+    back in wav.scp order and every check over them runs here.
     """
     root = Path(path)
     if not root.is_dir():
@@ -225,8 +239,113 @@ def validate_data_dir(
         check.same_ids(name, check.read(name), utterances, defined_in)
 
     if check_audio:
-        _check_audio(check, wav_scp, segments, utt2dur, utt2num_samples, reco2dur, allow_pipes, sample_rate)
+        if audio_facts is None:
+            audio_facts = read_audio_facts(root, allow_pipes=allow_pipes, num_jobs=num_jobs).facts
+        elif [fact.recording for fact in audio_facts] != list(wav_scp):
+            raise DataError("the audio facts are of other recordings than wav.scp's (rerun the shards)", root)
+        _check_audio(check, wav_scp, segments, utt2dur, utt2num_samples, reco2dur, sample_rate, audio_facts)
     return check.problems
+
+
+@dataclass(frozen=True)
+class AudioFact:
+    """What reading one recording found: its length, rate and channels, or the problem reading it."""
+
+    recording: str
+    samples: int | None = None
+    rate: int | None = None
+    channels: int | None = None
+    problem: Problem | None = None
+
+
+@dataclass
+class AudioFacts:
+    """The facts of a block of wav.scp's recordings (in wav.scp order), with the shard's bookkeeping."""
+
+    meta: dict
+    facts: list[AudioFact]
+
+
+def read_audio_facts(
+    path: str | Path, *, allow_pipes: bool | None = None, shard: str | None = None, num_jobs: int = 1
+) -> AudioFacts:
+    """Read shard ``shard`` (``"I/N"``; None: all) of the recordings of wav.scp, in ``num_jobs`` processes."""
+    from audiossl.data.shards import Shard, fingerprint, part_meta, run_jobs, split_range
+
+    root = Path(path)
+    wav_scp = _Checker(root).read("wav.scp") or {}
+    _check_pipes(root, [(row.value, row.line) for row in wav_scp.values()], allow_pipes)
+    shard_ = Shard.parse(shard)
+    recordings = list(wav_scp)
+    block = shard_.range(len(recordings))
+    ranges = [r for r in split_range(block, max(1, num_jobs)) if len(r)] or [block]
+    results = run_jobs(
+        _ReadAudio(str(root), allow_pipes),
+        ranges,
+        num_jobs=num_jobs,
+        desc="reading audio",
+        total=len(block),
+        unit="rec",
+        describe=lambda task: f"recordings {task.start}..{task.stop - 1} of {root / 'wav.scp'}",
+    )
+    meta = part_meta(shard_, block, fingerprint(f"{r} {wav_scp[r].value}" for r in recordings))
+    return AudioFacts(meta, [fact for result in results for fact in result])
+
+
+@dataclass
+class _ReadAudio:
+    """Read a block of wav.scp's recordings (picklable: runs in a job process)."""
+
+    root: str
+    allow_pipes: bool | None
+
+    def __call__(self, block: range) -> list[AudioFact]:
+        from audiossl.data.shards import advance
+
+        root = Path(self.root)
+        wav_scp = _Checker(root).read("wav.scp") or {}
+        allow_pipes = _check_pipes(root, [(row.value, row.line) for row in wav_scp.values()], self.allow_pipes)
+        facts = []
+        for recording in list(wav_scp)[block.start : block.stop]:
+            row = wav_scp[recording]
+            try:
+                samples, rate = read_wav_scp_entry(
+                    row.value, allow_pipes=allow_pipes, source=(root / "wav.scp", row.line), mono=False
+                )
+            except AudioError as error:
+                problem = Problem(str(error.path or root / "wav.scp"), error.line, error.message)
+                facts.append(AudioFact(recording, problem=problem))
+            else:
+                facts.append(AudioFact(recording, int(samples.shape[-1]), int(rate), int(samples.shape[0])))
+            advance()
+        return facts
+
+
+def save_audio_facts(facts: AudioFacts, path: str | Path) -> None:
+    """Write a shard's audio facts as JSON (atomically)."""
+    rows = [
+        [f.recording, f.samples, f.rate, f.channels, None if f.problem is None else list(asdict(f.problem).values())]
+        for f in facts.facts
+    ]
+    with atomic_write(path) as handle:
+        json.dump({**facts.meta, "_facts": rows}, handle)
+
+
+def merge_audio_facts(paths: list[str | Path]) -> list[AudioFact]:
+    """The facts of every shard's file, checked to be one complete run, in wav.scp order."""
+    from audiossl.data.shards import check_parts
+
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append((str(path), json.loads(Path(path).read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as error:
+            raise DataError(f"unreadable audio facts of a validate shard ({error})", path) from None
+    facts = []
+    for _, meta in check_parts(loaded, "the audio facts"):
+        for recording, samples, rate, channels, problem in meta["_facts"]:
+            facts.append(AudioFact(recording, samples, rate, channels, None if problem is None else Problem(*problem)))
+    return facts
 
 
 def _check_spk2utt(check: _Checker, utt2spk: dict[str, _Row] | None) -> None:
@@ -252,24 +371,19 @@ def _check_audio(
     utt2dur: dict[str, tuple[float, int]],
     utt2num_samples: dict[str, tuple[float, int]],
     reco2dur: dict[str, tuple[float, int]],
-    allow_pipes: bool | None,
     sample_rate: int | None,
+    facts: list[AudioFact],
 ) -> None:
-    """Read every recording; check it and the durations and spans that refer to it."""
+    """Check what reading every recording found, and the durations and spans that refer to it."""
     root = check.root
-    allow_pipes = _check_pipes(root, [(row.value, row.line) for row in wav_scp.values()], allow_pipes)
     found: dict[str, tuple[int, int]] = {}  # recording -> (num_samples, sample_rate)
     channels: dict[str, int] = {}  # recording -> channel count
-    for recording, row in progress(wav_scp.items(), desc="reading audio", total=len(wav_scp), unit="rec"):
-        try:
-            samples, rate = read_wav_scp_entry(
-                row.value, allow_pipes=allow_pipes, source=(root / "wav.scp", row.line), mono=False
-            )
-        except AudioError as error:
-            check.add(error.path or root / "wav.scp", error.line, error.message)
+    for fact in facts:
+        if fact.problem is not None:
+            check.problems.append(fact.problem)
             continue
-        found[recording] = (samples.shape[-1], rate)
-        channels[recording] = samples.shape[0]
+        found[fact.recording] = (fact.samples, fact.rate)
+        channels[fact.recording] = fact.channels
 
     rates = Counter(rate for _, rate in found.values())
     expected_rate = sample_rate if sample_rate is not None else (rates.most_common(1)[0][0] if rates else None)
