@@ -15,7 +15,8 @@ job each node's log holds only its own processes. A :class:`PeerMonitor` makes e
 
 Each process talks to the store once per interval (plus one read of its neighbour), so the load
 on the store grows with the number of processes, not with its square. Keys are prefixed with
-torchrun's run id and restart count, so an elastic restart never reads its predecessor's beats.
+torchrun's run id, its restart count and the number of runs this process started, so neither an
+elastic restart nor a second run in the same job reads its predecessor's beats or last words.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ logger = logging.getLogger("audiossl.engine")
 PEER_FAILURE_MARKS = ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "timed out")
 
 
+#: Monitors started by this process: keys of a later run in the same job never meet an earlier run's.
+_monitors_started = 0
+
+
+def _next_run_key() -> str:
+    """torchrun's run id / restart count / runs started by this process (the same on every process)."""
+    global _monitors_started
+    _monitors_started += 1  # every process starts its runs in the same order
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "run")
+    return f"{run}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{_monitors_started}"
+
+
 class RankFailureError(UserError):
     """Another process of the run died or stopped answering; this one stops too (its message names it)."""
 
@@ -51,15 +64,25 @@ def is_peer_failure(error: BaseException) -> bool:
 class PeerMonitor:
     """Heartbeats of ``rank`` out of ``world_size`` in the job's store (see the module doc).
 
+    ``run_key`` names the run in the store's keys (default: see :func:`_next_run_key`); every
+    process of a run must use the same.
+
     Without a reachable store (no ``MASTER_ADDR``/``MASTER_PORT``, or the host is gone) it does
     nothing, and :meth:`diagnose` says that it cannot name the rank.
     """
 
-    def __init__(self, rank: int, world_size: int, *, interval_s: float = 1.0, stale_after_s: float = 30.0):
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        *,
+        interval_s: float = 1.0,
+        stale_after_s: float = 30.0,
+        run_key: str | None = None,
+    ):
         self.rank, self.world_size = rank, world_size
         self.interval_s, self.stale_after_s = interval_s, stale_after_s
-        run = os.environ.get("TORCHELASTIC_RUN_ID", "run")
-        self.prefix = f"audiossl/{run}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        self.prefix = f"audiossl/{run_key or _next_run_key()}"
         self.store = self._connect()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

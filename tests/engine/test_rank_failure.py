@@ -25,8 +25,8 @@ def test_monitor_names_silent_and_failed_ranks_but_not_live_ones(monkeypatch):
     server = _store()
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(server.port))
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", f"monitor-{time.time_ns()}")
-    monitors = [PeerMonitor(rank, 3, interval_s=0.1, stale_after_s=60) for rank in range(3)]
+    key = f"monitor-{time.time_ns()}"  # three "processes" in this one: the same run key
+    monitors = [PeerMonitor(rank, 3, interval_s=0.1, stale_after_s=60, run_key=key) for rank in range(3)]
     try:
         assert monitors[0].diagnose() == []  # everyone beats
         monitors[1].close()  # rank 1 goes silent
@@ -56,3 +56,18 @@ def test_collective_errors_are_told_from_errors_of_the_work():
     assert is_peer_failure(dist.DistBackendError("NCCL watchdog timeout"))
     assert not is_peer_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 5x6)"))
     assert not is_peer_failure(ValueError("gloo"))
+
+
+def test_a_later_run_in_the_same_job_does_not_read_an_earlier_runs_last_words(monkeypatch):
+    server = _store()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(server.port))
+    earlier = [PeerMonitor(rank, 2, interval_s=0.1, run_key="job/0/1") for rank in range(2)]
+    earlier[1].last_words(ValueError("an error of the first run"))
+    later = [PeerMonitor(rank, 2, interval_s=0.1, run_key="job/0/2") for rank in range(2)]
+    try:
+        assert later[0].diagnose() == []
+        assert "an error of the first run" in earlier[0].diagnose()[0]
+    finally:
+        for monitor in earlier + later:
+            monitor.close()
