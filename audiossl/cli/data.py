@@ -310,3 +310,8 @@ def combine(
     data = combine_dirs(data_dirs)
     data.save(out_dir)
     typer.echo(f"{len(data.utterance_ids)} utterances from {len(data_dirs)} dir(s) -> {out_dir}")
+
+
+from audiossl.cli.data_shar import register_export_shar  # noqa: E402  (issue 14, H1)
+
+register_export_shar(app)

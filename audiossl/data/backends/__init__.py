@@ -13,6 +13,7 @@ from typing import Any
 
 from audiossl.data.backends import default as default  # noqa: F401  (registers "default")
 from audiossl.data.backends import fairseq2 as fairseq2  # noqa: F401  (registers "fairseq2"; fairseq2 itself loads lazily)
+from audiossl.data.backends import shar as shar  # noqa: F401  (registers "shar"; lhotse loads lazily)
 from audiossl.data.backends.base import DATA_BACKENDS, DataBackend, register_data_backend
 from audiossl.data.backends.default import TrainData
 from audiossl.data.config import DataConfig
