@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -178,3 +180,33 @@ def test_missing_or_corrupt_shard_and_no_audio_field(corpus, tmp_path):
     (no_audio / "shar_index.json").write_text(text)
     with pytest.raises(DataError, match="no audio field"):
         SharTrainData([no_audio], config())
+
+
+def test_hubert_pretraining_runs_on_shar_with_frame_targets(tmp_path):
+    """Two hubert steps with data.backend=shar: the frame targets reach the batches from the label dir."""
+    from audiossl.testing.downstream import TINY_PRETRAIN_OVERRIDES
+    from audiossl.train import pretrain, resolve_config
+
+    data_dir = tiny_corpus(tmp_path / "data", speakers=2, utts_per_speaker=3)
+    data = DataDir.load(data_dir)
+    generator = torch.Generator().manual_seed(1)
+    labels = {  # 50 Hz labels, one per 20 ms of audio, as kmeans label writes them
+        utt: torch.randint(0, 6, (data.utt2num_samples[utt] // 320,), generator=generator) for utt in data.utterance_ids
+    }
+    label_dir = write_labels(tmp_path / "labels", labels, 50.0, info={"n_clusters": 6})
+    export_shar(data_dir, tmp_path / "shar", shard_size=2)
+    sets = [
+        *TINY_PRETRAIN_OVERRIDES,
+        "run.max_steps=2",
+        "run.device=cpu",
+        "run.tensorboard=false",
+        "data.backend=shar",
+        "objective.name=hubert",
+        f"objective.config={{labels: {label_dir}, num_clusters: 6, code_dim: 8}}",
+    ]
+    result = pretrain(resolve_config("mspm-ast-tiny", sets), [tmp_path / "shar"], tmp_path / "run")
+    lines = (tmp_path / "run" / "train.jsonl").read_text().splitlines()
+    records = [record for record in map(json.loads, lines) if record.get("kind") == "train"]
+    assert result.step == 2 and [record["step"] for record in records] == [1, 2]
+    for record in records:  # the masked-prediction loss needs the frame targets on every batch
+        assert math.isfinite(record["parts"]["masked"]) and 0 <= record["metrics"]["masked_accuracy"] <= 1
