@@ -324,9 +324,10 @@ class Engine:
             if hasattr(bar, "close"):
                 bar.close()
         if self._saved_step != self.step and self.step > 0:
-            if unit.has_validation and stopped_by is None and self._last_valid[0] != self.step:
-                self.validate()
-            self.save()
+            with self._naming_failures():  # the last validation and save are collectives too
+                if unit.has_validation and stopped_by is None and self._last_valid[0] != self.step:
+                    self.validate()
+                self.save()
         self.elapsed_before += time.monotonic() - started
         if stopped_by is not None:
             self.logger.warning(

@@ -145,7 +145,7 @@ class TrainUnit(ABC):
         """Switch the unit's modules to training (or eval) mode."""
         self.model.train(mode)
 
-    def on_step_end(self, step: int) -> None:
+    def on_step_end(self, step: int) -> None:  # noqa: B027  (an optional hook)
         """Called after every optimizer step with the number of steps done."""
 
     @property
@@ -168,5 +168,5 @@ class TrainUnit(ABC):
         """The unit's entries of a checkpoint (weights, data position, config), at its top level."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:  # noqa: B027  (an optional hook)
         """Restore what :meth:`state_dict` saved (``state`` is the whole checkpoint read from ``path``)."""
