@@ -90,6 +90,13 @@ class Converter:
         """F0, voicing and loudness of ``waveform`` (T,) on the feature grid (``frames`` frames)."""
         return analyse(waveform, self.sample_rate, self.vocoder.spec.hop, frames)
 
+    def source_pitch(self, waveform: torch.Tensor, source_name: str | Path | None = None) -> PitchTrack:
+        """The source's track on the feature grid; a DataError naming ``source_name`` if nothing in it is voiced."""
+        track = self.pitch(waveform, waveform.shape[-1] // self.vocoder.spec.hop)
+        if not bool(track.voiced.any()):
+            raise DataError("the source has no voiced frames (pYIN found no pitch), nothing to sing", source_name)
+        return track
+
     @torch.no_grad()
     def vocode(self, features: torch.Tensor, pitch: PitchTrack | None = None) -> torch.Tensor:
         """Waveform (N x hop,) of features (N, D) (``neucosvc``: with the F0 and loudness of ``pitch``)."""
@@ -104,11 +111,13 @@ class Converter:
     def render(
         self, waveform: torch.Tensor, pool: TargetPool, k: int = 4, *,
         key_shift_spec: str | float | None = None, source_name: str | Path | None = None,
+        track: PitchTrack | None = None,
     ) -> Rendered:  # fmt: skip
         """``waveform`` (T,) in the pool's voice, with the key shift applied (``neucosvc``) and the source's track.
 
         ``key_shift_spec``: ``auto`` (default for ``neucosvc``: the pool's register) or semitones; other vocoders
-        take the pitch of the matched frames and refuse a key shift.
+        take the pitch of the matched frames and refuse a key shift. ``track``: the source's (from
+        :meth:`source_pitch`), if already measured.
         """
         features = self.features(waveform)  # (N, D)
         matched = knn_match(features, pool.features, k)  # (N, D)
@@ -119,9 +128,7 @@ class Converter:
                     "train a neucosvc vocoder (audiossl vc train-vocoder --kind neucosvc)"
                 )
             return Rendered(self.vocode(matched), 0.0, None)
-        track = self.pitch(waveform, features.shape[0])
-        if not bool(track.voiced.any()):
-            raise DataError("the source has no voiced frames (pYIN found no pitch), nothing to sing", source_name)
+        track = (track if track is not None else self.source_pitch(waveform, source_name)).fitted(features.shape[0])
         if not pool.pitch:
             raise ConfigError("the target pool was built without pitch tracks (build_pool(with_pitch=True))")
         shift = key_shift("auto" if key_shift_spec is None else key_shift_spec, track, pool.pitch, source_name,
@@ -192,8 +199,10 @@ def convert_file(
     """
     converter = Converter.load(model_path, vocoder_run, layer)
     waveform, _ = load_audio(source, converter.sample_rate)
+    # an unsingable source fails before the (slower) target pool is built
+    track = converter.source_pitch(waveform, source) if converter.vocoder.needs_pitch else None
     pool = converter.pool(target, speaker=target_speaker, exclude=[str(source)], min_seconds=min_seconds)
-    rendered = converter.render(waveform, pool, k, key_shift_spec=key_shift, source_name=source)
+    rendered = converter.render(waveform, pool, k, key_shift_spec=key_shift, source_name=source, track=track)
     write_wav(out, rendered.waveform, converter.sample_rate)
     if plot is not None:
         plot_conversion(waveform, rendered.waveform, converter.sample_rate, plot)

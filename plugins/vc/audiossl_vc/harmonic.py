@@ -87,20 +87,20 @@ class LTVFilter(nn.Module):
     def __init__(self, in_dim: int, taps: int, channels: int = 64):
         super().__init__()
         self.taps = taps
-        self.net = nn.Sequential(
-            nn.Conv1d(in_dim, channels, 3, padding=1),
-            nn.LeakyReLU(0.1),
-            nn.Conv1d(channels, channels, 3, padding=1),
-            nn.LeakyReLU(0.1),
-            nn.Conv1d(channels, taps, 1),
+        self.convs = nn.ModuleList(
+            [nn.Conv1d(in_dim, channels, 3, padding=1), nn.Conv1d(channels, channels, 3, padding=1)]
         )
+        self.output = nn.Conv1d(channels, taps, 1)
         # a window that decays over the taps: short, smooth responses (Hann's falling half)
         self.register_buffer("window", torch.hann_window(2 * taps)[taps:].clone(), persistent=False)
 
     def coefficients(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Coefficients (B, N, taps), zero past each item's length."""
         valid = lengths_to_mask(lengths.to(features.device), features.shape[1]).unsqueeze(1).to(features.dtype)
-        raw = self.net(features.transpose(1, 2) * valid) * valid  # (B, taps, N)
+        x = features.transpose(1, 2) * valid  # (B, D, N)
+        for conv in self.convs:  # padding zeroed after every layer, so a padded batch equals its items alone
+            x = torch.nn.functional.leaky_relu(conv(x), 0.1) * valid
+        raw = self.output(x) * valid  # (B, taps, N)
         return raw.transpose(1, 2) * self.window  # (B, N, taps)
 
     def forward(self, harmonics: torch.Tensor, features: torch.Tensor, lengths: torch.Tensor, hop: int) -> torch.Tensor:

@@ -47,6 +47,17 @@ class PitchTrack:
     def __len__(self) -> int:
         return int(self.f0.shape[0])
 
+    def fitted(self, frames: int) -> PitchTrack:
+        """The track cut or padded (unvoiced, at the loudness floor) to ``frames`` frames (the encoder's count)."""
+        extra = frames - len(self)
+        if extra <= 0:
+            return PitchTrack(self.f0[:frames], self.voiced[:frames], self.loudness[:frames])
+        return PitchTrack(
+            torch.cat([self.f0, self.f0.new_zeros(extra)]),
+            torch.cat([self.voiced, self.voiced.new_zeros(extra)]),
+            torch.cat([self.loudness, self.loudness.new_full((extra,), LOUDNESS_FLOOR_DB)]),
+        )
+
     def shifted(self, semitones: float) -> PitchTrack:
         """The same track sung ``semitones`` higher (negative: lower)."""
         return PitchTrack(self.f0 * 2.0 ** (semitones / 12.0), self.voiced, self.loudness)
