@@ -6,13 +6,16 @@ Contenders (``audiossl.train.data.create_train_data`` with ``data.backend``/``nu
 * ``default w2``     the same with 2 worker processes (the shipped default, the ratios' reference)
 * ``fairseq2 p2``    fairseq2 0.8.1's native pipeline: FileMapper + AudioDecoder in 2 C++ parallel calls
 * ``fairseq2 p2 fb`` the same plus fairseq2's Kaldi fbank in those calls (``data.fairseq2_fbank``)
+* ``shar w0``/``shar w2`` ``data.backend: shar`` over the corpus exported by ``audiossl data export-shar``
+  (shards of 100 utterances, audio as stored: wav), 1 in-process stream or 2 worker streams
 
 Two measurements per contender: ``batches`` = one epoch of padded waveform batches, and
 ``features`` = one epoch of encoder inputs, i.e. each batch also goes through
 ``Objective.batch_inputs`` (our batched Kaldi fbank in the consumer, or only the
 normalisation when fairseq2 computed the fbank). Batch membership is our sampler's in all
-cases, so every contender delivers the same batches; that is checked before timing (ids,
-waveforms, and the fbank difference).
+cases but shar's, so every other contender delivers the same batches; that is checked before timing (ids,
+waveforms, and the fbank difference). The shar backend forms its own batches (per-stream bucketing), so for it
+the check is the epoch's multiset of utterance ids and its total samples (the same crop windows).
 
 Corpora, built in a temporary directory (never in the repo): FSDD's training split (8 kHz,
 short digits; ``--fsdd``), and synthetic long audio at 16 kHz (``--long`` utterances of 30-60 s, 40 by default)
@@ -48,7 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from audiossl.data.fsdd import prepare_fsdd  # noqa: E402
 from audiossl.data.kaldi import DataDir  # noqa: E402
-from audiossl.objectives.base import Objective  # noqa: E402
+from audiossl.objectives.base import pipeline_features  # noqa: E402
 from audiossl.train.config import DataConfig, PretrainConfig, frontend_settings  # noqa: E402
 from audiossl.train.data import create_train_data  # noqa: E402
 from audiossl.train.inputs import InputPipeline  # noqa: E402
@@ -58,7 +61,10 @@ CONTENDERS = {
     "default w2": {"backend": "default", "num_workers": 2},
     "fairseq2 p2": {"backend": "fairseq2", "num_workers": 2},
     "fairseq2 p2 fb": {"backend": "fairseq2", "num_workers": 2, "fairseq2_fbank": True},
+    "shar w0": {"backend": "shar", "num_workers": 0},
+    "shar w2": {"backend": "shar", "num_workers": 2},
 }
+SHAR_SHARD_SIZE = 100
 REFERENCE = "default w2"
 
 
@@ -114,7 +120,7 @@ def epoch(loader: Any, inputs: InputPipeline | None) -> tuple[int, float]:
     utterances, samples = 0, 0
     for batch, _ in loader.epoch_batches():
         if inputs is not None:
-            features = Objective.batch_inputs(None, batch, inputs)["features"]
+            features = pipeline_features(batch, inputs)[0]
             assert features.shape[0] == len(batch.ids)
         utterances += len(batch.ids)
         samples += int(batch.lengths.sum())
@@ -128,19 +134,33 @@ def check(loaders: dict[str, Any], inputs: InputPipeline) -> dict[str, float]:
     for name, loader in loaders.items():
         waveform_diff, feature_diff = 0.0, 0.0
         batches = list(loader.epoch_batches())
+        if CONTENDERS[name]["backend"] == "shar":  # its own batches: the same utterances and samples
+            got_ids = sorted(utt for batch, _ in batches for utt in batch.ids)
+            assert got_ids == sorted(utt for batch, _ in reference for utt in batch.ids), name
+            samples = sum(int(batch.lengths.sum()) for batch, _ in batches)
+            assert samples == sum(int(batch.lengths.sum()) for batch, _ in reference), name
+            diffs[name] = {"waveform_max_abs_diff": math.nan, "feature_max_abs_diff": math.nan}
+            continue
         assert len(batches) == len(reference), name
         for (expected, _), (got, _) in zip(reference, batches, strict=True):
             assert got.ids == expected.ids, name
             waveform_diff = max(waveform_diff, float((got.waveforms - expected.waveforms).abs().max()))
-            ours = Objective.batch_inputs(None, expected, inputs)["features"]
-            theirs = Objective.batch_inputs(None, got, inputs)["features"]
+            ours = pipeline_features(expected, inputs)[0]
+            theirs = pipeline_features(got, inputs)[0]
             feature_diff = max(feature_diff, float((ours - theirs).abs().max()))
         diffs[name] = {"waveform_max_abs_diff": waveform_diff, "feature_max_abs_diff": feature_diff}
     return diffs
 
 
 def bench_corpus(data_dir: Path, fields: dict[str, Any], repeats: int) -> dict[str, Any]:
-    loaders = {name: create_train_data([data_dir], data_config(fields, c)) for name, c in CONTENDERS.items()}
+    from audiossl.data.shar import export_shar
+
+    shar_dir = data_dir.parent / f"{data_dir.name}-shar"
+    export_shar(data_dir, shar_dir, shard_size=SHAR_SHARD_SIZE)  # a second corpus's export resumes (same dir)
+    loaders = {
+        name: create_train_data([shar_dir if c["backend"] == "shar" else data_dir], data_config(fields, c))
+        for name, c in CONTENDERS.items()
+    }
     config = data_config(fields, {})
     inputs = InputPipeline(config, frontend_settings(PretrainConfig(data=config)))
     diffs = check(loaders, inputs)
