@@ -103,9 +103,7 @@ def sample(
     nj: Annotated[int, typer.Option("--nj", min=1, help="Local worker processes.")] = 1,
     shard: Annotated[
         str | None,
-        typer.Option(
-            help="I/N: compute shard I of N of the sample only; then `audiossl kmeans merge-sample DIR`."
-        ),
+        typer.Option(help="I/N: compute shard I of N of the sample only; then `audiossl kmeans merge-sample DIR`."),
     ] = None,
 ) -> None:
     """Draw the k-means feature sample into a dump (sharded or not: the same dump); fit it with --dump-dir."""

@@ -80,6 +80,16 @@ def test_jobs_and_shards_write_the_same_ark(checkpoint, corpus, tmp_path, monkey
     assert len(list((one / "ark").glob("*.ark"))) == 4  # 11 utterances in chunks of 3
     _assert_same_files(one, jobs)
     _assert_same_files(one, sharded)
+    assert not list(sharded.glob("shard-*")) and json.loads((sharded / "extract.json").read_text())["complete"]
+    # and what they all hold is each utterance embedded alone
+    data = DataDir.load(corpus)
+    embedder = Embedder(load(checkpoint, device="cpu"), device="cpu")
+    stored = {utt: np.asarray(a) for utt, a in kaldiio.load_scp(str(sharded / "feats.scp")).items()}
+    assert sorted(stored) == sorted(data.utterance_ids)
+    for utt in data.utterance_ids:
+        waveform, rate = load_utterance(data, utt)
+        alone = embedder.embed(waveform, sample_rate=rate, pooling="mean")[0].numpy()
+        np.testing.assert_allclose(stored[utt], alone, rtol=1e-4, atol=1e-5)
 
 
 def test_cli_shards_write_the_same_safetensors(checkpoint, corpus, tmp_path) -> None:
@@ -92,27 +102,6 @@ def test_cli_shards_write_the_same_safetensors(checkpoint, corpus, tmp_path) -> 
     assert main(["extract-merge", str(sharded)]) == 0
     assert len(list((one / "safetensors").glob("*.safetensors"))) == 3
     _assert_same_files(one, sharded)
-
-
-def test_merged_ark_reads_back_as_each_utterance_alone(checkpoint: Path, corpus: Path, tmp_path: Path) -> None:
-    from audiossl.embed.extract import extract
-
-    out = tmp_path / "sharded"
-    for index in range(2):
-        extract(
-            str(checkpoint), corpus, out, shard=f"{index}/2", pooling="mean", format="ark", device="cpu", chunk_size=4
-        )
-    assert main(["extract-merge", str(out)]) == 0
-    assert not list(out.glob("shard-*"))
-    data = DataDir.load(corpus)
-    embedder = Embedder(load(checkpoint, device="cpu"), device="cpu")
-    stored = {utt: np.asarray(a) for utt, a in kaldiio.load_scp(str(out / "feats.scp")).items()}
-    assert sorted(stored) == sorted(data.utterance_ids)
-    for utt in data.utterance_ids:
-        waveform, rate = load_utterance(data, utt)
-        alone = embedder.embed(waveform, sample_rate=rate, pooling="mean")[0].numpy()
-        np.testing.assert_allclose(stored[utt], alone, rtol=1e-4, atol=1e-5)
-    assert json.loads((out / "extract.json").read_text())["complete"] is True
 
 
 def test_merge_refuses_a_missing_shard(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
