@@ -40,10 +40,16 @@ def is_dtensor(value: Any) -> bool:
 
 
 def encoders_in(model: nn.Module) -> Iterator[nn.Module]:
-    """The :class:`~audiossl.encoders.base.Encoder` modules inside ``model`` (outermost first)."""
-    from audiossl.encoders.base import Encoder
+    """The encoders inside ``model`` (outermost first): modules with ``block_modules`` and ``configure_blocks``.
 
-    return (module for module in model.modules() if isinstance(module, Encoder))
+    Recognised by those two methods of :class:`audiossl.encoders.base.Encoder` rather than by
+    class, so the engine stays below the encoders in the package's layering.
+    """
+    return (
+        module
+        for module in model.modules()
+        if callable(getattr(module, "block_modules", None)) and callable(getattr(module, "configure_blocks", None))
+    )
 
 
 def prepare_blocks(
