@@ -159,7 +159,11 @@ def plot_loss_curve(jsonl_path: str | Path, png_path: str | Path) -> Path | None
 
 
 class WindowMeter:
-    """Sums of losses, parts and metrics over the steps since the last log line."""
+    """Sums of losses, parts and metrics over the steps since the last log line.
+
+    Each name is averaged over the steps that reported it, so a part that only some steps have
+    (speech and text steps taking turns) is logged at its own mean, not diluted by the others.
+    """
 
     def __init__(self) -> None:
         self.reset()
@@ -167,6 +171,7 @@ class WindowMeter:
     def reset(self) -> None:
         self.steps = 0
         self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
         self.utterances = 0
         self.audio_seconds = 0.0
 
@@ -174,11 +179,12 @@ class WindowMeter:
         self.steps += 1
         for name, value in values.items():
             self.sums[name] += value
+            self.counts[name] += 1
         self.utterances += utterances
         self.audio_seconds += audio_seconds
 
     def means(self) -> dict[str, float]:
-        return {name: total / max(self.steps, 1) for name, total in self.sums.items()}
+        return {name: total / max(self.counts[name], 1) for name, total in self.sums.items()}
 
 
 class LossEMA:
