@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiossl.data.labelstore import (
+from audiossl.data.labelstore_read import (
     COMPUTED,
     FORMAT,
     FRAME_RATE,
