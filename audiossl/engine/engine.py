@@ -252,6 +252,8 @@ class Engine:
     def _restore(self, state: dict[str, Any], path: Path) -> None:
         """Load the unit's states, counters and random states; the log says where the run continues from."""
         self.unit.load_state_dict(state, path)
+        own = state.get("rank_states") or []
+        self.unit.load_rank_state(own[self.dist.rank] if len(own) == self.dist.world_size else None, path)
         self.step = int(state["step"])
         self._saved_step = self.step
         meta = state.get("trainer", {})
@@ -505,9 +507,11 @@ class Engine:
 
     # ------------------------------------------------------------------------- checkpoints
 
-    def state_dict(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+    def state_dict(self, rng: list[dict[str, Any]], rank_states: list[Any] | None = None) -> dict[str, Any]:
         """Everything a checkpoint holds: the unit's entries and the engine's (optimizer, schedule, rng...)."""
+        extra = {"rank_states": rank_states} if rank_states and any(s is not None for s in rank_states) else {}
         return {
+            **extra,
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             **self.unit.state_dict(),
@@ -533,6 +537,7 @@ class Engine:
         """
         assert_finite(self.unit.model)
         rng = distributed.all_gather_objects(rng_state(), self.dist)
+        ranks = distributed.all_gather_objects(self.unit.rank_state(), self.dist)
         path = checkpoint_path(self.run_dir, self.step)
         if self.unit.has_validation:
             score = self._last_valid[1] if self._last_valid[0] == self.step else math.nan
@@ -543,9 +548,9 @@ class Engine:
             self.best, self.best_step = score, self.step
         state = None
         if self.sharded:  # every process takes part in gathering the shards; the main one keeps them
-            state = sharding.full_state(self.state_dict(rng), keep=self.dist.is_main)
+            state = sharding.full_state(self.state_dict(rng, ranks), keep=self.dist.is_main)
         if self.dist.is_main:
-            save_checkpoint(state if state is not None else self.state_dict(rng), path)
+            save_checkpoint(state if state is not None else self.state_dict(rng, ranks), path)
             if improved:
                 link_best(path, self.run_dir / BEST_NAME)
             prune_checkpoints(self.run_dir, self.config.keep_last)

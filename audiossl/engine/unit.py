@@ -170,3 +170,19 @@ class TrainUnit(ABC):
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:  # noqa: B027  (an optional hook)
         """Restore what :meth:`state_dict` saved (``state`` is the whole checkpoint read from ``path``)."""
+
+    def rank_state(self) -> dict[str, Any] | None:
+        """This process's own entries of a checkpoint (e.g. a streaming loader's position), or None.
+
+        :meth:`state_dict` is taken on the main process only; what differs between processes goes
+        here: the engine gathers every process's ``rank_state`` into the checkpoint's
+        ``rank_states`` (plain types and tensors only) and hands each its own back on resume.
+        """
+        return None
+
+    def load_rank_state(self, state: dict[str, Any] | None, path: Path) -> None:  # noqa: B027  (an optional hook)
+        """Restore this process's :meth:`rank_state` (called after :meth:`load_state_dict`).
+
+        ``state`` is None when the checkpoint was written by another number of processes (or
+        before rank states existed): the unit decides whether it can go on from the main state.
+        """
