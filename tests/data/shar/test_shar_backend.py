@@ -210,3 +210,18 @@ def test_hubert_pretraining_runs_on_shar_with_frame_targets(tmp_path):
     assert result.step == 2 and [record["step"] for record in records] == [1, 2]
     for record in records:  # the masked-prediction loss needs the frame targets on every batch
         assert math.isfinite(record["parts"]["masked"]) and 0 <= record["metrics"]["masked_accuracy"] <= 1
+
+
+def test_flac_export_keeps_16_bit_samples_exactly(corpus, tmp_path):
+    data_dir, _, _ = corpus
+    export_shar(data_dir, tmp_path / "flac", shard_size=4, audio_format="flac")
+    assert (tmp_path / "flac" / "recording.000000.tar").is_file()
+    data = DataDir.load(data_dir)
+    got = {}
+    for batch, _, _ in epoch(
+        SharTrainData([tmp_path / "flac"], config(max_utt_seconds=None, max_seconds_per_batch=30.0))
+    ):
+        got.update({utt: batch.waveforms[row, : batch.lengths[row]] for row, utt in enumerate(batch.ids)})
+    assert sorted(got) == sorted(data.utterance_ids)
+    for utt, waveform in got.items():  # the synthetic corpus is 16-bit PCM: FLAC holds it exactly
+        torch.testing.assert_close(waveform, load_utterance(data, utt)[0], rtol=0, atol=0)
