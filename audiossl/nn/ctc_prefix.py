@@ -91,7 +91,12 @@ class CTCPrefixScorer:
         return psi, torch.stack([r_n, r_b], dim=-1)
 
     def extend(
-        self, psi: torch.Tensor, forward: torch.Tensor, candidates: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor
+        self,
+        psi: torch.Tensor,
+        forward: torch.Tensor,
+        candidates: torch.Tensor,
+        rows: torch.Tensor,
+        columns: torch.Tensor,
     ) -> CTCPrefixState:
         """The states of the chosen extensions: prefix ``rows`` (M,) with candidate ``columns`` (M,)."""
         return CTCPrefixState(forward[rows, columns], psi[rows, columns], candidates[rows, columns])
