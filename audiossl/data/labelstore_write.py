@@ -303,20 +303,20 @@ class LabelStoreWriter:
             raise DataError(f"utterance {ids[same[0]].decode('utf-8')!r} was given labels twice", self.out_dir)
         arrival_starts = np.cumsum(lengths) - lengths  # (N,) where each utterance sits in the arrival file
         lengths, arrival_starts = lengths[order], arrival_starts[order]
-        source = _map(self._tmp / "arrival", self.dtype, self.frames)
         out = _NpyStream(self._tmp / LABELS_NPY, self.dtype, self.frames)
+        ends = np.cumsum(lengths)  # (N,) where each utterance ends in the sorted order
         first, written = 0, 0
         while first < len(ids):  # gather the sorted order a chunk of utterances at a time
-            last = int(np.searchsorted(np.cumsum(lengths[first:]), _CHUNK_FRAMES, side="right")) + first
-            last = max(last, first + 1)
+            last = max(int(np.searchsorted(ends, written + _CHUNK_FRAMES, side="right")), first + 1)
             counts = lengths[first:last]
             total = int(counts.sum())
             index = np.repeat(arrival_starts[first:last] - (written + np.cumsum(counts) - counts), counts)
-            out.write(source[index + np.arange(written, written + total)])
+            source = _map(self._tmp / "arrival", self.dtype, self.frames)  # mapped per chunk: the pages it
+            out.write(source[index + np.arange(written, written + total)])  # touched leave the RSS with it
+            del source
             written += total
             first = last
         out.close()
-        del source
         (self._tmp / "arrival").unlink()
         if not self.per_utterance:
             offsets = _NpyStream(self._tmp / OFFSETS_NPY, np.int64, len(ids) + 1)
