@@ -270,6 +270,19 @@ class PretrainUnit(TrainUnit):
         if changed:
             logger.warning("config differs from the checkpoint's in: %s", ", ".join(changed))
 
+    def rank_state(self) -> dict[str, Any]:
+        """This process's data position (a streaming backend's differs from rank to rank)."""
+        return {"data": self.data.state_dict()}
+
+    def load_rank_state(self, state: dict[str, Any] | None, path: Path) -> None:
+        """Continue this process's own data stream (None: the main process's position stays)."""
+        if state is None:
+            return
+        try:
+            self.data.load_state_dict(state["data"])
+        except ValueError as error:
+            raise ConfigError(f"cannot resume this checkpoint: {error}", path) from None
+
 
 def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two plain config dicts."""
