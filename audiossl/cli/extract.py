@@ -70,8 +70,8 @@ def extract(
     # A file at OUT is checked through its folder: --overwrite may replace it (without, extract refuses it).
     ensure_writable_dir(out if out.is_dir() or not out.exists() else out.parent)
     # lazy: audiossl.embed pulls in torch; every `audiossl` start-up imports this module
-    from audiossl.embed.extract import extract as run_extract
     from audiossl.embed.extract import read_done
+    from audiossl.embed.extract_shards import extract as run_extract
 
     # A failure before the first chunk is written leaves no OUT behind (finished chunks stay: they resume).
     with removed_if_failed(out, started=lambda path: bool(read_done(path))):

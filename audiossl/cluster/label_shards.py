@@ -27,6 +27,7 @@ import torch
 from audiossl.cluster.features import chunk_features
 from audiossl.cluster.features import frame_rate as source_frame_rate
 from audiossl.cluster.quality import QualityAccumulator, QualityReport, write_report
+from audiossl.cluster.source import feature_source, load_kmeans_dir
 from audiossl.data.dataset import AudioDataset
 from audiossl.data.labelstore import LabelStore, LabelStoreWriter, merge_label_stores
 from audiossl.data.shards import (
@@ -131,7 +132,6 @@ class _LabelJob:
 
     def __call__(self, task: tuple[range, str]) -> None:
         from audiossl.cluster.labels import _reference_frames, load_reference
-        from audiossl.cluster.pipeline import feature_source, load_kmeans_dir
 
         block, out = task
         kmeans, config = load_kmeans_dir(self.model_dir, self.device)

@@ -12,68 +12,41 @@ Each HuBERT iteration keeps its own k-means dir and label dir, so no earlier one
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import yaml
 
-from audiossl.audio.frontends import FRONTENDS
 from audiossl.cluster.features import (
-    EncoderFeatures,
     FeatureDump,
     frame_rate,
-    resolve_source,
 )
-from audiossl.cluster.kmeans import KMeans, KMeansConfig
+from audiossl.cluster.kmeans import KMeans
 from audiossl.cluster.label_shards import LABEL_CHUNK, label_parts, quality_report, write_ark
 from audiossl.cluster.quality import QualityAccumulator, QualityReport, write_report
 from audiossl.cluster.sample import check_dump_settings, sample_features, sample_settings, stream_sample
-from audiossl.config import load_yaml, to_dict
+from audiossl.cluster.source import CONFIG, MODEL, FitConfig, feature_source, load_kmeans_dir
+from audiossl.config import to_dict
 from audiossl.data.shards import Shard
-from audiossl.errors import ConfigError, DataError
+from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_write
-from audiossl.models import load_pretrained, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
-MODEL = "kmeans.safetensors"
-CONFIG = "config.yaml"
-
-
-@dataclass(kw_only=True)
-class FitConfig:
-    """What ``audiossl kmeans fit`` does: which features, how many of them, and the k-means options."""
-
-    features: str = "mfcc"
-    """Front-end name the features come from (``mfcc`` = 13 MFCCs + deltas + delta-deltas, HuBERT iteration 1),
-    or a checkpoint / run dir of ``audiossl pretrain`` whose block ``layer`` is clustered (HuBERT iteration >= 2)."""
-    layer: int | None = None
-    """Block (1-based; negative counts from the last) of the checkpoint's encoder to cluster; set exactly when
-    ``features`` is a checkpoint (HuBERT BASE clusters block 6 of its first iteration)."""
-    feature_options: dict[str, Any] = field(default_factory=dict)
-    """Front-end config fields that differ from its defaults (after the source defaults, e.g. mfcc deltas=2)."""
-    sample_rate: int = 16000
-    """Audio is resampled to this rate before the front-end."""
-    sample_fraction: float = 1.0
-    """Fraction of each data dir's utterances used for fitting (drawn once from the seed)."""
-    max_hours: float | None = None
-    """Cap of the feature dump's sample in hours of audio (utterances in hash order until the cap; None: no cap).
-    Bounds a dump's size on any corpus; see audiossl.cluster.sample for the sample contract."""
-    sample_chunk: int = 64
-    """Sampled utterances per dump file; features are batched within a chunk, shards split on chunks."""
-    batch_seconds: float = 200.0
-    """Padded seconds of audio per feature batch."""
-    cache_gb: float = 4.0
-    """Keep the first pass's features in memory if they fit in this many GB, so later passes skip the
-    audio (a full pass of feature extraction per epoch otherwise); 0 streams every pass from the audio."""
-    kmeans: KMeansConfig = field(default_factory=KMeansConfig)
-    """The k-means options."""
+__all__ = [  # FitConfig, feature_source, load_kmeans_dir live in audiossl.cluster.source; importable from here
+    "CONFIG",
+    "MODEL",
+    "FeatureCache",
+    "FitConfig",
+    "default_device",
+    "feature_source",
+    "fit_kmeans_dir",
+    "label_with_kmeans_dir",
+    "load_kmeans_dir",
+]
 
 
 def fit_kmeans_dir(
@@ -139,29 +112,6 @@ def fit_kmeans_dir(
     return kmeans, report
 
 
-def feature_source(config: FitConfig) -> tuple[torch.nn.Module, FitConfig]:
-    """The feature module of ``config`` and the config as it must be recorded.
-
-    A front-end name resolves to the front-end. A checkpoint (or a run dir: its newest
-    checkpoint) gives :class:`EncoderFeatures` of block ``config.layer`` fed by the checkpoint's
-    own input pipeline; the recorded config then names the checkpoint file and its sample rate,
-    so labelling later reads exactly the same features.
-    """
-    if config.layer is None:
-        if config.features not in FRONTENDS and Path(config.features).exists():
-            raise ConfigError(f"features {config.features!r} is a path: set layer=N to cluster block N of a checkpoint")
-        return resolve_source(config.features, config.sample_rate, config.feature_options), config
-    if config.feature_options:
-        raise ConfigError("feature_options apply to a front-end, not to the layer of a checkpoint")
-    path = resolve_checkpoint(config.features)
-    if not path.is_file():
-        raise ConfigError(f"features {config.features!r} is neither a front-end name nor a checkpoint")
-    model = load_pretrained(path)
-    source = EncoderFeatures(model.inputs, model.encoder, config.layer)
-    recorded = dataclasses.replace(config, features=str(path.resolve()), sample_rate=model.sample_rate)
-    return source.eval(), recorded
-
-
 class FeatureCache:
     """``epoch -> point batches`` that keeps the first pass in memory when it fits ``budget_gb``.
 
@@ -202,15 +152,6 @@ class FeatureCache:
             yield batch
         if kept is not None:
             self.cached = kept
-
-
-def load_kmeans_dir(path: str | Path, device: str | None = None) -> tuple[KMeans, FitConfig]:
-    """The model and fit config of a k-means dir."""
-    path = Path(path)
-    if not (path / MODEL).is_file():
-        raise DataError(f"not a k-means dir (no {MODEL})", path)
-    config = load_yaml(FitConfig, path / CONFIG)
-    return KMeans.load(path / MODEL, device=device), config
 
 
 def label_with_kmeans_dir(

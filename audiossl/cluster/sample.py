@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from audiossl.cluster.features import FeatureDump, chunk_features
+from audiossl.cluster.source import feature_source
 from audiossl.data.dataset import AudioDataset
 from audiossl.data.shards import Shard, advance, check_parts, fingerprint, part_meta, run_jobs, split_range
 from audiossl.errors import ConfigError, DataError
@@ -109,8 +110,6 @@ class _SampleJob:
     def points(self, chunk: int, members: list[tuple[int, int]], datasets: list[AudioDataset]) -> np.ndarray:
         """Frames of one chunk's utterances, concatenated in key order: (N, D) float32."""
         if self._module is None:
-            from audiossl.cluster.pipeline import feature_source
-
             self._module = feature_source(self.config)[0].to(self.config.kmeans.device).eval()
         device = self.config.kmeans.device
         points_of: dict[tuple[int, str], torch.Tensor] = {}
@@ -169,8 +168,6 @@ def sample_features(
     ``shard-I-of-N.json`` and returns None (:func:`merge_sample` completes the dump).
     ``num_jobs`` processes share the chunks; the files are the same either way.
     """
-    from audiossl.cluster.pipeline import feature_source
-
     _, config = feature_source(config)  # the recorded config: a checkpoint resolved to its file
     settings = sample_settings(data_dirs, config)
     data_dirs = list(settings.data_dirs)
@@ -219,8 +216,6 @@ def stream_sample(
     chunks permuted from ``(seed, epoch)``. So a fit streamed from the audio equals a fit
     from the dump, without writing it.
     """
-    from audiossl.cluster.pipeline import feature_source
-
     _, config = feature_source(config)
     settings = sample_settings(data_dirs, config)
     datasets = [AudioDataset(path, sample_rate=settings.sample_rate) for path in settings.data_dirs]

@@ -8,7 +8,8 @@ safetensors or HDF5), resumably. See docs/embedding.md.
 from __future__ import annotations
 
 from audiossl.embed.embedder import Embedder, Embeddings, length_batches, pool
-from audiossl.embed.extract import ExtractResult, extract
+from audiossl.embed.extract import ExtractResult
+from audiossl.embed.extract_shards import extract  # the one-process extract, plus shard= and num_jobs=
 from audiossl.embed.loading import load, resolve_device
 from audiossl.embed.writers import FORMATS, read_features
 

@@ -165,62 +165,6 @@ def _layer_setting(layer: int | str | None) -> int | str:
         raise ConfigError(f"{option} must be an integer, 'last' or 'all', got {layer!r}") from None
 
 
-def extract(
-    model: str | Path | nn.Module,
-    data_dir: str | Path,
-    out: str | Path,
-    *,
-    layer: int | str | None = None,
-    pooling: str | None = None,
-    format: str = "npy",
-    overwrite: bool = False,
-    batch_seconds: float = 200.0,
-    device: str | None = None,
-    bf16: bool = False,
-    chunk_size: int = 64,
-    allow_pipes: bool | None = None,
-    on_rate_mismatch: str = "resample",
-    channel: int | None = None,
-    shard: str | None = None,
-    num_jobs: int = 1,
-) -> ExtractResult:
-    """Write the features of every utterance of ``data_dir`` into the dir ``out`` (see the module doc).
-
-    ``shard="I/N"`` extracts shard I of N only, into ``out/shard-I-of-N`` (merged by
-    :func:`~audiossl.embed.extract_shards.merge_extract`); ``num_jobs`` processes share the
-    utterances. Either way the merged output equals the one-process extraction (see
-    :mod:`audiossl.embed.extract_shards`).
-
-    ``model``: a path for :func:`audiossl.load`, or a loaded model. ``layer``: None/"last" (the
-    final hidden states), an index into ``EncoderOutput.layers`` or "all" (arrays (L, S, D)).
-    ``pooling``: None/"none" (frames (S, D)), "mean" (D,) or "stats" (2D,). ``format``: npy, ark,
-    safetensors or hdf5. An existing ``out`` is resumed when it is an unfinished extraction with
-    the same settings, left as it is when it is a finished one with the same settings and
-    utterances (``already_complete``), replaced with ``overwrite``, and refused otherwise
-    (other settings, other utterances, or not an extraction). ``allow_pipes``: run
-    wav.scp pipe commands (None: the process policy, see :mod:`audiossl.data.wav_scp`).
-    ``channel``: which channel of multi-channel audio (None: their mixdown to mono, logged once).
-    """
-    options = {
-        "layer": layer,
-        "pooling": pooling,
-        "format": format,
-        "overwrite": overwrite,
-        "batch_seconds": batch_seconds,
-        "device": device,
-        "bf16": bf16,
-        "chunk_size": chunk_size,
-        "allow_pipes": allow_pipes,
-        "on_rate_mismatch": on_rate_mismatch,
-        "channel": channel,
-    }
-    if shard is not None or num_jobs != 1:
-        from audiossl.embed.extract_shards import extract_sharded
-
-        return extract_sharded(model, data_dir, out, shard=shard, num_jobs=num_jobs, **options)
-    return extract_block(model, data_dir, out, **options)
-
-
 def extraction_settings(
     model: str | Path | nn.Module,
     data_dir: str | Path,
@@ -244,7 +188,7 @@ def extraction_settings(
     return settings
 
 
-def extract_block(
+def extract(
     model: str | Path | nn.Module,
     data_dir: str | Path,
     out: str | Path,
@@ -262,10 +206,21 @@ def extract_block(
     channel: int | None = None,
     block: range | None = None,
 ) -> ExtractResult:
-    """:func:`extract` of the utterances ``block`` (indices in Kaldi order; None: all) into ``out``.
+    """Write the features of every utterance of ``data_dir`` into the dir ``out`` (see the module doc).
 
-    Chunks are numbered from ``block.start // chunk_size``, so the chunks of a block that
-    starts on a chunk boundary carry the names the one-process extraction gives them.
+    ``model``: a path for :func:`audiossl.load`, or a loaded model. ``layer``: None/"last" (the
+    final hidden states), an index into ``EncoderOutput.layers`` or "all" (arrays (L, S, D)).
+    ``pooling``: None/"none" (frames (S, D)), "mean" (D,) or "stats" (2D,). ``format``: npy, ark,
+    safetensors or hdf5. An existing ``out`` is resumed when it is an unfinished extraction with
+    the same settings, left as it is when it is a finished one with the same settings and
+    utterances (``already_complete``), replaced with ``overwrite``, and refused otherwise
+    (other settings, other utterances, or not an extraction). ``allow_pipes``: run
+    wav.scp pipe commands (None: the process policy, see :mod:`audiossl.data.wav_scp`).
+    ``channel``: which channel of multi-channel audio (None: their mixdown to mono, logged once).
+    ``block``: only these utterances (indices in Kaldi order), chunks numbered from
+    ``block.start // chunk_size``, so a block starting on a chunk boundary writes the chunks the
+    whole extraction would (:mod:`audiossl.embed.extract_shards`, which adds ``shard`` and
+    ``num_jobs`` to this function: ``audiossl.embed.extract`` is that one).
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown feature format {format!r}; known: {', '.join(FORMATS)}")

@@ -36,15 +36,36 @@ from audiossl.embed.extract import (
     SETTINGS_NAME,
     ExtractResult,
     _prepare_output,
-    extract_block,
     extraction_settings,
     read_done,
+)
+from audiossl.embed.extract import (
+    extract as extract_block,
 )
 from audiossl.embed.writers import create_writer
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
 
 PART = "part.json"
+
+
+def extract(
+    model: Any,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    shard: Shard | str | None = None,
+    num_jobs: int = 1,
+    **options: Any,
+) -> ExtractResult:
+    """:func:`audiossl.embed.extract.extract` (same ``options``) sharded and/or in ``num_jobs`` processes.
+
+    ``shard="I/N"`` extracts shard I of N only, into ``out/shard-I-of-N`` (:func:`merge_extract`
+    merges the shards into ``out``); either way the merged output is the one-process output.
+    """
+    if Shard.parse(shard).whole and num_jobs == 1:
+        return extract_block(model, data_dir, out, **options)
+    return extract_sharded(model, data_dir, out, shard=shard, num_jobs=num_jobs, **options)
 
 
 class _ExtractJob:

@@ -66,7 +66,7 @@ def _assert_same_files(one: Path, other: Path) -> None:
 
 
 def test_jobs_and_shards_write_the_same_ark(checkpoint, corpus, tmp_path, monkeypatch) -> None:
-    from audiossl.embed.extract import extract
+    from audiossl.embed import extract
 
     # encoder matmuls may round differently with another thread count: jobs run with this process's
     monkeypatch.setenv("AUDIOSSL_JOB_THREADS", str(torch.get_num_threads()))
@@ -105,7 +105,7 @@ def test_cli_shards_write_the_same_safetensors(checkpoint, corpus, tmp_path) -> 
 
 
 def test_merge_refuses_a_missing_shard(checkpoint: Path, corpus: Path, tmp_path: Path, capsys) -> None:
-    from audiossl.embed.extract import extract
+    from audiossl.embed import extract
 
     out = tmp_path / "partial"
     extract(str(checkpoint), corpus, out, shard="0/2", pooling="mean", format="npy", device="cpu", chunk_size=4)
