@@ -187,8 +187,14 @@ class MultiResolutionSTFTLoss(nn.Module):
         total = predicted.new_zeros(())
         for index, (n_fft, hop, window) in enumerate(self.resolutions):
             win = getattr(self, f"window{index}")
+            # |z| as sqrt(re^2 + im^2 + eps): abs() of a complex zero has a NaN gradient
             spectra = [
-                torch.stft(x.float(), n_fft, hop, window, win, return_complex=True).abs().clamp_min(1e-7)
+                torch.view_as_real(torch.stft(x.float(), n_fft, hop, window, win, return_complex=True))
+                .square()
+                .sum(dim=-1)
+                .add(1e-12)
+                .sqrt()
+                .clamp_min(1e-7)
                 for x in (predicted, target)
             ]  # (B, F, frames) each
             convergence = torch.linalg.norm(spectra[1] - spectra[0]) / torch.linalg.norm(spectra[1]).clamp_min(1e-7)

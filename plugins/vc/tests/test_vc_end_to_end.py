@@ -111,7 +111,7 @@ def test_evaluate_with_trained_sv_and_asr_runs(mel_gl_run, vc_checkpoint, vc_cor
         sv_run=tmp_path / "sv", asr_run=tmp_path / "asr",
     )  # fmt: skip
     assert report.embedding.startswith("trained sv run")
-    assert set(report.content) == {"wer_converted", "wer_resynthesis", "wer_sources"}
+    assert set(report.content) == {f"{m}_{c}" for m in ("wer", "cer") for c in ("converted", "resynthesis", "sources")}
     assert all(value >= 0.0 for value in report.content.values())
     assert (tmp_path / "eval" / "asr" / "converted" / "hyp.txt").is_file()
     assert not report.notes  # both measured
