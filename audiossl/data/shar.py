@@ -3,7 +3,7 @@
 Lhotse's Shar format (used by icefall, NeMo, ESPnet) stores a corpus as numbered shards: per
 shard ``cuts.NNNNNN.jsonl.gz`` (one lhotse cut per utterance: id, duration, supervision with
 text, speaker and every ``utt2<name>`` label) and one tar per data field: ``recording.NNNNNN.tar``
-(the audio, re-encoded as ``wav`` or ``flac``) and, with ``--labels``, ``frame_labels.NNNNNN.tar``
+(the audio, re-encoded as 16-bit ``wav`` or ``flac``) and, with ``--labels``, ``frame_labels.NNNNNN.tar``
 (the k-means labels of each utterance, a numpy array). Readers pick the fields they need and
 read every shard sequentially.
 
@@ -82,7 +82,7 @@ def _cut(data: DataDir, utt: str, audio_format: str, frame_labels: Any, allow_pi
         samples.numpy(),
         rate,
         format=audio_format.upper(),
-        subtype="PCM_16" if audio_format == "flac" else "FLOAT",
+        subtype="PCM_16",  # lhotse's Shar audio writer stores 16-bit PCM in either container
     )
     recording = Recording.from_bytes(buffer.getvalue(), recording_id=utt)
     cut = recording.to_cut()

@@ -152,17 +152,10 @@ class _Streams(IterableDataset):
         ids, signals, offsets, whole = [], [], [], []
         rate = self.config.sample_rate
         for cut in cuts:
-            samples = _decode(cut, rate, self.config.channel)  # (T,)
-            full = samples.shape[0] / rate
             offset, duration = crop_window(
                 self.seed, self.epoch, cut.id, cut.recording.duration, self.config.max_utt_seconds
             )
-            if duration is not None:  # the sample arithmetic of audiossl.audio.io: [round(start), round(end))
-                first = round(offset * rate)
-                last = max(first + 1, min(round((offset + duration) * rate), samples.shape[0]))
-                samples = samples[first:last][: round(duration * rate)]
-            elif full <= 0:
-                raise DataError(f"utterance {cut.id!r} has no audio samples")
+            samples = _decode(cut, rate, self.config.channel, offset, duration)  # (T,)
             ids.append(cut.id)
             signals.append(samples)
             offsets.append(offset)
@@ -200,24 +193,26 @@ def _with_duration(cut: Any, seconds: float) -> Any:
     return fastcopy(cut, duration=seconds)
 
 
-def _decode(cut: Any, sample_rate: int, channel: int | None) -> torch.Tensor:
-    """The whole utterance from its in-memory Shar audio as mono float32 (T,) at ``sample_rate``."""
-    import torchaudio
+def _decode(cut: Any, sample_rate: int, channel: int | None, offset: float, duration: float | None) -> torch.Tensor:
+    """The window ``[offset, offset + duration)`` of an utterance's in-memory Shar audio: mono float32 (T,).
 
-    from audiossl.audio.io import select_channels
+    The encoded member is read by :func:`audiossl.audio.io.load_audio`, as the default loader reads
+    files: the same span arithmetic, channel handling and resampling, decoding only the window.
+    """
+    from audiossl.audio.io import load_audio
+    from audiossl.errors import AudioError
 
-    try:
-        samples = torch.from_numpy(np.ascontiguousarray(cut.recording.load_audio()))  # (C, T)
-    except Exception as error:  # lhotse/soundfile raise many types for a damaged member
-        raise DataError(f"cannot decode the audio of utterance {cut.id!r} from its Shar shard: {error}") from None
     name = f"utterance {cut.id!r} (Shar)"
-    waveform = select_channels(samples, name, channel=channel)  # (T,)
-    rate = cut.recording.sampling_rate
-    if rate != sample_rate:
-        waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
-    if not bool(torch.isfinite(waveform).all()):
-        raise DataError(f"{name} contains NaN/Inf samples")
-    return waveform.to(torch.float32).contiguous()
+    source = cut.recording.sources[0]
+    data = source.source if source.type == "memory" else None
+    if not isinstance(data, bytes):
+        raise DataError(f"{name}: the audio is not in the shard (source type {source.type!r})")
+    end = None if duration is None else offset + duration
+    try:
+        waveform, _ = load_audio(data, sample_rate, start=offset, end=end, name=name, channel=channel)  # (T,)
+    except AudioError as error:
+        raise DataError(f"cannot decode the audio from its Shar shard: {error}") from None
+    return waveform if duration is None else waveform[: round(duration * sample_rate)]
 
 
 class SharTrainData:
