@@ -114,7 +114,8 @@ def test_evaluate_with_trained_sv_and_asr_runs(mel_gl_run, vc_checkpoint, vc_cor
     assert set(report.content) == {f"{m}_{c}" for m in ("wer", "cer") for c in ("converted", "resynthesis", "sources")}
     assert all(value >= 0.0 for value in report.content.values())
     assert (tmp_path / "eval" / "asr" / "converted" / "hyp.txt").is_file()
-    assert not report.notes  # both measured
+    assert [note for note in report.notes if "not measured" in note or "frozen" in note] == []  # both measured
+    assert "converted" in report.pitch and report.pitch["converted"]["frames"] > 0  # pitch scored for mel-gl too
 
 
 def test_pools_from_another_data_dir_leave_out_the_references(vc_corpus, tmp_path):
