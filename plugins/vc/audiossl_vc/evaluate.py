@@ -188,6 +188,7 @@ def evaluate_conversions(
     tallies = {c: PitchTally() for c in CONDITIONS if c != "source"}
     reference_tallies = {c: PitchTally() for c in CONDITIONS}
     pitch_records: dict[str, dict] = {}
+    notes: list[str] = []
     for pair_id, utt, source_spk, target_spk in progress(chosen, desc="convert", total=len(chosen)):
         if target_spk not in pools:
             source = _pool_source(data, data_dir, splits, target_spk, pool_data)
@@ -199,7 +200,13 @@ def evaluate_conversions(
         features = converter.features(waveform)
         track = converter.pitch(waveform, features.shape[0])
         where = f"{source_data or data_dir} (utterance {utt!r})"
-        shift = resolve_key_shift(key_shift or "auto", track, pools[target_spk].pitch, where, pools[target_spk].path)
+        if bool(track.voiced.any()):
+            shift = resolve_key_shift(
+                key_shift or "auto", track, pools[target_spk].pitch, where, pools[target_spk].path
+            )
+        else:  # nothing to sing: kept (similarity and content still count), no key shift, no F0 frames to score
+            shift = 0.0
+            notes.append(f"{where}: no voiced frames (pYIN), converted without a key shift")
         rendered = converter.vocode(_match(features, pools[target_spk], k), track.shifted(shift))
         outputs = [
             ("converted", converted_dir, rendered, shift),
@@ -234,7 +241,6 @@ def evaluate_conversions(
     if sources_data.segments is None:
         sources.save(out_dir / "sources")
 
-    notes = []
     if sv_run is not None:
         embed, embed_rate, embedding = *_sv_embedder(sv_run), f"trained sv run {sv_run}"
     else:
