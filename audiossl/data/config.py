@@ -41,7 +41,9 @@ class DataConfig:
     """Registered data loader (:data:`audiossl.data.backends.DATA_BACKENDS`): ``default`` (torch
     DataLoader over :class:`~audiossl.data.dataset.AudioDataset`), or ``fairseq2`` (fairseq2's native
     data pipeline decodes audio in C++ threads; the same batches, ``pip install 'audiossl[fairseq2]'``;
-    plain audio files only: no segments, pipes or resampling)."""
+    plain audio files only: no segments, pipes or resampling), or ``shar`` (lhotse Shar shards written by
+    ``audiossl data export-shar``, streamed with a shuffle buffer and length bucketing, sharded by rank x
+    worker; ``pip install 'audiossl[shar]'``; see docs/data.md)."""
 
     fairseq2_fbank: bool = False
     """With ``backend: fairseq2``: compute the Kaldi fbank in fairseq2's C++ workers (its

@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, bool]] = [
     ("data prepare-fsdd {x} {out}", False),
     ("data split {x} {out}", False),
     ("data subset {x} {out}", False),
+    ("data export-shar {x} {out}", False),
     ("data folds {x} {out}", False),
     ("data download fsdd {out}", False),
     ("data prepare-librispeech {x} {out}", False),
