@@ -20,9 +20,10 @@ decoding, the skipped part), so a resumed epoch yields exactly the batches, with
 contents, that the interrupted one had not yet yielded. The interleaving of workers' batches
 after a resume may differ (the DataLoader restarts at worker 0); the global batch index that
 seeds per-batch randomness is that of the stream position, so it does not change.
-Limits: the engine saves the main process's data state only, so with ``world_size > 1`` a
-mid-epoch resume is refused (resume at an epoch boundary); changing ``num_workers`` mid-epoch is
-refused too.
+With ``world_size > 1`` each process's position is its own: the engine saves every process's
+state (``rank_states``) and hands each its own back on resume; a process handed another rank's
+mid-epoch state waits for its own and refuses to stream without it (a checkpoint from another
+process count resumes at an epoch boundary only). Changing ``num_workers`` mid-epoch is refused.
 """
 
 from __future__ import annotations
@@ -244,6 +245,8 @@ class SharTrainData:
             raise DataError(f"no utterance of at least data.min_utt_seconds={config.min_utt_seconds} s in {where}")
         self.epoch = 0
         self.done = [0] * self.workers
+        self.awaiting_own_state = False
+        """True after loading another rank's mid-epoch state until this rank's own arrives."""
 
     @property
     def batches_done(self) -> int:
@@ -273,6 +276,7 @@ class SharTrainData:
             "done": list(self.done),
             "seed": self.seed,
             "world_size": self.world_size,
+            "rank": self.rank,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -287,11 +291,18 @@ class SharTrainData:
             raise ValueError(
                 f"saved mid-epoch with {len(done)} data workers, now {self.workers}: keep data.num_workers"
             )
-        if position and (self.world_size > 1 or int(state.get("world_size", 1)) > 1):
+        saved_world = int(state.get("world_size", 1))
+        if position and saved_world != self.world_size:
             raise ValueError(
-                "the shar backend resumes mid-epoch with one process only (the checkpoint holds rank 0's streams)"
+                f"saved mid-epoch by {saved_world} process(es), now {self.world_size}: a shar stream position "
+                "belongs to one rank of one process count (resume at an epoch boundary, or keep the process count)"
             )
         self.epoch = int(state["epoch"])
+        if position and int(state.get("rank", 0)) != self.rank:
+            self.awaiting_own_state = True  # another rank's position: this rank's own must follow (rank_states)
+            self.done = [0] * self.workers
+            return
+        self.awaiting_own_state = False
         self.done = done if position else [0] * self.workers
 
     def _loader(self, epoch: int, skip: Sequence[int], limit: int | None = None) -> DataLoader:
@@ -300,6 +311,12 @@ class SharTrainData:
 
     def __iter__(self) -> Iterator[tuple[Batch, int, int]]:
         """Forever: (batch, epoch, global batch index in the epoch)."""
+        if self.awaiting_own_state:
+            raise DataError(
+                f"rank {self.rank}: the checkpoint holds another rank's mid-epoch shar position and not this "
+                "rank's own (saved without per-process rank_states); resume from a checkpoint saved at an epoch "
+                "boundary or by this audiossl version"
+            )
         while True:
             for batch, worker, position in self._loader(self.epoch, self.done):
                 self.done[worker] = position + 1

@@ -128,6 +128,39 @@ def test_resume_mid_epoch_without_loss_or_duplication(corpus, workers):
         assert torch.equal(batch.waveforms, reference[index].waveforms)
 
 
+def test_two_ranks_resume_mid_epoch_each_from_its_own_position(corpus):
+    """As the engine does: every rank first loads rank 0's state, then its own (rank_states)."""
+    _, _, shar_dir = corpus
+    make = lambda rank: SharTrainData([shar_dir], config(num_workers=2), seed=3, rank=rank, world_size=2)  # noqa: E731
+    reference = [{index: batch for batch, _, index in epoch(make(rank))} for rank in range(2)]
+    interrupted = [make(rank) for rank in range(2)]
+    firsts = [epoch(data, count=1 + rank) for rank, data in enumerate(interrupted)]
+    states = [data.state_dict() for data in interrupted]
+    for rank in range(2):
+        resumed = make(rank)
+        resumed.load_state_dict(states[0])
+        if rank == 1:  # rank 0's position is not rank 1's: it must not stream until its own arrives
+            with pytest.raises(DataError, match="rank 1"):
+                next(iter(resumed))
+        resumed.load_state_dict(states[rank])
+        rest = epoch(resumed)
+        ids = [utt for batch, _, _ in firsts[rank] + rest for utt in batch.ids]
+        assert sorted(ids) == sorted(utt for batch in reference[rank].values() for utt in batch.ids)
+        assert len(ids) == len(set(ids))
+        for batch, _, index in rest:
+            assert batch.ids == reference[rank][index].ids
+            assert torch.equal(batch.waveforms, reference[rank][index].waveforms)
+
+
+def test_resume_refuses_other_process_count(corpus):
+    _, _, shar_dir = corpus
+    data = SharTrainData([shar_dir], config(), seed=2, rank=0, world_size=2)
+    epoch(data, count=1)
+    alone = SharTrainData([shar_dir], config(), seed=2)
+    with pytest.raises(ValueError, match="2 process"):
+        alone.load_state_dict(data.state_dict())
+
+
 def test_resume_refuses_other_worker_count(corpus):
     _, _, shar_dir = corpus
     data = SharTrainData([shar_dir], config(num_workers=2), seed=2)
