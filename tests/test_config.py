@@ -111,7 +111,7 @@ def test_typed_fields_accept_scientific_text_and_integral_floats():
 
 
 def test_set_optim_lr_in_scientific_notation_for_pretraining():
-    from audiossl.train.config import preset_path, resolve_config
+    from audiossl.train.config import resolve_config
 
     config = resolve_config("mspm-ast-tiny", ["optim.lr=1e-3", "run.max_steps=2e2"])
     assert config.optim.lr == 1e-3 and config.run.max_steps == 200

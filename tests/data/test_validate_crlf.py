@@ -1,4 +1,4 @@
-"""CRLF tables: audiossl reads them, `data validate` reports them (Kaldi's tools would not), `data fix` rewrites them."""
+"""CRLF tables: audiossl reads them, `data validate` reports them (Kaldi would not), `data fix` rewrites them."""
 
 from __future__ import annotations
 
