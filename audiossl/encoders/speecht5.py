@@ -76,6 +76,11 @@ def speecht5_base() -> SpeechT5EncoderConfig:
     return SpeechT5EncoderConfig()
 
 
+def speecht5_small() -> SpeechT5EncoderConfig:
+    """384 wide, 12 blocks, 6 heads, FFN 1536: between tiny and base, comparable to the other families' small."""
+    return SpeechT5EncoderConfig(dim=384, num_layers=12, num_heads=6, ffn_dim=1536)
+
+
 def speecht5_tiny() -> SpeechT5EncoderConfig:
     """192 wide, 6 blocks, 4 heads, FFN 768: for CPU experiments."""
     return SpeechT5EncoderConfig(dim=192, num_layers=6, num_heads=4, ffn_dim=768)
@@ -136,7 +141,7 @@ class SpeechT5Block(nn.Module):
 @register_encoder(
     "speecht5",
     SpeechT5EncoderConfig,
-    presets={"tiny": speecht5_tiny, "base": speecht5_base},
+    presets={"tiny": speecht5_tiny, "small": speecht5_small, "base": speecht5_base},
     description="SpeechT5 shared encoder: Transformer with relative position bias (speech or text pre-net)",
 )
 class SpeechT5Encoder(Encoder):

@@ -122,6 +122,26 @@ class Setup:
         return self._downstream("er", "fbank-raw")
 
     @property
+    def tts_run(self) -> Path:
+        return self._once(
+            "tts", lambda p: self._cli("tts", "train", str(self.clean), "-o", str(p), "--max-steps", "1")
+        )
+
+    @property
+    def s2s_run(self) -> Path:
+        return self._once(
+            "s2s",
+            lambda p: self._cli("s2s", "train", str(self.clean), "-o", str(p), "-u", "fbank", "--max-steps", "1"),
+        )
+
+    @property
+    def st_run(self) -> Path:
+        return self._once(
+            "st",
+            lambda p: self._cli("st", "train", str(self.clean), "-o", str(p), "-u", "fbank", "--max-steps", "1"),
+        )
+
+    @property
     def vocoder(self) -> Path:
         return self._once(
             "vocoder",
@@ -194,6 +214,16 @@ READERS: dict[tuple[str, ...], Callable[[Setup, Path], list[str]]] = {
         "vc", "evaluate", "--model", str(s.pretrained), "--vocoder", str(s.vocoder), "--data", str(s.piped),
         "--out", str(out / "ev"), "--pairs", "2",
     ],
+    ("data", "export-shar"): lambda s, out: ["data", "export-shar", str(s.piped), str(out / "shar")],
+    ("kmeans", "sample"): lambda s, out: ["kmeans", "sample", "--data", str(s.piped), "--dump-dir", str(out / "d")],
+    ("tts", "train"): lambda s, out: ["tts", "train", str(s.piped), "-o", str(out / "t"), "--max-steps", "1"],
+    ("tts", "train-vocoder"): lambda s, out: ["tts", "train-vocoder", str(s.piped), "-o", str(out / "v"), "--steps", "1"],
+    ("tts", "evaluate"): lambda s, out: ["tts", "evaluate", str(s.tts_run), str(s.piped), "-o", str(out / "e")],
+    ("st", "train"): lambda s, out: ["st", "train", str(s.piped), "-o", str(out / "t"), "-u", "fbank", "--max-steps", "1"],
+    ("st", "translate"): lambda s, out: ["st", "translate", str(s.st_run), str(s.piped), "-o", str(out / "e")],
+    ("s2s", "train"): lambda s, out: ["s2s", "train", str(s.piped), "-o", str(out / "t"), "-u", "fbank", "--max-steps", "1"],
+    ("s2s", "convert"): lambda s, out: ["s2s", "convert", str(s.s2s_run), str(s.piped), "-o", str(out / "c")],
+    ("s2s", "evaluate"): lambda s, out: ["s2s", "evaluate", str(s.s2s_run), str(s.piped), "-o", str(out / "e")],
 }  # fmt: skip
 
 #: Commands that never read a data dir's audio, and why (checked by review when a command is added).
@@ -225,6 +255,12 @@ NOT_READERS: dict[tuple[str, ...], str] = {
     ("diarization", "diarize"): "reads audio files or a make-corpus dir's wav/, no wav.scp",
     ("diarization", "tune"): "reads a make-corpus dir through pyannote, no wav.scp",
     ("diarization", "evaluate"): "reads RTTM files",
+    ("extract-merge",): "merges finished shard outputs (feature files), no audio",
+    ("features", "merge-stats"): "merges statistics parts",
+    ("kmeans", "merge-labels"): "merges label-store shards",
+    ("kmeans", "merge-sample"): "merges feature-dump parts",
+    ("st", "score"): "reads hypothesis and reference text",
+    ("tts", "synthesize"): "text in, wav out",
 }
 
 
@@ -233,6 +269,7 @@ def setup(tmp_path_factory) -> Setup:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pipes")
     clean = tiny_corpus(root / "clean", speakers=6, utts_per_speaker=2)
+    shutil.copy(clean / "text", clean / "text.qaa")  # a translation table for `st` (ids as wav.scp's)
     piped, marker = make_piped(clean, root / "piped")
     return Setup(root, clean, piped, marker)
 
