@@ -123,9 +123,7 @@ class Setup:
 
     @property
     def tts_run(self) -> Path:
-        return self._once(
-            "tts", lambda p: self._cli("tts", "train", str(self.clean), "-o", str(p), "--max-steps", "1")
-        )
+        return self._once("tts", lambda p: self._cli("tts", "train", str(self.clean), "-o", str(p), "--max-steps", "1"))
 
     @property
     def s2s_run(self) -> Path:
@@ -217,11 +215,17 @@ READERS: dict[tuple[str, ...], Callable[[Setup, Path], list[str]]] = {
     ("data", "export-shar"): lambda s, out: ["data", "export-shar", str(s.piped), str(out / "shar")],
     ("kmeans", "sample"): lambda s, out: ["kmeans", "sample", "--data", str(s.piped), "--dump-dir", str(out / "d")],
     ("tts", "train"): lambda s, out: ["tts", "train", str(s.piped), "-o", str(out / "t"), "--max-steps", "1"],
-    ("tts", "train-vocoder"): lambda s, out: ["tts", "train-vocoder", str(s.piped), "-o", str(out / "v"), "--steps", "1"],
+    ("tts", "train-vocoder"): lambda s, out: [
+        "tts", "train-vocoder", str(s.piped), "-o", str(out / "v"), "--steps", "1"
+    ],
     ("tts", "evaluate"): lambda s, out: ["tts", "evaluate", str(s.tts_run), str(s.piped), "-o", str(out / "e")],
-    ("st", "train"): lambda s, out: ["st", "train", str(s.piped), "-o", str(out / "t"), "-u", "fbank", "--max-steps", "1"],
+    ("st", "train"): lambda s, out: [
+        "st", "train", str(s.piped), "-o", str(out / "t"), "-u", "fbank", "--max-steps", "1"
+    ],
     ("st", "translate"): lambda s, out: ["st", "translate", str(s.st_run), str(s.piped), "-o", str(out / "e")],
-    ("s2s", "train"): lambda s, out: ["s2s", "train", str(s.piped), "-o", str(out / "t"), "-u", "fbank", "--max-steps", "1"],
+    ("s2s", "train"): lambda s, out: [
+        "s2s", "train", str(s.piped), "-o", str(out / "t"), "-u", "fbank", "--max-steps", "1"
+    ],
     ("s2s", "convert"): lambda s, out: ["s2s", "convert", str(s.s2s_run), str(s.piped), "-o", str(out / "c")],
     ("s2s", "evaluate"): lambda s, out: ["s2s", "evaluate", str(s.s2s_run), str(s.piped), "-o", str(out / "e")],
 }  # fmt: skip
