@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import abc
 import base64
 import io
 import math
@@ -68,19 +69,22 @@ def read_text_corpus(path: str | Path) -> list[Sentence]:
     return sentences
 
 
-class Tokenizer:
+class Tokenizer(abc.ABC):
     """Text <-> token ids with the special ids of this module; ``vocab_size`` counts the specials."""
 
     vocab_size: int
 
+    @abc.abstractmethod
     def encode(self, text: str, where: tuple[str | Path | None, int | None] = (None, None)) -> list[int]:
-        raise NotImplementedError
+        """Token ids of ``text``; ``where`` (file, line) names the source in errors."""
 
+    @abc.abstractmethod
     def decode(self, ids: list[int]) -> str:
-        raise NotImplementedError
+        """The text of ``ids`` (special ids dropped)."""
 
+    @abc.abstractmethod
     def state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What a checkpoint stores to rebuild this tokenizer."""
 
 
 class CharTokenizer(Tokenizer):
