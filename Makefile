@@ -13,11 +13,15 @@ PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 
 install: $(STAMP)
 
-# System libraries: libsndfile (soundfile, fairseq2n) and FFmpeg's shared libraries (torchcodec).
+# System libraries: libsndfile (soundfile, fairseq2n), FFmpeg's shared libraries (torchcodec), and a C
+# toolchain with Python's headers (pesq builds from source; the native selective scan compiles with cc).
 sysdeps:
 	@missing=""; \
 	ldconfig -p 2>/dev/null | grep -q 'libsndfile\.so\.1' || missing="$$missing libsndfile1"; \
 	ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so' || missing="$$missing ffmpeg"; \
+	command -v cc >/dev/null || missing="$$missing build-essential"; \
+	$(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages:$$missing"; \
