@@ -22,8 +22,12 @@ def synth(
     singing: Annotated[
         bool, typer.Option("--singing", help="Sing instead: melodies with a utt2f0 reference (speakers = singers).")
     ] = False,
+    words_per_utt: Annotated[
+        tuple[int, int],
+        typer.Option(help="MIN MAX lexicon words per utterance (1 1: one keyword per clip, as Speech Commands)."),
+    ] = (1, 5),
 ) -> None:
-    """Generate the embedded synthetic corpus (speech-like audio with text, speaker and emotion labels)."""
+    """Generate the embedded synthetic corpus (speech-like audio; text, speaker, emotion, intent, phones, alignment)."""
     ensure_writable_dir(out_dir, warn_existing=True)
     if singing:  # lazy: audiossl.data.singing pulls in scipy (the singing corpus, issue 17)
         from audiossl.data.singing import SingingConfig, synthesize_singing
@@ -35,7 +39,13 @@ def synth(
     # lazy: data.synth pulls in scipy; every `audiossl` start-up imports this module
     from audiossl.data.synth import SynthConfig, synthesize_corpus
 
-    config = SynthConfig(speakers=speakers, utts_per_speaker=utts_per_speaker, seed=seed, sample_rate=sample_rate)
+    config = SynthConfig(
+        speakers=speakers,
+        utts_per_speaker=utts_per_speaker,
+        seed=seed,
+        sample_rate=sample_rate,
+        words_per_utt=tuple(words_per_utt),
+    )
     data = synthesize_corpus(out_dir, config)
     typer.echo(f"wrote {len(data.utterance_ids)} utterances from {len(data.spk2utt)} speakers to {out_dir}")
 

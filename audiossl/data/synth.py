@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audiossl.data.kaldi import DataDir
+from audiossl.data.kaldi import DataDir, kaldi_sort_key, write_table
 from audiossl.data.translation import write_synthetic_translations
 from audiossl.data.voice import FRAME_RATE, PHONES, SILENCE, Span, Voice, num_samples, render
-from audiossl.errors import ConfigError
+from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_path, atomic_write
 from audiossl.progress import progress
 
@@ -81,6 +81,46 @@ LEXICON: tuple[Word, ...] = _lexicon(
     tomato  t o m a' t o
     """
 )
+
+
+#: Semantic group of every lexicon word: the intent of an utterance is built from them
+#: (:func:`intent_of`), as Fluent Speech Commands' intents are built from action and object slots.
+WORD_GROUPS: dict[str, str] = {
+    **dict.fromkeys(("sun", "moon", "snow", "rain", "rose"), "nature"),
+    **dict.fromkeys(("tea", "lemon", "lime", "tomato", "wine"), "food"),
+    **dict.fromkeys(("wolf", "fish", "seal"), "animal"),
+    **dict.fromkeys(("key", "kite", "ship"), "thing"),
+}
+#: The "action" slot an utterance's first word selects, by the word's group.
+GROUP_ACTIONS: dict[str, str] = {"nature": "show", "food": "bring", "animal": "find", "thing": "move"}
+
+
+def intent_of(words: tuple[str, ...] | list[str]) -> str:
+    """``<action>_<object>``: the action its first word's group selects, the object its last word's group.
+
+    Fluent Speech Commands labels an intent by slots (action, object, location) that the words
+    determine; here the slots are read off the words the same way, so intent classification
+    needs the words' identities (and their order), not just their presence. 4 x 4 = 16 intents.
+    """
+    if not words:
+        raise ValueError("an utterance without words has no intent")
+    return f"{GROUP_ACTIONS[WORD_GROUPS[words[0]]]}_{WORD_GROUPS[words[-1]]}"
+
+
+def word_alignment(plan: UtterancePlan) -> list[tuple[str, float, float]]:
+    """``(word, start, end)`` in seconds for every word of a planned utterance, in order.
+
+    A word spans its phones, from its first phone's start to its last phone's end (pauses and
+    leading/trailing silence belong to no word).
+    """
+    phones = [span for span in plan.spans if span.phone != SILENCE]  # in time order, words' phones back to back
+    lexicon = {word.spelling: word for word in LEXICON}
+    alignment, at = [], 0
+    for spelling in plan.words:
+        count = len(lexicon[spelling].phones)
+        alignment.append((spelling, phones[at].start, phones[at + count - 1].end))
+        at += count
+    return alignment
 
 
 @dataclass(frozen=True)
@@ -309,7 +349,9 @@ def synthesize_corpus(out_dir: str | Path, config: SynthConfig) -> DataDir:
 
     Tables: wav.scp (absolute, resolved paths, so the dir works from any working
     directory), utt2spk, spk2utt, text (lowercase lexicon words), utt2emo, utt2dur,
-    utt2num_samples, and lexicon.txt (word and phones). A wav that already has the expected
+    utt2num_samples, and lexicon.txt (word and phones); for SUPERB's tasks also utt2intent
+    (:func:`intent_of`), utt2kw (the first word, a keyword), text.phn (the phones of the words,
+    no silences) and the NIST CTM alignments words.ctm and phones.ctm (seconds). A wav that already has the expected
     length is kept (resume), unless it was made with different generation settings
     (``wav/.synth.json`` records them).
     The tables are written last, each atomically.
@@ -318,7 +360,9 @@ def synthesize_corpus(out_dir: str | Path, config: SynthConfig) -> DataDir:
     wav_dir = out_dir / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     _forget_stale_wavs(wav_dir, config)
-    data = DataDir(text={}, utt2dur={}, utt2num_samples={}, labels={"emo": {}})
+    data = DataDir(text={}, utt2dur={}, utt2num_samples={}, labels={"emo": {}, "intent": {}, "kw": {}})
+    phones: dict[str, list[Span]] = {}
+    words: dict[str, list[tuple[str, float, float]]] = {}
     generated = 0
     jobs = [(s, u) for s in range(config.speakers) for u in range(config.utts_per_speaker)]
     for speaker, index in progress(jobs, desc="synth", total=len(jobs), unit="utt"):
@@ -335,11 +379,53 @@ def synthesize_corpus(out_dir: str | Path, config: SynthConfig) -> DataDir:
         data.utt2dur[plan.utt_id] = plan.num_samples / config.sample_rate
         data.utt2num_samples[plan.utt_id] = plan.num_samples
         data.labels["emo"][plan.utt_id] = plan.emotion
+        data.labels["intent"][plan.utt_id] = intent_of(plan.words)
+        data.labels["kw"][plan.utt_id] = plan.words[0]
+        phones[plan.utt_id] = [span for span in plan.spans if span.phone != SILENCE]
+        words[plan.utt_id] = word_alignment(plan)
     log.info("synth: generated %d wavs, kept %d complete ones", generated, len(jobs) - generated)
     data.save(out_dir)
     write_lexicon(out_dir / "lexicon.txt")
     write_synthetic_translations(out_dir, data.text)  # text.qaa, the second language (audiossl.data.translation)
+    write_table(out_dir / "text.phn", {utt: " ".join(span.phone for span in spans) for utt, spans in phones.items()})
+    write_ctm(out_dir / "words.ctm", words)
+    write_ctm(out_dir / "phones.ctm", {u: [(s.phone, s.start, s.end) for s in spans] for u, spans in phones.items()})
     return data
+
+
+def write_ctm(path: str | Path, alignments: dict[str, list[tuple[str, float, float]]]) -> Path:
+    """NIST CTM (``utt 1 start duration token``, seconds with 3 decimals), utterances in Kaldi order.
+
+    The recording is the utterance (channel 1), as in a data dir without ``segments``.
+    """
+    path = Path(path)
+    with atomic_write(path) as handle:
+        for utt in sorted(alignments, key=kaldi_sort_key):
+            for token, start, end in alignments[utt]:
+                handle.write(f"{utt} 1 {start:.3f} {end - start:.3f} {token}\n")
+    return path
+
+
+def read_ctm(path: str | Path) -> dict[str, list[tuple[str, float, float]]]:
+    """What :func:`write_ctm` wrote (any NIST CTM): utt -> [(token, start, end)]; bad lines name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("alignment file not found", path)
+    alignments: dict[str, list[tuple[str, float, float]]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            fields = line.split()
+            if not fields or fields[0].startswith(";;"):
+                continue
+            try:
+                utt, _, start, duration, token = fields[:5]
+                begin, length = float(start), float(duration)
+            except ValueError:
+                raise DataError("expected 'utt channel start duration token'", path, number) from None
+            if begin < 0 or length <= 0:
+                raise DataError(f"start must be >= 0 and duration > 0, got {start} {duration}", path, number)
+            alignments.setdefault(utt, []).append((token, begin, begin + length))
+    return alignments
 
 
 def write_lexicon(path: str | Path) -> Path:
