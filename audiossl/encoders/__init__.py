@@ -1,4 +1,4 @@
-"""Encoders behind one interface: AST, bidirectional Mamba, Conformer.
+"""Encoders behind one interface: AST, bidirectional Mamba, Conformer, SpeechT5, wav2vec 2.0/HuBERT/WavLM.
 
 Importing this package registers every encoder family in :data:`ENCODERS`; pick one with
 :func:`create_encoder` (``create_encoder("ast", "tiny")``) and list them with
@@ -14,6 +14,7 @@ from audiossl.encoders import ast as ast  # noqa: F401
 from audiossl.encoders import conformer as conformer  # noqa: F401
 from audiossl.encoders import mamba as mamba  # noqa: F401
 from audiossl.encoders import speecht5 as speecht5  # noqa: F401
+from audiossl.encoders import wav2vec2 as wav2vec2  # noqa: F401
 from audiossl.encoders.base import ENCODERS, Encoder, EncoderOutput, EncoderSpec, create_encoder, register_encoder
 from audiossl.encoders.embed import (
     EmbeddedTokens,

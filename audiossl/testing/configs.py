@@ -67,6 +67,7 @@ SHRINKERS: dict[str, Callable[[Any], Any]] = {
     "conformer": _tiny_conformer,
     "mamba": _tiny_mamba,
     "speecht5": lambda config: dataclasses.replace(config, dim=TINY_DIM, num_layers=2, num_heads=4, ffn_dim=64),
+    "wav2vec2": lambda config: dataclasses.replace(config, dim=TINY_DIM, num_layers=2, num_heads=4, ffn_dim=64),
 }
 
 
