@@ -7,8 +7,10 @@ Each command is a thin wrapper over a library function:
   the task's come from ``--task-config`` YAML and ``--task-set margin=0.3``;
 * ``embed DATA (--run RUN | -u UPSTREAM) -o xvector.ark``: :func:`~audiossl_sv.evaluation.embed_data_dir`;
 * ``score TRIALS --embeddings ARK -o SCORES``: :func:`~audiossl_sv.scoring.score_trials` and the metrics;
-* ``evaluate DATA (--run RUN | -u UPSTREAM) -o OUT``: embed, score, EER/minDCF, DET plot; without a
-  run this is the frozen-embedding baseline (mean-pooled upstream features);
+* ``evaluate DATA (--run RUN | -u UPSTREAM) -o OUT``: embed, score, EER/minDCF, DET plot. With a run,
+  the trained head, and beside it the ``linear-probe`` reference (:mod:`audiossl_sv.probe`: cosine
+  of standardised mean-pooled frozen features, no training); without a run, that probe alone
+  (``--head linear-probe``, the default) or the raw cosine of mean-pooled features (``--head mean``);
 * ``make-trials DATA -o TRIALS``: :func:`~audiossl_sv.trials.make_trials`.
 
 The library modules are imported inside the commands (they pull in torch and the downstream
@@ -43,7 +45,13 @@ def _echo_metrics(metrics: dict[str, Any]) -> None:
 RunOption = Annotated[Path | None, typer.Option("--run", help="Trained sv run dir (its newest checkpoint).")]
 UpstreamOption = Annotated[
     str | None,
-    typer.Option("--upstream", "-u", help="Without --run: checkpoint, run dir, random:<ckpt> or fbank[:RATE[:BINS]]."),
+    typer.Option(
+        "--upstream",
+        "-u",
+        help="Without --run: a checkpoint (audiossl or imported), a pretraining run dir, random:<ckpt>, or the "
+        "baseline fbank-raw[:RATE[:BINS]] (log mel energies; fbank[:RATE[:BINS]] normalises each utterance, "
+        "which leaves nothing to pool: it is only for sv train).",
+    ),
 ]
 LayerOption = Annotated[
     int | None, typer.Option("--layer", help="Without --run: mean-pool this encoder layer instead of the layer mix.")
@@ -185,13 +193,34 @@ def evaluate(
         Path | None, typer.Option("--cohort-dir", help="Without --run: data dir for the mean and the AS-norm cohort.")
     ] = None,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="With --run: this checkpoint.")] = None,
+    head: Annotated[
+        str,
+        typer.Option(
+            "--head",
+            help="Without --run: linear-probe (cosine of standardised mean-pooled features, statistics from "
+            "--cohort-dir, else from DATA) or mean (raw cosine of mean-pooled features).",
+        ),
+    ] = "linear-probe",
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe/--no-probe",
+            help="With --run: also score the linear-probe reference on the run's frozen upstream (statistics from "
+            "the run's training data), into OUT/linear-probe, reported beside the trained head.",
+        ),
+    ] = True,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
 ) -> None:
-    """Embed, cosine-score the trials, report EER and minDCF (p_target 0.01, 0.05) with a DET plot."""
+    """Embed, cosine-score the trials, report EER and minDCF (p_target 0.01, 0.05) with a DET plot.
+
+    With --run the trained head is scored, and beside it the linear-probe reference (no training).
+    With --upstream only the frozen features are scored (--head linear-probe or mean).
+    """
     ensure_writable_dir(out)
     # lazy: audiossl.downstream.trainer pulls in torch; every `audiossl` start-up imports this module
     from audiossl.downstream.trainer import read_run_info
     from audiossl_sv.evaluation import evaluate_frozen
+    from audiossl_sv.probe import evaluate_probe
     from audiossl_sv.task import SVTask, SVTaskConfig
 
     run, upstream, layer = source.run, source.upstream, source.layer
@@ -202,17 +231,57 @@ def evaluate(
         changes["num_trials"] = num_trials
     if score_norm is not None:
         changes["score_norm"] = score_norm
+    if head not in HEADS:
+        raise typer.BadParameter(f"choose one of {', '.join(HEADS)}", param_hint="--head")
     if run is not None:
         if layer is not None or cohort_dir is not None:
             raise typer.BadParameter("--layer and --cohort-dir are for the frozen baseline (--upstream)")
-        options = read_run_info(run).get("task_options", {})
-        task = SVTask(from_dict(SVTaskConfig, {**options, **changes}))
-        plugin_cli.run_evaluation(run, data_dir, out, task=task, checkpoint=checkpoint, device=device)
+        info = read_run_info(run)
+        task = SVTask(from_dict(SVTaskConfig, {**info.get("task_options", {}), **changes}))
+        metrics = plugin_cli.run_evaluation(run, data_dir, out, task=task, checkpoint=checkpoint, device=device)
+        if probe:
+            _probe_beside_run(info, data_dir, out, task.config, metrics, device)
         return
     config = from_dict(SVTaskConfig, changes)
-    metrics = evaluate_frozen(upstream, data_dir, out, config, layer=layer, cohort_dir=cohort_dir, device=device)
+    if head == "mean":
+        metrics = evaluate_frozen(upstream, data_dir, out, config, layer=layer, cohort_dir=cohort_dir, device=device)
+    else:
+        metrics, _ = evaluate_probe(upstream, data_dir, out, config, layer=layer, stats_dir=cohort_dir, device=device)
     _echo_metrics(metrics)
     typer.echo(f"wrote {out / 'metrics.json'}")
+
+
+#: Frozen-feature scorings of ``sv evaluate --upstream``.
+HEADS = ("linear-probe", "mean")
+
+
+def _probe_beside_run(
+    info: dict[str, Any], data_dir: Path, out: Path, config: Any, metrics: dict[str, Any], device: str
+) -> None:
+    """Score the linear probe on the run's frozen upstream with the same trials; add it to OUT/metrics.json."""
+    import dataclasses
+    import json
+
+    from audiossl.fileio import atomic_write
+    from audiossl_sv.probe import PROBE_NAME, evaluate_probe
+
+    trials = out / "trials" if config.trials is None and (out / "trials").is_file() else config.trials
+    config = dataclasses.replace(config, trials=None if trials is None else str(trials))
+    probe_out = out / PROBE_NAME
+    probe_metrics, probe_report = evaluate_probe(
+        info["upstream"], data_dir, probe_out, config, stats_dir=info.get("train_dir"), device=device
+    )
+    report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    report[PROBE_NAME] = {key: probe_report[key] for key in ("metrics", "upstream", "statistics_from", "baseline")}
+    with atomic_write(out / "metrics.json") as handle:
+        json.dump(report, handle, indent=2)
+        handle.write("\n")
+    typer.echo(f"{PROBE_NAME} (no training: {probe_report['baseline']}, upstream {probe_report['upstream']}):")
+    _echo_metrics(probe_metrics)
+    typer.echo(
+        f"trained head EER {metrics['eer_percent']:.2f}% vs {PROBE_NAME} EER {probe_metrics['eer_percent']:.2f}%; "
+        f"wrote {probe_out}"
+    )
 
 
 @app.command("make-trials")

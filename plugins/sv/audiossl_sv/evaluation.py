@@ -6,7 +6,10 @@ Two ways to get embeddings:
 * no training at all (the frozen-embedding baseline): the mean over valid frames of the
   upstream's features -- its uniform layer mix, or one chosen layer -- so any checkpoint can be
   compared without training a head. Not ``fbank``: the core's fbank upstream normalises each
-  utterance (CMVN), which leaves nothing for a mean to carry; it is refused.
+  utterance (CMVN), which leaves nothing for a mean to carry; it is refused (``fbank-raw``, the
+  same log mel energies without that normalisation, is the baseline to pool).
+
+The reference probe (:mod:`audiossl_sv.probe`) standardises those pooled features before the cosine.
 
 :func:`evaluate_embeddings` writes into the output dir: ``trials`` (when generated),
 ``scores`` (``<label> <enroll> <test> <score>``), ``embeddings.ark`` (Kaldi archive),
@@ -70,10 +73,12 @@ def embed_data_dir(
     """
     if head is not None and layer is not None:
         raise ConfigError("a layer can only be chosen for the frozen baseline (no trained head)")
-    if head is None and isinstance(getattr(upstream, "encoder", None), FbankBaseline):
+    encoder = getattr(upstream, "encoder", None)
+    if head is None and isinstance(encoder, FbankBaseline) and encoder.normalize:
         raise ConfigError(
-            "the fbank upstream normalises every utterance to zero mean and unit variance, so its mean-pooled "
-            "features carry no speaker information; train a head on it instead (audiossl sv train -u fbank)"
+            "the fbank upstream normalises every utterance to zero mean and unit variance per bin, so its "
+            "mean-pooled features are the same for every utterance; pool fbank-raw[:RATE[:BINS]] (the same "
+            "log mel energies, not normalised) instead, or train a head on fbank (audiossl sv train -u fbank)"
         )
     source = upstream if layer is None else _OneLayer(upstream, layer)
     upstream.eval()
