@@ -46,6 +46,7 @@ def pretrain(
 ) -> int:
     """Pretrain an encoder with a self-supervised objective."""
     # lazy: audiossl.train pulls in torch; every `audiossl` start-up imports this module
+    from audiossl.engine.budget import TIME_BUDGET
     from audiossl.fileio import atomic_write
     from audiossl.train import list_presets, pretrain, resolve_config
     from audiossl.train.checkpoint import latest_checkpoint
@@ -81,6 +82,14 @@ def pretrain(
                 json.dump({"data": data_dirs, "config": config, "overrides": list(overrides or [])}, handle, indent=1)
         result = pretrain(settings, data_dirs, out, resume=resume)
     main_process = os.environ.get("RANK", "0") == "0"
+    if result.stopped_by == TIME_BUDGET:  # the planned end of a budgeted run, not a failure
+        if main_process:
+            typer.echo(
+                f"stopped at step {result.step} of {settings.run.max_steps}: run.max_minutes="
+                f"{settings.run.max_minutes:g} spent; checkpoint {result.checkpoint} (continue with --resume)",
+                err=True,
+            )
+        return 0
     if result.stopped_by is not None:
         if main_process:
             typer.echo(f"stopped at step {result.step} ({result.stopped_by}); continue with --resume", err=True)

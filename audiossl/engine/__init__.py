@@ -8,6 +8,7 @@ does everything else.
 
 from __future__ import annotations
 
+from audiossl.engine.budget import TIME_BUDGET, TimeBudget
 from audiossl.engine.checkpoint import (
     BEST_NAME,
     NonFiniteWeightsError,
@@ -29,6 +30,8 @@ from audiossl.engine.unit import EngineConfig, TrainUnit
 __all__ = [
     "BEST_NAME",
     "STOP_EXIT_CODES",
+    "TIME_BUDGET",
+    "TimeBudget",
     "DistInfo",
     "Engine",
     "EngineConfig",

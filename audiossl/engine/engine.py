@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from audiossl.engine import distributed, sharding
+from audiossl.engine.budget import TIME_BUDGET, Clock, TimeBudget, horizon_note, warmup_note
 from audiossl.engine.checkpoint import (
     BEST_NAME,
     assert_finite,
@@ -114,6 +115,7 @@ class Engine:
 
     ``callbacks`` are called after every optimizer step with the engine (tests use them to
     interrupt a run). Construction sets everything up; :meth:`train` runs; :meth:`close` ends.
+    ``clock`` (seconds) measures ``config.max_minutes`` from construction; tests pass a fake one.
     """
 
     def __init__(
@@ -124,7 +126,9 @@ class Engine:
         *,
         resume: bool = False,
         callbacks: Sequence[Callback] = (),
+        clock: Clock = time.monotonic,
     ):
+        self.budget = TimeBudget(config.max_minutes, clock)  # first: the set-up is part of the user's wall clock
         self.unit = unit
         self.config = config
         self.run_dir = Path(run_dir)
@@ -183,6 +187,9 @@ class Engine:
             min_lr_ratio=config.min_lr_ratio,
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        note = warmup_note(config.warmup_steps, config.max_steps)
+        if note is not None and self.dist.is_main:
+            self.logger.warning("%s", note)
         if state is not None:
             self._restore_optimizer(state)
         if self.dist.is_main:  # steps past the restored one (all of them, from step 0) are done again: logged once
@@ -288,10 +295,13 @@ class Engine:
         unit.train()
         batches = unit.batches()
         meter = WindowMeter()
-        started = window_start = time.monotonic()
+        clock = self.budget.clock  # time.monotonic, unless a test injected a fake clock
+        started = window_start = clock()
         steps_left = max(config.max_steps - self.step, 0)
         bar = progress(range(steps_left), desc=config.label, total=steps_left, unit="step")
-        stopped_by = None
+        stopped_by, horizon_checked = None, False
+        if self.budget.max_minutes is not None and self.dist.is_main:
+            self.logger.info("time budget: %s", self.budget.describe())
         try:
             with self.stop.handling_signals(), self._naming_failures():
                 for _ in bar:
@@ -303,22 +313,30 @@ class Engine:
                     if hasattr(bar, "set_postfix"):
                         bar.set_postfix(
                             loss=f"{values['loss']:.3f}",
-                            utt_s=f"{meter.utterances / max(time.monotonic() - window_start, 1e-9):.1f}",
+                            utt_s=f"{meter.utterances / max(clock() - window_start, 1e-9):.1f}",
                         )
                     if self.step % config.log_every == 0 or self.step == config.max_steps:
-                        now = time.monotonic()
+                        now = clock()
                         per_step = (now - started) / max(self.step - (config.max_steps - steps_left), 1)
                         self._log_window(
                             meter, now - window_start, now - started, per_step * (config.max_steps - self.step)
                         )
                         meter.reset()
                         window_start = now
+                        if not horizon_checked and per_step > 0 and self.dist.is_main:
+                            horizon_checked = True
+                            fits = self.budget.remaining_steps(per_step)
+                            note = horizon_note(self.step, config.max_steps, fits, config.schedule)
+                            if note is not None:
+                                self.logger.warning("%s", note)
                     if unit.has_validation and self.step % (config.valid_every or config.checkpoint_every) == 0:
                         self.validate()
                     if self.step % config.checkpoint_every == 0:
                         self.save()
                     for callback in self.callbacks:
                         callback(self)
+                    if self.budget.spent() and self.step < config.max_steps:
+                        self.stop.request(TIME_BUDGET)
                     if self._agree_stop(stop):
                         stopped_by = self.stop.reason or "a stop request on another process"
                         break
@@ -330,16 +348,18 @@ class Engine:
                 if unit.has_validation and stopped_by is None and self._last_valid[0] != self.step:
                     self.validate()
                 self.save()
-        self.elapsed_before += time.monotonic() - started
-        if stopped_by is not None:
+        self.elapsed_before += clock() - started
+        if stopped_by is not None and self.dist.is_main:
             self.logger.warning(
-                "stopped by %s at step %d; checkpoint %s (continue with --resume)",
-                stopped_by,
+                "stopped by %s at step %d of %d; checkpoint %s (continue with --resume)",
+                self.budget.describe() if stopped_by == TIME_BUDGET else stopped_by,
                 self.step,
+                config.max_steps,
                 checkpoint_path(self.run_dir, self.step),
             )
         if self.dist.is_main:
-            self.log.write({"kind": "event", "event": "stop" if stopped_by else "finish", "step": self.step})
+            event = {"kind": "event", "event": "stop" if stopped_by else "finish", "step": self.step}
+            self.log.write({**event, "reason": stopped_by} if stopped_by else event)
             plot_loss_curve(self.log.path, self.run_dir / "loss.png")
         best = self.run_dir / BEST_NAME
         valid = self._last_valid[1] if self._last_valid[0] >= 0 else None

@@ -38,6 +38,10 @@ class EngineConfig:
 
     max_steps: int
     """Optimizer steps of the run."""
+    max_minutes: float | None = None
+    """Wall-clock budget of one invocation (set-up included): past it the run stops after the current step
+    with a checkpoint (``stopped_by`` = ``"time budget"``), and a resume continues with a fresh budget.
+    None = no budget."""
     seed: int = 0
     """Seed of weights, data order and every random draw."""
     device: str = "auto"

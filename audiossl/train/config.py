@@ -55,6 +55,10 @@ class ObjectiveSection:
     """Fields of the objective's config that differ from its defaults; checked against its config class."""
 
 
+#: Warm-up fraction of ``run.max_steps`` when a config sets neither ``optim.warmup_steps`` nor a ratio.
+DEFAULT_WARMUP_RATIO = 0.08
+
+
 @dataclass(kw_only=True)
 class OptimConfig:
     """AdamW with warm-up and a decay schedule."""
@@ -71,8 +75,14 @@ class OptimConfig:
     weight_decay: float = 0.01
     """Decoupled weight decay, applied to weight matrices only (not to biases, norms or 1-D parameters)."""
 
-    warmup_steps: int = 1000
-    """Steps of linear warm-up from lr / warmup_steps to lr."""
+    warmup_steps: int | None = None
+    """Steps of linear warm-up from lr / warmup_steps to lr; when set, it wins over ``warmup_ratio``
+    (``--set optim.warmup_steps=N`` on a preset that sets a ratio). None = ``warmup_ratio``."""
+
+    warmup_ratio: float = DEFAULT_WARMUP_RATIO
+    """Warm-up as a fraction of ``run.max_steps`` (rounded, at least 1 step), used when ``warmup_steps``
+    is None: the warm-up scales with the run, so a 300-step run warms up for 24 steps, not 1000.
+    The default 0.08 is the 8% of wav2vec 2.0 and HuBERT (Baevski et al. 2020; Hsu et al. 2021)."""
 
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     """Decay after the warm-up, reaching ``min_lr_ratio * lr`` at ``run.max_steps``."""
@@ -89,8 +99,10 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
             raise ConfigError("optim.lr and optim.eps must be > 0 and optim.weight_decay >= 0")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0 or null, got {self.warmup_steps}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip is not None and self.grad_clip <= 0:
@@ -98,13 +110,28 @@ class OptimConfig:
         if self.accumulation_steps < 1:
             raise ConfigError(f"optim.accumulation_steps must be >= 1, got {self.accumulation_steps}")
 
+    def warmup_for(self, max_steps: int) -> int:
+        """Warm-up steps of a run of ``max_steps``: ``warmup_steps`` when set, else ``warmup_ratio`` of it."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        if self.warmup_ratio == 0.0:
+            return 0
+        return max(int(round(self.warmup_ratio * max_steps)), 1)
+
 
 @dataclass(kw_only=True)
 class RunConfig:
     """Length, precision, device, logging, checkpoints and health checks of a run."""
 
     max_steps: int = 10000
-    """Optimizer steps to train for."""
+    """Optimizer steps to train for (the lr schedule decays until this step)."""
+
+    max_minutes: float | None = None
+    """Wall-clock budget of one invocation in minutes (set-up included); None = none. When it is spent the
+    run stops after the current step, writes a checkpoint, logs why and exits 0; ``--resume`` continues
+    exactly where it stopped, with a fresh budget. The schedule still runs to ``max_steps``: the log warns
+    when the budget will end the run long before that (set ``max_steps`` to what fits, as the ``-cpu``
+    presets do)."""
 
     seed: int = 0
     """Seed of weights, data order, crops and masks: the same seed gives the same run."""
@@ -200,6 +227,8 @@ class RunConfig:
             raise ConfigError(f"run.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"run.num_threads must be >= 1 or null, got {self.num_threads}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"run.max_minutes must be > 0 or null, got {self.max_minutes}")
 
 
 @dataclass(kw_only=True)

@@ -34,7 +34,7 @@ def lr_factor(step: int, config: OptimConfig, max_steps: int) -> float:
     """Multiplier of the peak lr for the update made at optimizer step ``step`` (0-based)."""
     return _lr_factor(
         step,
-        warmup_steps=config.warmup_steps,
+        warmup_steps=config.warmup_for(max_steps),
         schedule=config.schedule,
         max_steps=max_steps,
         min_lr_ratio=config.min_lr_ratio,

@@ -34,15 +34,21 @@ from torch import nn
 from audiossl.config import to_dict
 from audiossl.data.dataset import Batch
 from audiossl.data.text import TextBatches
+from audiossl.embed import load as load_model
 from audiossl.engine import Engine, EngineConfig, TrainUnit
 from audiossl.engine.logging import health_warnings, loss_values
 from audiossl.errors import ConfigError
 from audiossl.fileio import atomic_write
 from audiossl.nn.outputs import LossOutput
+from audiossl.objectives.distill import set_teacher_loader
 from audiossl.train.config import PretrainConfig, dump_config, plain
 from audiossl.train.model import build_model
 
 logger = logging.getLogger("audiossl.train")
+
+# Distillation teachers may be any model audiossl.load reads (imported checkpoints included); the
+# objectives room alone can read audiossl checkpoints only.
+set_teacher_loader(lambda path: load_model(path, device="cpu"))
 
 
 def batch_seeds(*entropy: int) -> tuple[int, int]:
@@ -56,6 +62,7 @@ def engine_config(config: PretrainConfig) -> EngineConfig:
     optim, run = config.optim, config.run
     return EngineConfig(
         max_steps=run.max_steps,
+        max_minutes=run.max_minutes,
         seed=run.seed,
         device=run.device,
         precision=run.precision,
@@ -64,7 +71,7 @@ def engine_config(config: PretrainConfig) -> EngineConfig:
         betas=tuple(optim.betas),
         eps=optim.eps,
         weight_decay=optim.weight_decay,
-        warmup_steps=optim.warmup_steps,
+        warmup_steps=optim.warmup_for(run.max_steps),
         schedule=optim.schedule,
         min_lr_ratio=optim.min_lr_ratio,
         grad_clip=optim.grad_clip,
