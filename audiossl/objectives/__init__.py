@@ -7,12 +7,16 @@ Importing this package registers every objective in :data:`OBJECTIVES`; build on
 from __future__ import annotations
 
 # Objectives register themselves on import; one line per objective.
+from audiossl.objectives import bestrq as bestrq  # noqa: F401
+from audiossl.objectives import data2vec as data2vec  # noqa: F401
 from audiossl.objectives import dino as dino  # noqa: F401
+from audiossl.objectives import distill as distill  # noqa: F401
 from audiossl.objectives import hubert as hubert  # noqa: F401
 from audiossl.objectives import mspm as mspm  # noqa: F401
 from audiossl.objectives import speecht5 as speecht5  # noqa: F401
 from audiossl.objectives import w2vbert as w2vbert  # noqa: F401
 from audiossl.objectives import wav2vec2 as wav2vec2  # noqa: F401
+from audiossl.objectives import wavlm as wavlm  # noqa: F401
 from audiossl.objectives.base import (
     OBJECTIVES,
     FeatureInputs,
