@@ -32,6 +32,8 @@ class Fairseq2Wav2Vec2Encoder(ImportedEncoder):
         self.encoder_frontend = model.encoder_frontend.eval()
         self.encoder = model.encoder.eval()
         encoder_config = config.encoder_config
+        #: fairseq2's Wav2Vec2Config (what :mod:`audiossl.interop.convert` reads the architecture from).
+        self.fairseq2_config = config
         self.sample_rate = sample_rate
         self.normalize_waveform = normalize_waveform
         self.dim = encoder_config.model_dim
