@@ -73,7 +73,9 @@ def assert_parity(encoder: Wav2Vec2Encoder, audio: torch.Tensor, lengths: torch.
         frames = int(ours.lengths[b])
         assert len(expected) == 1 + encoder.num_layers
         assert expected[0].shape[1] == frames
-        for name, mine, theirs in zip(["last", *range(encoder.num_layers)], [ours.last, *ours.layers], expected):
+        for name, mine, theirs in zip(
+            ["last", *range(encoder.num_layers)], [ours.last, *ours.layers], expected, strict=True
+        ):
             difference = (mine[b, :frames] - theirs[0]).abs().max().item()
             assert difference <= TOLERANCE, f"item {b}, {name}: max difference {difference}"
 
