@@ -29,6 +29,7 @@ from audiossl.cli import objectives as objective_commands
 from audiossl.cli import plugins as plugin_commands
 from audiossl.cli import pretrain as pretrain_commands
 from audiossl.cli import report as report_commands
+from audiossl.cli import superb as superb_commands
 from audiossl.config import SCIENTIFIC_FLOAT
 from audiossl.errors import UserError, interface, set_interface
 
@@ -56,6 +57,7 @@ app.command("extract-merge")(extract_commands.extract_merge)
 app.command("export")(extract_commands.export)
 app.command("report")(report_commands.report)
 app.add_typer(plugin_commands.app, name="plugins")
+app.add_typer(superb_commands.app, name="superb")
 
 
 def _version(value: bool) -> None:
