@@ -80,7 +80,7 @@ class OptimConfig:
     (``--set optim.warmup_steps=N`` on a preset that sets a ratio). None = ``warmup_ratio``."""
 
     warmup_ratio: float = DEFAULT_WARMUP_RATIO
-    """Warm-up as a fraction of ``run.max_steps`` (rounded, at least 1 step), used when ``warmup_steps``
+    """Warm-up as a fraction of ``run.max_steps`` (rounded down, at least 1 step), used when ``warmup_steps``
     is None: the warm-up scales with the run, so a 300-step run warms up for 24 steps, not 1000.
     The default 0.08 is the 8% of wav2vec 2.0 and HuBERT (Baevski et al. 2020; Hsu et al. 2021)."""
 
@@ -116,7 +116,7 @@ class OptimConfig:
             return self.warmup_steps
         if self.warmup_ratio == 0.0:
             return 0
-        return max(int(round(self.warmup_ratio * max_steps)), 1)
+        return max(int(self.warmup_ratio * max_steps + 1e-9), 1)  # floor: 10% of 808 steps is 80
 
 
 @dataclass(kw_only=True)
