@@ -32,6 +32,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "checkpoint_path",
     "init_from_checkpoint",
+    "is_audiossl_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -52,6 +53,23 @@ def resolve_checkpoint(path_or_run_dir: str | Path, what: str = "checkpoint") ->
             raise DataError(f"no {what} (ckpt-*.pt) in this run dir", path)
         return newest
     return path
+
+
+def is_audiossl_checkpoint(path_or_run_dir: str | Path) -> bool:
+    """Whether ``path_or_run_dir`` is an audiossl checkpoint file or a run dir holding one (cheap: memory-mapped).
+
+    ``run.init_from`` uses it to tell audiossl checkpoints from published ones (converted on load).
+    """
+    path = Path(path_or_run_dir)
+    if path.is_dir():
+        return latest_checkpoint(path) is not None
+    if not path.is_file() or path.suffix in (".safetensors", ".yaml", ".yml", ".json"):
+        return False
+    try:
+        state = read_weights_only(path, what="an audiossl checkpoint", mmap=True)
+    except DataError:
+        return False
+    return isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
 
 
 def _check_format(state: Any, path: Path) -> dict[str, Any]:

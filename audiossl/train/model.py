@@ -81,7 +81,7 @@ def build_model(
     objective = create_objective(config.objective.name, encoder, objective_config(config))
     init = init_path(run.init_from, objective_config(config))
     if init is not None and not restoring:
-        init_objective(objective, init)
+        init_objective(objective, init, sample_rate=config.data.sample_rate)
     attach_targets(objective, inputs, data, valid)
     preflight_masks(objective, inputs, data)
     return BuiltRun(data, valid, inputs, objective, settings)

@@ -30,8 +30,8 @@ from audiossl.data.targets import (
     table_rows,
 )
 from audiossl.data.topics import Topics, ensure_topics
-from audiossl.errors import ConfigError
-from audiossl.models.checkpoint import init_from_checkpoint
+from audiossl.errors import ConfigError, DataError
+from audiossl.models.checkpoint import init_from_checkpoint, is_audiossl_checkpoint
 from audiossl.objectives import Objective
 
 logger = logging.getLogger(__name__)
@@ -99,16 +99,45 @@ def attach_targets(objective: Objective, inputs: nn.Module, data: Any, valid: An
             dataset.set_targets(sources)
 
 
-def init_objective(objective: Objective, path: str | Path) -> Path:
-    """``run.init_from``: load a checkpoint's (or a run dir's newest) weights, except the target heads.
+def init_objective(objective: Objective, path: str | Path, *, sample_rate: int | None = None) -> Path:
+    """``run.init_from``: an audiossl checkpoint or run dir, or a published checkpoint (converted on load).
 
-    The objective's :attr:`~audiossl.objectives.Objective.target_heads` keep their fresh
-    initialisation (their shape or meaning changes between iterations); any other weight that
-    does not fit is a :class:`ConfigError`. Returns the checkpoint read.
+    audiossl checkpoint (or a run dir's newest): its weights, except the objective's
+    :attr:`~audiossl.objectives.Objective.target_heads`, which keep their fresh initialisation
+    (their shape or meaning changes between iterations); any other weight that does not fit is a
+    :class:`ConfigError`.
+
+    Published wav2vec 2.0 / HuBERT / WavLM checkpoint (Hugging Face directory, torchaudio or fairseq2
+    checkpoint, fairseq1 ``.pt``; :mod:`audiossl.interop.convert`): converted into the ``wav2vec2``
+    encoder family and loaded into the objective's encoder, which must have the same architecture
+    (the error gives the encoder section that fits) and ``sample_rate``; the objective's heads stay
+    fresh. Returns the path read.
     """
+    path = Path(path)
+    if not path.exists():
+        raise DataError("run.init_from: no such file or directory", path)
+    if not is_audiossl_checkpoint(path) and not _is_empty_run_dir(path):
+        from audiossl.interop import detect_format
+        from audiossl.interop.init import init_from_published
+
+        try:
+            detect_format(path)
+        except DataError as error:
+            raise DataError(
+                "run.init_from is neither an audiossl checkpoint or run dir (ckpt-*.pt) nor a published checkpoint "
+                f"audiossl converts: {error.message}",
+                path,
+            ) from None
+        init_from_published(objective, path, sample_rate=sample_rate)
+        return path
     source = init_from_checkpoint(objective, path, exclude=objective.target_heads)
     logger.info("initialised the weights from %s (kept fresh: %s)", source, ", ".join(objective.target_heads) or "none")
     return source
+
+
+def _is_empty_run_dir(path: Path) -> bool:
+    """A run dir (config.yaml) without checkpoints: the audiossl error ("no checkpoint") is the helpful one."""
+    return path.is_dir() and (path / "config.yaml").is_file()
 
 
 def init_path(run_init: str | None, objective_settings: Any) -> str | None:

@@ -15,6 +15,7 @@ SHRINK = {
     "mamba": ["encoder.overrides.d_state=4", "encoder.overrides.chunk_size=8"],
     "conformer": ["encoder.overrides.num_heads=4", "encoder.overrides.ffn_dim=64", "encoder.overrides.conv_kernel=5"],
     "speecht5": ["encoder.overrides.num_heads=4", "encoder.overrides.ffn_dim=64"],
+    "wav2vec2": ["encoder.overrides.num_heads=4", "encoder.overrides.ffn_dim=64"],
 }
 
 #: Per objective: a small codebook and head.
