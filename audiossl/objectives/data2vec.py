@@ -24,6 +24,7 @@ encoder and input kind (patch, frame, waveform).
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -36,6 +37,8 @@ from audiossl.errors import ConfigError
 from audiossl.nn.masking import lengths_to_mask
 from audiossl.objectives.base import LossOutput, Objective, register_objective, scalar_metrics, trim_to_longest
 from audiossl.objectives.masking import MaskConfig, sample_mask
+
+logger = logging.getLogger(__name__)
 
 
 def _default_mask() -> MaskConfig:
@@ -51,7 +54,8 @@ class Data2vecConfig:
     (data2vec audio's mask_prob 0.65, mask_length 10), at least one span."""
 
     top_k: int = 8
-    """Average of the teacher's last K block outputs (data2vec BASE: 8 of 12)."""
+    """Average of the teacher's last K block outputs (data2vec BASE: 8 of 12); an encoder with fewer
+    blocks averages all of them (with a warning)."""
 
     instance_norm_layers: bool = True
     """Instance-normalise every teacher layer (per channel, over the utterance's valid time steps)
@@ -159,11 +163,15 @@ class Data2vecObjective(Objective):
         super().__init__(encoder)
         self.config = config
         num_layers = len(encoder.block_modules())
+        self.top_k = config.top_k
         if num_layers and config.top_k > num_layers:
-            raise ConfigError(
-                f"data2vec top_k {config.top_k} is more than the encoder's {num_layers} blocks: "
-                "lower objective.config.top_k"
+            logger.warning(
+                "data2vec top_k %d is more than the encoder's %d blocks: the targets average all %d",
+                config.top_k,
+                num_layers,
+                num_layers,
             )
+            self.top_k = num_layers
         self.head = nn.Linear(encoder.dim, encoder.dim)
         self.teacher = copy.deepcopy(encoder)
         self.teacher.requires_grad_(False)
@@ -196,14 +204,8 @@ class Data2vecObjective(Objective):
         self.teacher.eval()
         output = self.teacher(features, lengths).without_prefix()
         config = self.config
-        if len(output.layers) < config.top_k:
-            raise ConfigError(
-                f"data2vec top_k {config.top_k} is more than the encoder's {len(output.layers)} layers: "
-                "lower objective.config.top_k"
-            )
-        target = data2vec_targets(
-            output.layers, output.lengths, config.top_k, config.instance_norm_layers, config.target_norm
-        )
+        top_k = min(self.top_k, len(output.layers))
+        target = data2vec_targets(output.layers, output.lengths, top_k, config.instance_norm_layers, config.target_norm)
         return target, output.lengths
 
     def loss_with_mask(

@@ -172,7 +172,8 @@ class DistillObjective(Objective):
         self.config = config
         if config.teacher is None:
             raise ConfigError("distill needs its teacher: set objective.config.teacher to a run dir or checkpoint")
-        teacher = load_teacher(config.teacher)
+        with torch.random.fork_rng():  # loading may seed torch; the heads draw from the run's seed
+            teacher = load_teacher(config.teacher)
         if max(config.teacher_layers) > teacher.num_layers:
             raise ConfigError(
                 f"distill teacher_layers {config.teacher_layers}: the teacher {config.teacher} has "

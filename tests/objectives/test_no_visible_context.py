@@ -35,6 +35,8 @@ def test_the_masking_objectives_are_all_checked() -> None:
     # dino masks nothing (it crops views); every other built-in objective masks tokens.
     assert {"mspm", "wav2vec2", "w2vbert", "hubert"} <= set(MASKING)
     for name in OBJECTIVES.names():
+        if name == "distill":  # needs a teacher checkpoint; its has_token_mask is checked in test_distill.py
+            continue
         objective = create_objective(name, tiny_encoder("conformer", "frame"), _extra(name))
         assert objective.has_token_mask == (name in MASKING), name
 
