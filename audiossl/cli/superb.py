@@ -164,3 +164,96 @@ def prepare_fsdd(
     from audiossl.superb.datasets import prepare_fsdd as prepare
 
     typer.echo(f"wrote {prepare(recordings, out_dir, seed=seed)}")
+
+
+CORPORA = (
+    "speech-commands",
+    "fluent-speech-commands",
+    "voxceleb1-sid",
+    "librispeech-phones",
+    "quesst14",
+    "voicebank-demand",
+    "libri2mix",
+)
+
+
+@app.command("prepare")
+def prepare_corpus(
+    corpus: Annotated[str, typer.Argument(help=f"One of: {', '.join(CORPORA)}.")],
+    source: Annotated[
+        Path,
+        typer.Argument(help="The unpacked corpus folder (librispeech-phones: the dir of `data prepare-librispeech`)."),
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Where the data dirs go.")],
+    data_config: Annotated[
+        Path | None, typer.Option("--data-config", help="Add this task's entry to a data config (created if missing).")
+    ] = None,
+    test_set: Annotated[
+        Path | None, typer.Option("--test-set", help="speech-commands: the separate test set folder (v0.01).")
+    ] = None,
+    iden_split: Annotated[Path | None, typer.Option("--iden-split", help="voxceleb1-sid: iden_split.txt.")] = None,
+    lexicon: Annotated[
+        Path | None, typer.Option("--lexicon", help="librispeech-phones: librispeech-lexicon.txt or CMUdict.")
+    ] = None,
+) -> None:
+    """Data dirs of one of SUPERB's public corpora in its release layout (+ its data-config entry)."""
+    if corpus not in CORPORA:
+        raise ConfigError(f"unknown corpus {corpus!r}; known: {', '.join(CORPORA)}")
+    ensure_writable_dir(out_dir, warn_existing=True)
+    if data_config is not None:
+        from audiossl.fileio import ensure_writable_file
+
+        ensure_writable_file(data_config)
+    from audiossl.superb import corpora
+
+    out_dir = out_dir.resolve()
+    entry: dict[str, dict] = {}
+    if corpus == "speech-commands":
+        parts = corpora.prepare_speech_commands(source, out_dir, test_set)
+        entry["ks"] = {**{k: str(v) for k, v in parts.items()}, "label": "utt2kw"}
+    elif corpus == "fluent-speech-commands":
+        parts = corpora.prepare_fluent_speech_commands(source, out_dir)
+        entry["ic"] = {**{k: str(v) for k, v in parts.items()}, "label": "utt2intent"}
+    elif corpus == "voxceleb1-sid":
+        if iden_split is None:
+            raise ConfigError("voxceleb1-sid needs --iden-split (VoxCeleb1's iden_split.txt)")
+        parts = corpora.prepare_voxceleb1_sid(source, out_dir, iden_split)
+        entry["sid"] = {**{k: str(v) for k, v in parts.items()}, "label": "utt2spk"}
+    elif corpus == "librispeech-phones":
+        if lexicon is None:
+            raise ConfigError("librispeech-phones needs --lexicon (librispeech-lexicon.txt or a CMUdict file)")
+        names = {"train": "train_clean_100", "dev": "dev_clean", "test": "test_clean"}
+        for name in names.values():
+            if not (source / name / "wav.scp").is_file():
+                raise ConfigError(f"{source / name} is not a data dir: run `audiossl data prepare-librispeech` first")
+        dirs = {}
+        from audiossl.data.kaldi import DataDir
+
+        for part, name in names.items():
+            target = out_dir / name
+            if target != (source / name).resolve():  # a copy of the tables; the audio stays where it is
+                DataDir.load(source / name).save(target)
+            _, dropped = corpora.add_phones(target, lexicon)
+            typer.echo(f"{name}: text.phn written; {dropped} utterances with out-of-lexicon words dropped")
+            dirs[part] = str(target)
+        entry["pr"] = {**dirs, "label": "text.phn"}
+        entry["asr"] = {**dirs, "label": "text"}
+    elif corpus == "quesst14":
+        made = corpora.prepare_quesst14(source, out_dir)
+        docs = str(made["docs"])
+        entry["qbe"] = {
+            "dev": docs,
+            "test": docs,
+            "dev_queries": str(made["dev_queries"]),
+            "test_queries": str(made["eval_queries"]),
+        }
+    elif corpus == "voicebank-demand":
+        parts = corpora.prepare_voicebank_demand(source, out_dir)
+        entry["se"] = {k: str(v) for k, v in parts.items()}
+    else:
+        parts = corpora.prepare_libri2mix(source, out_dir)
+        entry["ss"] = {k: str(v) for k, v in parts.items() if k in ("train", "dev", "test")}
+    for task, dirs in entry.items():
+        typer.echo(f"{task}: " + ", ".join(f"{k}={v}" for k, v in dirs.items()))
+    if data_config is not None:
+        typer.echo(f"wrote {corpora.add_to_data_config(data_config, entry)}")

@@ -12,6 +12,8 @@ A YAML file::
         queries: data/qbe/queries   # data dir with words.ctm: the spoken queries are cut from it
         dev: data/qbe/dev           # documents searched to choose the layer
         test: data/qbe/test         # documents searched for the score
+        # or, instead of queries: dev_queries / test_queries: query lists (QUESST's queries),
+        # 'query_id term audio_path [start end]' per line (see audiossl_qbe.queries.read_query_list)
 
 Optional per task: ``plugin``, ``metric``, ``higher_is_better`` and ``options`` (the task
 factory's keyword arguments) override :data:`~audiossl.superb.tasks.TASKS`. Every problem
@@ -29,7 +31,19 @@ from audiossl.config import read_yaml
 from audiossl.errors import ConfigError
 from audiossl.superb.tasks import TASKS, TaskSpec, customised
 
-_KEYS = {"train", "dev", "test", "label", "queries", "plugin", "metric", "higher_is_better", "options"}
+_KEYS = {
+    "train",
+    "dev",
+    "test",
+    "label",
+    "queries",
+    "dev_queries",
+    "test_queries",
+    "plugin",
+    "metric",
+    "higher_is_better",
+    "options",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,8 @@ class TaskData:
     test: Path
     label: str | None
     queries: Path | None = None
+    query_lists: dict[str, Path] = field(default_factory=dict)
+    """QbE: ``dev`` / ``test`` -> query list file (instead of cutting queries from ``queries``)."""
     line: int | None = None
     """Line of the task in the config file (for messages)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -109,12 +125,23 @@ def _task(name: str, entry: Any, path: Path, lines: dict) -> TaskData:
         return resolved.resolve()
 
     qbe = spec.kind == "qbe"
+    lists = {}
+    for key in ("dev_queries", "test_queries"):
+        if entry.get(key) is not None:
+            value = Path(entry[key]) if Path(entry[key]).is_absolute() else path.parent / entry[key]
+            if not value.is_file():
+                raise ConfigError(f"task {name!r}: query list {value} not found", path, lines.get((*where, key)))
+            lists[key.split("_")[0]] = value.resolve()
+    if qbe and lists and set(lists) != {"dev", "test"}:
+        raise ConfigError(f"task {name!r}: give both dev_queries and test_queries", path, lines.get(where))
     dirs = {
         "train": directory("train", not qbe),
         "dev": directory("dev", qbe),
         "test": directory("test", True),
-        "queries": directory("queries", qbe),
+        "queries": directory("queries", qbe and not lists),
     }
+    if lists:
+        label = None  # query lists carry their own audio; no alignment file needed
     if label is not None:
         needing = ("queries",) if qbe else ("train", "dev", "test")
         for key in needing:
@@ -132,7 +159,7 @@ def _task(name: str, entry: Any, path: Path, lines: dict) -> TaskData:
                     path,
                     lines.get((*where, key)),
                 )
-    return TaskData(spec, dirs["train"], dirs["dev"], dirs["test"], label, dirs["queries"], lines.get(where))
+    return TaskData(spec, dirs["train"], dirs["dev"], dirs["test"], label, dirs["queries"], lists, lines.get(where))
 
 
 def write_data_config(path: str | Path, tasks: dict[str, dict[str, Any]], header: str = "") -> Path:

@@ -139,7 +139,7 @@ def run_downstream_pair(upstream: UpstreamEntry, data: TaskData, pair_dir: Path,
 
 def run_qbe_pair(upstream: UpstreamEntry, data: TaskData, pair_dir: Path, config: Any) -> PairResult:
     """QbE: choose the layer with the best dev MTWV, report MTWV and MAP on the test documents with it."""
-    from audiossl_qbe.queries import queries_from_alignments
+    from audiossl_qbe.queries import queries_from_alignments, read_query_list
     from audiossl_qbe.search import evaluate_qbe
 
     from audiossl.data.kaldi import DataDir
@@ -147,11 +147,16 @@ def run_qbe_pair(upstream: UpstreamEntry, data: TaskData, pair_dir: Path, config
     def words(path: Path) -> set[str]:
         return {w for line in (DataDir.load(path).text or {}).values() for w in line.split()}
 
-    per_term = int(data.spec.options.get("per_term", 1))
-    queries = queries_from_alignments(data.queries, per_term=per_term, terms=words(data.dev) & words(data.test))
+    if data.query_lists:  # QUESST-style: separate dev and test queries
+        dev_queries, test_queries = (read_query_list(data.query_lists[k]) for k in ("dev", "test"))
+    else:  # cut from the alignments of the query dir, the words both document sets contain
+        per_term = int(data.spec.options.get("per_term", 1))
+        terms = words(data.dev) & words(data.test)
+        dev_queries = test_queries = queries_from_alignments(data.queries, per_term=per_term, terms=terms)
     twv = data.spec.options.get("twv", "quesst")
-    dev = evaluate_qbe(upstream.spec, queries, data.dev, pair_dir / "dev", twv=twv)
-    test = evaluate_qbe(upstream.spec, queries, data.test, pair_dir / "eval", layers=[dev["layer"]], twv=twv)
+    dev = evaluate_qbe(upstream.spec, dev_queries, data.dev, pair_dir / "dev", twv=twv)
+    test = evaluate_qbe(upstream.spec, test_queries, data.test, pair_dir / "eval", layers=[dev["layer"]], twv=twv)
+    queries = test_queries
     report = json.loads((pair_dir / "dev" / "metrics.json").read_text())
     scores = [float(row["mtwv"]) for row in sorted(report["layers"], key=lambda r: r["layer"])]
     return PairResult(

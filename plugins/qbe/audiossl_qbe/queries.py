@@ -97,7 +97,7 @@ def read_query_list(path: str | Path) -> list[Query]:
                 raise DataError("start and end must be seconds", path, number) from None
             if not 0 <= start < end:
                 raise DataError(f"need 0 <= start < end, got {start} {end}", path, number)
-        queries.append(Query(query_id, term.replace("_", " "), str(audio_path), start, end, f"{path}:{number}"))
+        queries.append(Query(query_id, term, str(audio_path), start, end, f"{path}:{number}"))
     if not queries:
         raise DataError("the query list is empty", path)
     return queries
