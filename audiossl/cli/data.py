@@ -74,6 +74,16 @@ def validate(
             "report on the shards' facts of F.json instead of reading the audio (the problems an unsharded run finds)."
         ),
     ] = None,
+    sample_rate: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-rate",
+            min=1,
+            help="The rate (Hz) the data will be used at: audiossl resamples every recording to it when reading, so "
+            "mixed or other rates are not problems; what gets resampled is listed (upsampling as a warning). "
+            "Without it, every recording must have the same rate.",
+        ),
+    ] = None,
 ) -> None:
     """Check a data dir: sort order, id consistency, readable audio, sample rates. Exit 2 on any problem."""
     # lazy: data.validate pulls in torch; every `audiossl` start-up imports this module
@@ -97,13 +107,31 @@ def validate(
         from audiossl.data.validate import merge_audio_facts
 
         merged = merge_audio_facts(find_parts(facts))
-    problems = validate_data_dir(data_dir, check_audio=not no_audio, allow_pipes=allow, num_jobs=nj, audio_facts=merged)
+    notes: list = []
+    problems = validate_data_dir(
+        data_dir,
+        check_audio=not no_audio,
+        allow_pipes=allow,
+        num_jobs=nj,
+        audio_facts=merged,
+        resample_to=sample_rate,
+        notes=notes,
+    )
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     for problem in problems:
         typer.echo(str(problem), err=True)
     if problems:
+        if any("mixed sample rates" in problem.message for problem in problems):
+            typer.echo(
+                "hint: audiossl resamples when it reads; if the data will be used at one rate, check with "
+                "--sample-rate R (e.g. --sample-rate 16000)",
+                err=True,
+            )
         typer.echo(f"{data_dir}: {len(problems)} problem(s)", err=True)
         raise typer.Exit(2)
-    typer.echo(f"{data_dir}: OK")
+    rate = f" (at {sample_rate} Hz)" if sample_rate is not None else ""
+    typer.echo(f"{data_dir}: OK{rate}")
 
 
 @app.command()

@@ -183,6 +183,8 @@ def validate_data_dir(
     check_audio: bool = True,
     allow_pipes: bool | None = None,
     sample_rate: int | None = None,
+    resample_to: int | None = None,
+    notes: list[Problem] | None = None,
     num_jobs: int = 1,
     audio_facts: list[AudioFact] | None = None,
 ) -> list[Problem]:
@@ -193,7 +195,16 @@ def validate_data_dir(
     utt2num_samples and every utt2<label>. With ``check_audio`` every recording is read:
     missing, unreadable, truncated, empty or NaN/Inf audio; sample rates (mixed, or not
     ``sample_rate``); segments past the end of their recording; utt2dur/utt2num_samples/
-    reco2dur disagreeing with the audio. wav.scp pipe commands run only when allowed
+    reco2dur disagreeing with the audio.
+
+    ``resample_to``: the rate the data will be read at (audiossl's loaders resample every
+    recording to the rate they are asked for). Mixed rates, or rates other than it, are then not
+    problems; what will happen to them is appended to ``notes`` (when given): one note per native
+    rate that differs, with its count and first wav.scp line, worded as a warning for rates below
+    ``resample_to`` (upsampled audio has nothing above half its native rate). ``sample_rate``
+    (strict: every recording must already be at it) wins over ``resample_to`` when both are set.
+
+    wav.scp pipe commands run only when allowed
     (``allow_pipes``; None: the process policy, see :mod:`audiossl.data.wav_scp`): with audio
     checks, a refused pipe raises :class:`~audiossl.data.wav_scp.PipeRefused` naming its line
     before any audio is read (a policy, not a problem of the data dir).
@@ -243,8 +254,28 @@ def validate_data_dir(
             audio_facts = read_audio_facts(root, allow_pipes=allow_pipes, num_jobs=num_jobs).facts
         elif [fact.recording for fact in audio_facts] != list(wav_scp):
             raise DataError("the audio facts are of other recordings than wav.scp's (rerun the shards)", root)
-        _check_audio(check, wav_scp, segments, utt2dur, utt2num_samples, reco2dur, sample_rate, audio_facts)
+        rates = (sample_rate, resample_to if sample_rate is None else None)
+        found = _check_audio(check, wav_scp, segments, utt2dur, utt2num_samples, reco2dur, rates, audio_facts)
+        if rates[1] is not None and notes is not None:
+            notes.extend(resampling_notes(root, wav_scp, found, rates[1]))
     return check.problems
+
+
+def resampling_notes(
+    root: Path, wav_scp: dict[str, _Row], found: dict[str, tuple[int, int]], target: int
+) -> list[Problem]:
+    """One note per native rate other than ``target``: how many recordings, the first one's line."""
+    by_rate: dict[int, list[str]] = {}
+    for recording, (_, rate) in found.items():
+        if rate != target:
+            by_rate.setdefault(rate, []).append(recording)
+    notes = []
+    for rate, recordings in sorted(by_rate.items()):
+        first = wav_scp[recordings[0]]
+        what = "downsampled" if rate > target else "UPSAMPLED (no content above " + f"{rate / 2000:g} kHz)"
+        message = f"{len(recordings)} recording(s) at {rate} Hz will be {what} to {target} Hz (first: {first.value})"
+        notes.append(Problem(str(root / "wav.scp"), first.line, message))
+    return notes
 
 
 @dataclass(frozen=True)
@@ -371,10 +402,15 @@ def _check_audio(
     utt2dur: dict[str, tuple[float, int]],
     utt2num_samples: dict[str, tuple[float, int]],
     reco2dur: dict[str, tuple[float, int]],
-    sample_rate: int | None,
+    rates: tuple[int | None, int | None],
     facts: list[AudioFact],
-) -> None:
-    """Check what reading every recording found, and the durations and spans that refer to it."""
+) -> dict[str, tuple[int, int]]:
+    """Check what reading every recording found, and the durations and spans that refer to it.
+
+    ``rates``: (every recording must be at this rate, or None; the data will be resampled to this
+    rate, or None: then mixed rates are not a problem). Returns recording -> (samples, rate).
+    """
+    sample_rate, resample_to = rates
     root = check.root
     found: dict[str, tuple[int, int]] = {}  # recording -> (num_samples, sample_rate)
     channels: dict[str, int] = {}  # recording -> channel count
@@ -385,10 +421,10 @@ def _check_audio(
         found[fact.recording] = (fact.samples, fact.rate)
         channels[fact.recording] = fact.channels
 
-    rates = Counter(rate for _, rate in found.values())
-    expected_rate = sample_rate if sample_rate is not None else (rates.most_common(1)[0][0] if rates else None)
+    counts = Counter(rate for _, rate in found.values())
+    expected_rate = sample_rate if sample_rate is not None else (counts.most_common(1)[0][0] if counts else None)
     for recording, (_, rate) in found.items():
-        if rate != expected_rate:
+        if rate != expected_rate and resample_to is None:
             reason = "expected" if sample_rate is not None else "mixed sample rates; most recordings have"
             row = wav_scp[recording]
             check.add(root / "wav.scp", row.line, f"{row.value}: sample rate {rate} Hz ({reason} {expected_rate} Hz)")
@@ -421,6 +457,7 @@ def _check_audio(
     _compare("utt2num_samples", check, utt2num_samples, {u: a[1] for u, a in actual.items()}, 1, "samples")
     reco_durations = {recording: length / rate for recording, (length, rate) in found.items()}
     _compare("reco2dur", check, reco2dur, reco_durations, DURATION_TOLERANCE, "s")
+    return found
 
 
 def _check_channels(check: _Checker, wav_scp: dict[str, _Row], channels: dict[str, int]) -> None:
