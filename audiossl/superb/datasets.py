@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from audiossl.data.kaldi import DataDir, read_table, write_table
-from audiossl.data.subset import split
+from audiossl.data.subset import split, subset
 from audiossl.errors import DataError
 from audiossl.fileio import atomic_write
 from audiossl.superb.dataconfig import write_data_config
@@ -46,9 +46,36 @@ def save_part(part: DataDir, source: Path, out: Path) -> Path:
     return out
 
 
-def split_dir(source: Path, out: Path, fractions: dict[str, float], by: str, seed: int) -> dict[str, Path]:
-    """Split the data dir ``source`` into ``out/<part>`` (see :func:`audiossl.data.subset.split`) keeping extras."""
-    parts = split(DataDir.load(source), fractions, by=by, seed=seed)
+def split_dir(
+    source: Path, out: Path, fractions: dict[str, float], by: str, seed: int, cover: str | None = None
+) -> dict[str, Path]:
+    """Split the data dir ``source`` into ``out/<part>`` (see :func:`audiossl.data.subset.split`) keeping extras.
+
+    ``cover``: a label (``kw`` for utt2kw) every class of which the ``train`` part must hold: an
+    utterance of another part whose class ``train`` lacks moves to ``train`` (a classifier
+    cannot be scored on a class it never saw; a small corpus split at random can miss one).
+    """
+    data = DataDir.load(source)
+    parts = split(data, fractions, by=by, seed=seed)
+    if cover is not None:
+        labels = data.labels[cover]
+        seen = {labels[u] for u in parts["train"].utterance_ids}
+        moved = []
+        for name, part in parts.items():
+            if name != "train":
+                for utt in part.utterance_ids:
+                    if labels[utt] not in seen:
+                        seen.add(labels[utt])
+                        moved.append(utt)
+        if moved:
+            log.info("split of %s: %d utterances moved to train so it holds every %s class", source, len(moved), cover)
+            keep = set(moved)
+            parts = {
+                name: subset(data, part.utterance_ids + moved)
+                if name == "train"
+                else subset(data, [u for u in part.utterance_ids if u not in keep])
+                for name, part in parts.items()
+            }
     return {name: save_part(part, source, out / name) for name, part in parts.items()}
 
 
@@ -91,8 +118,8 @@ def prepare_synth(
     synthesize_corpus(corpus, SynthConfig(**base))
     synthesize_corpus(keywords, SynthConfig(**base, words_per_utt=(1, 1)))
     fractions = {"train": 0.7, "dev": 0.15, "test": 0.15}
-    utt = split_dir(corpus, out / "utt", fractions, "utterance", seed)
-    kw = split_dir(keywords, out / "kw", fractions, "utterance", seed)
+    utt = split_dir(corpus, out / "utt", fractions, "utterance", seed, cover="intent")
+    kw = split_dir(keywords, out / "kw", fractions, "utterance", seed, cover="kw")
     # sv: test speakers unseen in training; validation (early stopping) is held out of the training speakers
     spk = split_dir(corpus, out / "spk", {"train": 0.5, "test": 0.5}, "speaker", seed)
 

@@ -1,11 +1,11 @@
 """The SUPERB tasks audiossl runs: which plugin trains each, which label it reads, which metric ranks it.
 
 Names and metrics follow SUPERB (Yang et al., 2021) and its follow-ups: KS, IC, SID and ER
-by accuracy, ASR by WER (the asr plugin's ``wer``, a fraction), PR by PER, SV by EER (the sv
-plugin's ``eer_percent``), QbE by MTWV, SE by PESQ, SS by SI-SDRi;
-LID (accuracy) is not one of SUPERB's but uses the same classifier. A data config may name
-another plugin, metric or task options for a task (``plugin:``, ``metric:``,
-``higher_is_better:``, ``options:``), e.g. while a plugin is being renamed.
+by accuracy (the classifiers' ``WA``, weighted accuracy = overall accuracy), ASR by WER (the
+asr plugin's ``wer``, a fraction), PR by PER, SV by EER (the sv plugin's ``eer_percent``),
+QbE by MTWV, SE by PESQ, SS by SI-SDRi; LID (accuracy) is not one of SUPERB's but uses the
+same classifier. A data config may name another plugin, metric or task options for a task
+(``plugin:``, ``metric:``, ``higher_is_better:``, ``options:``), e.g. while a plugin is renamed.
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
         TaskSpec("pr", "pr", "PER", False, "text.phn", description="phoneme recognition (CTC), phone error rate"),
-        TaskSpec("ks", "cls", "ACC", True, "utt2kw", description="keyword spotting, accuracy"),
+        TaskSpec("ks", "cls", "WA", True, "utt2kw", description="keyword spotting, accuracy"),
         TaskSpec("qbe", "qbe", "MTWV", True, "words.ctm", kind="qbe", description="query by example, MTWV"),
-        TaskSpec("sid", "cls", "ACC", True, "utt2spk", description="speaker identification, accuracy"),
+        TaskSpec("sid", "cls", "WA", True, "utt2spk", description="speaker identification, accuracy"),
         TaskSpec("asr", "asr", "wer", False, "text", description="speech recognition (CTC), word error rate"),
-        TaskSpec("ic", "cls", "ACC", True, "utt2intent", description="intent classification, accuracy"),
+        TaskSpec("ic", "cls", "WA", True, "utt2intent", description="intent classification, accuracy"),
         TaskSpec("sv", "sv", "eer_percent", False, "utt2spk", description="speaker verification, equal error rate"),
         TaskSpec("er", "er", "WA", True, "utt2emo", description="emotion recognition, accuracy (WA)"),
-        TaskSpec("lid", "cls", "ACC", True, "utt2lang", description="language identification, accuracy"),
+        TaskSpec("lid", "cls", "WA", True, "utt2lang", description="language identification, accuracy"),
         TaskSpec("se", "se", "PESQ", True, None, description="speech enhancement, PESQ"),
         TaskSpec("ss", "ss", "SI-SDRi", True, None, description="source separation, SI-SDR improvement"),
     )

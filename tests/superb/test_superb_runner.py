@@ -102,3 +102,24 @@ def test_task_not_in_the_config_and_missing_dirs(config, tmp_path):
     with pytest.raises(ConfigError, match="not a data dir") as caught:
         load_data_config(config)
     assert caught.value.line == 2
+
+
+def test_prepare_synth_covers_every_class_in_train(tmp_path):
+    from audiossl.data.kaldi import read_table
+    from audiossl.superb.datasets import prepare_synth
+
+    config = prepare_synth(tmp_path / "s", speakers=4, utts_per_speaker=6, enhance=False)
+    tasks = load_data_config(config)
+    assert set(tasks) == {"ks", "ic", "sid", "er", "asr", "pr", "sv", "qbe"}
+    for task, label in (("ks", "utt2kw"), ("ic", "utt2intent")):
+        seen = set(read_table(tasks[task].train / label).values())
+        for part in (tasks[task].dev, tasks[task].test):
+            assert set(read_table(part / label).values()) <= seen
+    # sv: unseen test speakers; qbe: queries cut from train, which keeps its alignments
+    assert not set(read_table(tasks["sv"].train / "utt2spk").values()) & set(
+        read_table(tasks["sv"].test / "utt2spk").values()
+    )
+    ctm_utts = {line.split()[0] for line in (tasks["qbe"].queries / "words.ctm").read_text().splitlines()}
+    assert ctm_utts == set(read_table(tasks["qbe"].queries / "wav.scp"))
+    phones = read_table(tasks["pr"].test / "text.phn")
+    assert set(phones) == set(read_table(tasks["pr"].test / "text"))
