@@ -353,3 +353,7 @@ def combine(
 from audiossl.cli.data_shar import register_export_shar  # noqa: E402  (issue 14, H1)
 
 register_export_shar(app)
+
+from audiossl.cli.data_filter import register_filter  # noqa: E402  (issue 21, H3)
+
+register_filter(app)

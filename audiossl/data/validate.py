@@ -39,6 +39,10 @@ class Problem:
     path: str
     line: int | None
     message: str
+    subject: str | None = None
+    """The id the problem is about when it is about one entry: an utterance id, or a recording id for
+    wav.scp/reco2dur problems (``audiossl data filter --drop-bad`` drops it); None for problems of a
+    whole table (sort order, line endings) or of a speaker (spk2utt is regenerated)."""
 
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
@@ -59,8 +63,8 @@ class _Checker:
         self.root = root
         self.problems: list[Problem] = []
 
-    def add(self, path: Path | str, line: int | None, message: str) -> None:
-        self.problems.append(Problem(str(path), line, message))
+    def add(self, path: Path | str, line: int | None, message: str, subject: str | None = None) -> None:
+        self.problems.append(Problem(str(path), line, message, subject))
 
     def read(self, name: str, allow_empty_value: bool = False) -> dict[str, _Row] | None:
         """Read a table leniently: bad lines become problems and are skipped. None if absent."""
@@ -91,17 +95,17 @@ class _Checker:
             try:
                 line = line_bytes.decode("utf-8").strip()
             except UnicodeDecodeError as error:
-                self.add(path, number, f"not valid UTF-8 (byte {error.start})")
+                self.add(path, number, f"not valid UTF-8 (byte {error.start})", _key_of(line_bytes))
                 continue
             if not line:
                 continue
             key, value = split_line(line)
             row = _Row(key, value, number)
             if not row.value and not allow_empty_value:
-                self.add(path, number, f"id {key!r} has no value")
+                self.add(path, number, f"id {key!r} has no value", key)
                 continue
             if key in rows:
-                self.add(path, number, f"duplicate id {key!r} (first on line {rows[key].line})")
+                self.add(path, number, f"duplicate id {key!r} (first on line {rows[key].line})", key)
                 continue
             rows[key] = row
             if previous is not None and kaldi_sort_key(key) < kaldi_sort_key(previous.key):
@@ -125,10 +129,10 @@ class _Checker:
             try:
                 value = kind(row.value)
             except ValueError:
-                self.add(self.root / name, row.line, f"expected a positive {kind.__name__}, got {row.value!r}")
+                self.add(self.root / name, row.line, f"expected a positive {kind.__name__}, got {row.value!r}", row.key)
                 continue
             if value <= 0:
-                self.add(self.root / name, row.line, f"expected a positive {kind.__name__}, got {row.value!r}")
+                self.add(self.root / name, row.line, f"expected a positive {kind.__name__}, got {row.value!r}", row.key)
                 continue
             values[row.key] = (value, row.line)
         return values
@@ -139,10 +143,19 @@ class _Checker:
             return
         for key, row in rows.items():
             if key not in utterances:
-                self.add(self.root / name, row.line, f"utterance {key!r} is not in {defined_in}")
+                self.add(self.root / name, row.line, f"utterance {key!r} is not in {defined_in}", key)
         for key, row in utterances.items():
             if key not in rows:
-                self.add(self.root / name, None, f"no entry for utterance {key!r} ({defined_in} line {row.line})")
+                self.add(self.root / name, None, f"no entry for utterance {key!r} ({defined_in} line {row.line})", key)
+
+
+def _key_of(line: bytes) -> str | None:
+    """The id of a table line whose value is not UTF-8, when the id itself is."""
+    fields = line.split(maxsplit=1)
+    try:
+        return fields[0].decode("utf-8") if fields else None
+    except UnicodeDecodeError:
+        return None
 
 
 def _label_tables(root: Path) -> list[str]:
@@ -158,20 +171,18 @@ def _parse_segments(check: _Checker, rows: dict[str, _Row] | None) -> dict[str, 
     for row in (rows or {}).values():
         fields = row.value.split()
         if len(fields) != 3:
-            check.add(
-                check.root / "segments", row.line, f"segment {row.key!r}: expected '<utt> <recording> <start> <end>'"
-            )
+            message = f"segment {row.key!r}: expected '<utt> <recording> <start> <end>'"
+            check.add(check.root / "segments", row.line, message, row.key)
             continue
         try:
             start, end = float(fields[1]), float(fields[2])
         except ValueError:
-            check.add(
-                check.root / "segments", row.line, f"segment {row.key!r}: start and end must be numbers (seconds)"
-            )
+            message = f"segment {row.key!r}: start and end must be numbers (seconds)"
+            check.add(check.root / "segments", row.line, message, row.key)
             continue
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (end != -1 and end <= start):
             message = f"segment {row.key!r}: bad span: start {fields[1]} s, end {fields[2]} s (end -1: to the end)"
-            check.add(check.root / "segments", row.line, message)
+            check.add(check.root / "segments", row.line, message, row.key)
             continue
         spans[row.key] = (fields[0], start, end, row.line)
     return spans
@@ -229,7 +240,7 @@ def validate_data_dir(
     defined_in = "segments" if segment_rows is not None else "wav.scp"
     for utt, (recording, _, _, line) in segments.items():
         if recording not in wav_scp:
-            check.add(root / "segments", line, f"segment {utt!r}: its recording {recording!r} is not in wav.scp")
+            check.add(root / "segments", line, f"segment {utt!r}: its recording {recording!r} is not in wav.scp", utt)
 
     utt2spk = check.read("utt2spk")
     check.same_ids("utt2spk", utt2spk, utterances, defined_in)
@@ -245,7 +256,7 @@ def validate_data_dir(
     reco2dur = check.numbers("reco2dur", reco2dur_rows, float)
     for key, row in (reco2dur_rows or {}).items():
         if key not in wav_scp:
-            check.add(root / "reco2dur", row.line, f"recording {key!r} is not in wav.scp")
+            check.add(root / "reco2dur", row.line, f"recording {key!r} is not in wav.scp", key)
     for name in _label_tables(root):
         check.same_ids(name, check.read(name), utterances, defined_in)
 
@@ -344,7 +355,7 @@ class _ReadAudio:
                     row.value, allow_pipes=allow_pipes, source=(root / "wav.scp", row.line), mono=False
                 )
             except AudioError as error:
-                problem = Problem(str(error.path or root / "wav.scp"), error.line, error.message)
+                problem = Problem(str(error.path or root / "wav.scp"), error.line, error.message, recording)
                 facts.append(AudioFact(recording, problem=problem))
             else:
                 facts.append(AudioFact(recording, int(samples.shape[-1]), int(rate), int(samples.shape[0])))
@@ -427,7 +438,8 @@ def _check_audio(
         if rate != expected_rate and resample_to is None:
             reason = "expected" if sample_rate is not None else "mixed sample rates; most recordings have"
             row = wav_scp[recording]
-            check.add(root / "wav.scp", row.line, f"{row.value}: sample rate {rate} Hz ({reason} {expected_rate} Hz)")
+            message = f"{row.value}: sample rate {rate} Hz ({reason} {expected_rate} Hz)"
+            check.add(root / "wav.scp", row.line, message, recording)
     _check_channels(check, wav_scp, channels)
 
     actual: dict[str, tuple[float, int]] = {}  # utterance -> (seconds, samples at the native rate)
@@ -438,15 +450,12 @@ def _check_audio(
             length, rate = found[recording]
             duration = length / rate
             if start >= duration:
-                check.add(
-                    root / "segments",
-                    line,
-                    f"segment {utt!r}: start {start} s is past the end of {recording!r} ({duration:.3f} s)",
-                )
+                message = f"segment {utt!r}: start {start} s is past the end of {recording!r} ({duration:.3f} s)"
+                check.add(root / "segments", line, message, utt)
                 continue
             if end > duration + MAX_SEGMENT_OVERSHOOT:
                 message = f"segment {utt!r}: end {end} s is past the end of {recording!r} ({duration:.3f} s)"
-                check.add(root / "segments", line, message)
+                check.add(root / "segments", line, message, utt)
                 continue
             last = length if end < 0 else min(round(end * rate), length)
             actual[utt] = ((last - round(start * rate)) / rate, last - round(start * rate))
@@ -474,7 +483,7 @@ def _check_channels(check: _Checker, wav_scp: dict[str, _Row], channels: dict[st
                 f"{row.value}: {count} channel{'s' * (count != 1)} where {others} {usual}; loading mixes every "
                 f"multi-channel recording down to mono (their mean) unless one channel is chosen ({channel_option()})"
             )
-            check.add(check.root / "wav.scp", row.line, message)
+            check.add(check.root / "wav.scp", row.line, message, recording)
 
 
 def _compare(
@@ -484,7 +493,7 @@ def _compare(
     for key, (value, line) in stated.items():
         if key in actual and abs(value - actual[key]) > tolerance:
             message = f"{key!r}: {value} {unit} disagrees with the audio ({actual[key]:.6g} {unit})"
-            check.add(check.root / name, line, message)
+            check.add(check.root / name, line, message, key)
 
 
 def _table_files(root: Path) -> list[Path]:
