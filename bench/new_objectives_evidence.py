@@ -64,7 +64,7 @@ NEW_RUNS = {
     "bestrq-conformer": ("bestrq-conformer-tiny", SPANS),
     "wavlm-conformer": ("wavlm-conformer-tiny", SPANS),
     "distil-conformer": (
-        "distil-conformer-tiny",
+        "distill-conformer-tiny",
         ["data.min_utt_seconds=0.1", f"objective.config.teacher={TEACHER}", "objective.config.teacher_layers=[2,3,4]"],
     ),
 }

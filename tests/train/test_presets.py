@@ -54,6 +54,12 @@ SMALL_OBJECTIVE["dino"] = [
     "data.min_utt_seconds=0.6",
 ]
 
+# issue 20 (H4): the new objectives, small; wavlm's preset has `labels`, so it trains on k-means labels here.
+SMALL_OBJECTIVE["data2vec"] = ["objective.config.top_k=2", "objective.config.mask.span_length=3"]
+SMALL_OBJECTIVE["bestrq"] = ["objective.config.quantizer.codebook_size=32", "objective.config.mask.span_length=3"]
+SMALL_OBJECTIVE["wavlm"] = [*SMALL_OBJECTIVE["hubert"], "objective.config.mix.prob=1.0"]
+SMALL_OBJECTIVE["distill"] = ["objective.config.teacher_layers=[1,2]"]
+
 
 def cluster_labels(data_dir, out):
     """A label dir of ``data_dir`` for objectives that predict cluster labels (MFCC k-means, k=8)."""
@@ -88,6 +94,10 @@ def test_preset_trains_two_steps(name, synth_dir, tmp_path):
     sets = COMMON + SHRINK[base.encoder.family] + SMALL_OBJECTIVE[base.objective.name]
     if "labels" in base.objective.config:
         sets.append(f"objective.config.labels={cluster_labels(synth_dir, tmp_path)}")
+    if "teacher" in base.objective.config:  # distillation: a tiny pretrained teacher
+        from audiossl.testing.downstream import tiny_pretrained
+
+        sets.append(f"objective.config.teacher={tiny_pretrained(tmp_path / 'teacher', synth_dir)}")
     config = resolve_config(name, sets)
     result = pretrain(config, [synth_dir], tmp_path / "run")
     assert result.step == 2 and result.stopped_by is None
