@@ -46,6 +46,22 @@ class DownstreamTask(ABC):
     labels: ClassVar[tuple[str, ...]] = ()
     #: "utterance": one target per utterance (crops are allowed); "frame": targets along time.
     level: ClassVar[Literal["utterance", "frame"]] = "utterance"
+    #: Label whose classes the held-out (dev) part is stratified by ("spk" = utt2spk); None = a random draw.
+    stratify_label: ClassVar[str | None] = None
+    #: The dev metric that early stopping and the lr sweep select on (a key of :meth:`dev_metrics`).
+    dev_metric: ClassVar[str] = "loss"
+    #: Whether a larger :attr:`dev_metric` is better (accuracy) or a smaller one (loss, error rates).
+    dev_higher_is_better: ClassVar[bool] = False
+    #: Peak learning rate of the head at 32 utterances per batch (scaled by the data-size rule of the trainer).
+    base_lr: ClassVar[float] = 1.0e-3
+    #: True when the head is solved in closed form (:meth:`fit_closed_form`) instead of trained by SGD.
+    closed_form: bool = False
+
+    def fit_closed_form(
+        self, upstream: nn.Module, train_dir: Path, dev_dir: Path | None, run_dir: Path, state: TaskState
+    ) -> nn.Module:
+        """The head of a :attr:`closed_form` task, fitted on ``train_dir`` (selected on ``dev_dir``)."""
+        raise NotImplementedError(f"task {self.name!r} has no closed-form head")
 
     def options(self) -> dict[str, Any]:
         """Constructor keyword arguments (JSON-able) that rebuild this task; saved with every run."""
@@ -78,6 +94,24 @@ class DownstreamTask(ABC):
         self, head: nn.Module, upstream: nn.Module, data_dir: Path, state: TaskState, out_dir: Path
     ) -> dict[str, float]:
         """Metrics on ``data_dir`` (head and upstream in eval mode); reports and plots go to ``out_dir``."""
+
+    def dev_metrics(
+        self, head: nn.Module, upstream: nn.Module, data_dir: Path, state: TaskState, batch_seconds: float = 60.0
+    ) -> dict[str, float]:
+        """Metrics of the held-out data for model selection (eval mode, no gradients): ``loss`` and :attr:`dev_metric`.
+
+        The default is the mean batch loss; tasks with a better yardstick (accuracy, error rates) override it.
+        """
+        losses = []
+        with torch.no_grad():
+            for batch, hidden, lengths in eval_batches(upstream, data_dir, self.labels, batch_seconds=batch_seconds):
+                losses.append(float(self.loss(head, hidden, lengths, batch.to(hidden.device), state).total))
+        return {"loss": sum(losses) / max(len(losses), 1)}
+
+    def after_training(  # noqa: B027  (an optional hook)
+        self, upstream: nn.Module, train_dir: Path, dev_dir: Path | None, run_dir: Path, state: TaskState
+    ) -> None:
+        """Called once a run finished training (main process only), e.g. to fit a reference probe into ``run_dir``."""
 
     def save_state(self, state: TaskState, run_dir: Path) -> None:
         """Write the state into the run dir (default: JSON in :data:`STATE_FILE`)."""

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +32,7 @@ from audiossl.config import from_dict, to_dict
 from audiossl.downstream.task import DownstreamTask, TaskState, check_labels
 from audiossl.downstream.unit import DownstreamUnit, engine_config, validation_losses
 from audiossl.downstream.upstream import MODES, Upstream, load_upstream, parse_fbank_spec
-from audiossl.engine import Engine, remove_stale_temporaries
+from audiossl.engine import BEST_NAME, Engine, remove_stale_temporaries
 from audiossl.engine.optim import lr_factor as _lr_factor
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_write, latest_checkpoint
@@ -50,10 +52,10 @@ class DownstreamConfig:
     """``frozen``: only the layer weights and the head learn (SUPERB); ``finetune``: the encoder too."""
     freeze_steps: int = 0
     """Fine-tuning: the encoder gets no gradient during the first N steps."""
-    max_steps: int = 2000
-    """Optimizer steps of the run."""
-    lr: float = 1.0e-3
-    """Peak learning rate of the head and the layer weights."""
+    max_steps: int | None = None
+    """Optimizer steps of the run; None = from the data size (:func:`resolve_defaults`: about 40 epochs, 200..4000)."""
+    lr: float | None = None
+    """Peak learning rate of the head and the layer weights; None = from the batch size (:func:`resolve_defaults`)."""
     upstream_lr: float = 5.0e-5
     """Peak learning rate of the encoder when fine-tuning."""
     weight_decay: float = 0.0
@@ -86,6 +88,32 @@ class DownstreamConfig:
     """Checkpoints kept."""
     tensorboard: bool = False
     """Mirror the log to TensorBoard (RUN_DIR/tensorboard)."""
+    cache_gb: float = 2.0
+    """Frozen mode without crops: keep each utterance's layers in memory after its first batch (up to this many
+    GiB), so later epochs run only the head; 0 = recompute every batch."""
+    standardize: bool = True
+    """Standardise every layer's features per dimension by mean/std of the training data (kept in checkpoints)."""
+    standardize_utterances: int | None = 500
+    """Utterances (a seeded sample) the standardisation statistics are measured on; None = all."""
+    early_stopping: bool = True
+    """Select the checkpoint with the best dev metric (``RUN_DIR/best.pt``), stop after ``patience`` evaluations
+    without improvement. The dev data is ``--valid`` when given, else a held-out part of the training dir."""
+    heldout_fraction: float = 0.1
+    """Share of the training dir held out as dev data when no valid dir is given."""
+    heldout_min: int = 10
+    """At least this many held-out utterances; with fewer than twice as many, early stopping is off."""
+    heldout_by: Literal["utterance", "speaker"] = "utterance"
+    """Held-out utterances stratified by the task's label (``utterance``) or whole speakers (``speaker``)."""
+    patience: int = 8
+    """Evaluations without a better dev metric before early stopping ends the run."""
+    eval_every: int | None = None
+    """Steps between dev evaluations; None = about once per epoch (at most 20 per run, at least 1 step)."""
+    budget_minutes: float | None = None
+    """Stop after this many wall-clock minutes of training (the best dev checkpoint is kept); None = no limit."""
+    lr_sweep: bool = False
+    """Train once per learning rate of ``lr_grid`` (same held-out split) and keep the one with the best dev metric."""
+    lr_grid: list[float] = field(default_factory=lambda: [1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2])
+    """Learning rates of the sweep (SUPERB users sweep a log grid by hand)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -94,25 +122,49 @@ class DownstreamConfig:
             raise ConfigError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.accumulation_steps < 1:
             raise ConfigError(f"accumulation_steps must be >= 1, got {self.accumulation_steps}")
-        if self.max_steps < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.keep_last < 1:
+        if (self.max_steps is not None and self.max_steps < 1) or min(self.log_every, self.checkpoint_every) < 1:
             raise ConfigError("max_steps, log_every, checkpoint_every and keep_last must be >= 1")
+        if self.keep_last < 1 or self.patience < 1 or (self.eval_every is not None and self.eval_every < 1):
+            raise ConfigError("keep_last, patience and eval_every must be >= 1")
         if self.freeze_steps < 0 or self.warmup_steps < 0:
             raise ConfigError("freeze_steps and warmup_steps must be >= 0")
-        if self.lr <= 0 or self.upstream_lr <= 0 or self.weight_decay < 0 or self.batch_seconds <= 0:
-            raise ConfigError("lr, upstream_lr and batch_seconds must be > 0, weight_decay >= 0")
+        if (self.lr is not None and self.lr <= 0) or self.upstream_lr <= 0 or self.batch_seconds <= 0:
+            raise ConfigError("lr, upstream_lr and batch_seconds must be > 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 < self.heldout_fraction < 0.5 or self.heldout_min < 1:
+            raise ConfigError("heldout_fraction must be in (0, 0.5) and heldout_min >= 1")
+        if self.heldout_by not in ("utterance", "speaker"):
+            raise ConfigError(f"heldout_by must be utterance or speaker, got {self.heldout_by!r}")
+        if self.budget_minutes is not None and self.budget_minutes <= 0:
+            raise ConfigError(f"budget_minutes must be > 0 or null, got {self.budget_minutes}")
+        if self.lr_sweep and (not self.lr_grid or any(lr <= 0 for lr in self.lr_grid)):
+            raise ConfigError(f"lr_grid must hold positive learning rates, got {self.lr_grid}")
+        if self.cache_gb < 0:
+            raise ConfigError(f"cache_gb must be >= 0, got {self.cache_gb}")
+        if self.standardize_utterances is not None and self.standardize_utterances < 1:
+            raise ConfigError("standardize_utterances must be >= 1 or null")
         if self.max_utt_seconds is not None and self.max_utt_seconds <= 0:
             raise ConfigError(f"max_utt_seconds must be > 0 or null, got {self.max_utt_seconds}")
 
 
 @dataclass
 class DownstreamResult:
-    """Where a run ended: its dir, last step, last logged training loss and last validation loss."""
+    """Where a run ended: its dir, last step, last logged training loss and last validation loss.
+
+    With early stopping: the best dev evaluation's step and metric and ``RUN_DIR/best.pt``;
+    ``stopped_by`` says why the run ended before ``max_steps`` (early stopping, budget, a signal).
+    """
 
     run_dir: Path
     step: int
     loss: float
     valid_loss: float | None
     checkpoint: Path
+    best_step: int | None = None
+    best_score: float | None = None
+    stopped_by: str | None = None
+    best_checkpoint: Path | None = None
 
 
 @dataclass
@@ -181,6 +233,9 @@ def _check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) 
         "num_workers",
         "tensorboard",
         "precision",
+        "budget_minutes",
+        "patience",
+        "cache_gb",
     }
     changed = [key for key in ("task", "task_options", "upstream") if saved.get(key) != current.get(key)]
     changed += [
@@ -191,6 +246,85 @@ def _check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) 
     ]
     if changed:
         raise ConfigError(f"cannot resume: {', '.join(changed)} differ from the run being resumed", path)
+
+
+#: Target epochs of the automatic step count, and its bounds (:func:`resolve_defaults`).
+AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_STEPS = 40, 200, 4000
+#: Evaluations per run at most when ``eval_every`` is automatic.
+AUTO_EVALS = 20
+
+
+def batches_per_epoch(durations: Sequence[float], batch_seconds: float) -> tuple[int, float]:
+    """(batches of one epoch, mean utterances per batch) of the bucketed sampler the trainer uses."""
+    from audiossl.data.sampler import BucketBatchSampler
+
+    sampler = BucketBatchSampler(list(durations), batch_seconds, seed=0)
+    count = max(len(sampler), 1)
+    return count, len(durations) / count
+
+
+def resolve_defaults(config: DownstreamConfig, task: DownstreamTask, durations: Sequence[float]) -> DownstreamConfig:
+    """The config with ``max_steps``, ``lr`` and ``eval_every`` filled in from the training data when they are None.
+
+    The rule (docs/downstream.md): with ``E`` batches per epoch and ``B`` utterances per batch,
+    ``max_steps = clip(40 E, 200, 4000)`` (early stopping ends most runs sooner);
+    ``lr = task.base_lr * sqrt(B / 32)`` clipped to [1e-4, 1e-2] (Adam's square-root scaling
+    with the batch, Malladi et al. 2022); ``eval_every = max(1, min(E, max_steps // 20))``.
+    """
+    epoch, per_batch = batches_per_epoch(durations, config.batch_seconds)
+    changes: dict[str, Any] = {}
+    if config.max_steps is None:
+        changes["max_steps"] = int(min(max(AUTO_EPOCHS * epoch, AUTO_MIN_STEPS), AUTO_MAX_STEPS))
+    if config.lr is None:
+        changes["lr"] = float(min(max(task.base_lr * math.sqrt(per_batch / 32.0), 1e-4), 1e-2))
+    steps = changes.get("max_steps", config.max_steps)
+    if config.eval_every is None:
+        changes["eval_every"] = max(1, min(epoch, steps // AUTO_EVALS))
+    resolved = replace(config, **changes)
+    if changes:
+        logger.info(
+            "defaults from the data (%d utterances, %d batches/epoch, %.1f utterances/batch): %s",
+            len(durations),
+            epoch,
+            per_batch,
+            ", ".join(f"{key}={value:.3g}" for key, value in changes.items()),
+        )
+    return resolved
+
+
+def _dev_data(
+    task: DownstreamTask, train_dir: Path, run_dir: Path, config: DownstreamConfig, valid_dir: Path | None
+) -> tuple[Path, Path | None, str]:
+    """(train dir, dev dir or None, why) of a run: the given valid dir, a held-out part, or none."""
+    if not config.early_stopping:
+        return train_dir, valid_dir, "early stopping off"
+    if valid_dir is not None:
+        return train_dir, valid_dir, f"dev = {valid_dir}"
+    from audiossl.data.kaldi import DataDir
+    from audiossl.downstream.heldout import heldout_split, write_heldout
+
+    data = DataDir.load(train_dir)
+    try:
+        split = heldout_split(
+            data,
+            fraction=config.heldout_fraction,
+            min_utterances=config.heldout_min,
+            by=config.heldout_by,
+            stratify=task.stratify_label if config.heldout_by == "utterance" else None,
+            seed=config.seed,
+        )
+    except DataError as error:
+        logger.warning("early stopping off: %s", error)
+        return train_dir, None, f"early stopping off: {error.args[0] if error.args else error}"
+    held_train, held_dev = write_heldout(data, split, run_dir)
+    logger.info(
+        "held out %d of %d training utterances as dev data (%s); recorded in %s",
+        len(split.dev),
+        len(data.utterance_ids),
+        f"by {split.by}" + (f", stratified by {split.stratify}" if split.stratify else ""),
+        run_dir / "heldout.json",
+    )
+    return held_train, held_dev, "held-out part of the training dir"
 
 
 def train_downstream(
@@ -206,11 +340,19 @@ def train_downstream(
     """Train ``task``'s head on ``upstream_spec`` with ``train_dir`` into the run dir ``out_dir``.
 
     ``resume`` continues from the newest checkpoint (from step 0, logged, when there is none); without it a
-    run dir with checkpoints is an error, so a finished run is never overwritten. With
-    ``valid_dir`` the validation loss is logged at every checkpoint. ``callbacks`` are called
-    with the engine after every optimizer step. Under torchrun every process runs this call.
+    run dir with checkpoints is an error, so a finished run is never overwritten. With early stopping
+    (the default) the dev data is ``valid_dir`` or a held-out part of ``train_dir``
+    (``RUN_DIR/heldout``), evaluated every ``eval_every`` steps; the best evaluation's weights go to
+    ``RUN_DIR/best.pt``, which :func:`load_downstream` prefers. ``config.lr_sweep`` trains one run per
+    learning rate (:mod:`audiossl.downstream.sweep`) and leaves the best one in ``out_dir``.
+    ``callbacks`` are called with the engine after every optimizer step. Under torchrun every process runs this call.
     """
     config = config or DownstreamConfig()
+    if config.lr_sweep:
+        from audiossl.downstream.sweep import sweep_lr
+
+        return sweep_lr(task, upstream_spec, train_dir, out_dir, config, valid_dir, resume=resume, callbacks=callbacks)
+    started = time.monotonic()
     run_dir, train_dir = Path(out_dir), Path(train_dir)
     if config.max_utt_seconds is not None and task.level != "utterance":
         raise ConfigError(f"max_utt_seconds crops utterances; task {task.name!r} is {task.level}-level")
@@ -233,28 +375,92 @@ def train_downstream(
             "mean+std pooling see nothing of it; use fbank-raw as the baseline of an utterance-level task",
             upstream.spec,
         )
+    if not resume:
+        check_labels(train_dir, task.labels)  # a missing label table is named before prepare reads it
+    fit_dir, dev_dir, dev_note = _dev_data(task, train_dir, run_dir, config, Path(valid_dir) if valid_dir else None)
+    from audiossl.data.dataset import AudioDataset
+
+    config = resolve_defaults(config, task, AudioDataset(fit_dir).durations)
     info = _run_info(task, upstream, train_dir, config)
+    info["dev"] = {"dir": str(dev_dir.resolve()) if dev_dir else None, "note": dev_note, "metric": task.dev_metric}
     if resume:
         _check_same_run(read_run_info(run_dir), info, run_dir / RUN_FILE)
         state = task.load_state(run_dir)
     else:
-        check_labels(train_dir, task.labels)  # a missing label table is named before prepare reads it
         state = task.prepare(train_dir, run_dir)
         task.save_state(state, run_dir)
     with atomic_write(run_dir / RUN_FILE) as handle:
         json.dump(info, handle, indent=2)
         handle.write("\n")
     task.check_data(train_dir, state)
-    if valid_dir is not None:
-        task.check_data(Path(valid_dir), state)
+    if dev_dir is not None:
+        task.check_data(dev_dir, state)
+    if config.standardize and not resume and not task.closed_form:
+        from audiossl.downstream.standardize import feature_statistics
 
-    unit = DownstreamUnit(task, upstream, state, train_dir, config, Path(valid_dir) if valid_dir else None)
+        upstream.to(resolve_device(config.device))
+        mean, std = feature_statistics(
+            upstream,
+            fit_dir,
+            max_utterances=config.standardize_utterances,
+            batch_seconds=config.batch_seconds,
+            seed=config.seed,
+        )
+        upstream.set_standardization(mean, std)
+
+    if task.closed_form:
+        return _fit_closed_form(task, upstream, state, fit_dir, dev_dir, run_dir, config)
+    unit = DownstreamUnit(task, upstream, state, fit_dir, config, dev_dir, clock_start=started)
     engine = Engine(unit, engine_config(config, task), run_dir, resume=resume, callbacks=callbacks)
     try:
         result = engine.train()
     finally:
         engine.close()
-    return DownstreamResult(run_dir, result.step, result.loss, result.valid_loss, result.checkpoint)
+    best = unit.write_best(run_dir) if engine.dist.is_main else None
+    if engine.dist.is_main:
+        unit.head.eval()
+        upstream.eval()
+        task.after_training(upstream, fit_dir, dev_dir, run_dir, state)
+    return DownstreamResult(
+        run_dir,
+        result.step,
+        result.loss,
+        result.valid_loss,
+        result.checkpoint,
+        best_step=unit.best_step,
+        best_score=unit.best_score,
+        stopped_by=result.stopped_by,
+        best_checkpoint=best,
+    )
+
+
+def _fit_closed_form(
+    task: DownstreamTask,
+    upstream: Upstream,
+    state: TaskState,
+    fit_dir: Path,
+    dev_dir: Path | None,
+    run_dir: Path,
+    config: DownstreamConfig,
+) -> DownstreamResult:
+    """Solve a closed-form head (no SGD) and save it as ``RUN_DIR/best.pt`` (step 0)."""
+    from audiossl.engine import save_checkpoint
+    from audiossl.fileio import CHECKPOINT_FORMAT
+
+    upstream.to(resolve_device(config.device)).eval()
+    head = task.fit_closed_form(upstream, fit_dir, dev_dir, run_dir, state)
+    state_dict = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": "downstream",
+        "step": 0,
+        "head": head.state_dict(),
+        "upstream": upstream.checkpoint_state(),
+        "task": task.name,
+        "config": to_dict(config),
+    }
+    path = save_checkpoint(state_dict, run_dir / BEST_NAME)
+    logger.info("closed-form head of task %s written to %s", task.name, path)
+    return DownstreamResult(run_dir, 0, math.nan, None, path, best_step=0, best_checkpoint=path)
 
 
 def validate(
@@ -290,7 +496,7 @@ def load_downstream(
     task: DownstreamTask | None = None,
     device: str = "auto",
 ) -> DownstreamModel:
-    """Reload a trained run: its newest checkpoint (or ``checkpoint``), in eval mode on ``device``.
+    """Reload a trained run: its best dev checkpoint (``best.pt``), else its newest, or ``checkpoint``; eval mode.
 
     ``task`` defaults to the installed plugin named in the run, built with the run's options.
     A frozen upstream is reloaded from its spec, so that checkpoint must still exist.
@@ -298,7 +504,8 @@ def load_downstream(
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     task = _task_for(info, task)
-    path = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir)
+    best = run_dir / BEST_NAME
+    path = Path(checkpoint) if checkpoint is not None else (best if best.is_file() else latest_checkpoint(run_dir))
     if path is None:
         raise DataError("no checkpoint (ckpt-*.pt) in this run dir", run_dir)
     saved = read_checkpoint(path, keys=("kind", "step", "head", "upstream"))  # never the optimizer state

@@ -10,6 +10,7 @@ keys: ``kind``, ``head``, ``upstream`` (the layer weights, plus the encoder when
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +23,11 @@ from torch.utils.data import DataLoader
 from audiossl.config import to_dict
 from audiossl.data.dataset import AudioDataset, Batch, collate
 from audiossl.data.sampler import BucketBatchSampler
+from audiossl.downstream.cache import FeatureCache
 from audiossl.downstream.task import DownstreamTask, TaskState, eval_batches
 from audiossl.downstream.upstream import Upstream
 from audiossl.engine import Engine, EngineConfig, TrainUnit, parameter_groups
+from audiossl.fileio import CHECKPOINT_FORMAT
 from audiossl.nn.outputs import LossOutput
 
 if TYPE_CHECKING:
@@ -43,8 +46,21 @@ class TaskModule(nn.Module):
         self.head = head
         self.state = state
 
+        self.cache: FeatureCache | None = None
+
     def forward(self, batch: Batch) -> LossOutput:
-        hidden, lengths = self.upstream(batch.waveforms, batch.lengths)  # (B, S, D), (B,)
+        upstream = self.upstream
+        if self.cache is None or not upstream.encoder_frozen:
+            hidden, lengths = upstream(batch.waveforms, batch.lengths)  # (B, S, D), (B,)
+        else:
+            found = self.cache.get(batch.ids, upstream.device)
+            if found is None:
+                with torch.no_grad():
+                    layers, lengths = upstream.layers(batch.waveforms, batch.lengths)  # L x (B, S, D)
+                self.cache.put(batch.ids, layers, lengths)
+            else:
+                layers, lengths = found
+            hidden = layers[0] if upstream.featurizer is None else upstream.featurizer(layers)  # (B, S, D)
         return self.task.loss(self.head, hidden, lengths, batch, self.state)
 
 
@@ -111,6 +127,7 @@ def engine_config(config: DownstreamConfig, task: DownstreamTask) -> EngineConfi
         accumulation_steps=config.accumulation_steps,
         log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
+        valid_every=config.eval_every,
         keep_last=config.keep_last,
         keep_best=False,
         # the encoder gets no gradient during freeze_steps: DDP must not wait for it
@@ -133,10 +150,18 @@ class DownstreamUnit(TrainUnit):
         train_dir: Path,
         config: DownstreamConfig,
         valid_dir: Path | None = None,
+        clock_start: float | None = None,
     ):
         self.task, self.upstream, self.state = task, upstream, state
         self.train_dir, self.valid_dir = Path(train_dir), valid_dir
         self.settings = config
+        self.clock_start = time.monotonic() if clock_start is None else clock_start
+        # early stopping: the best dev evaluation so far (weights on the CPU) and evaluations since
+        self.best_step: int | None = None
+        self.best_score: float | None = None
+        self.best_loss = math.inf
+        self.best_weights: dict[str, Any] | None = None
+        self.since_best = 0
 
     def setup(self, engine: Engine, restoring: bool) -> None:
         config, task, upstream = self.settings, self.task, self.upstream
@@ -153,6 +178,8 @@ class DownstreamUnit(TrainUnit):
         )
         self.data = Batches(dataset, config, engine.dist.rank, engine.dist.world_size)
         self.model = TaskModule(task, upstream, self.head, self.state)
+        if config.cache_gb > 0 and config.mode == "frozen" and crop is None:
+            self.model.cache = FeatureCache(config.cache_gb * 2**30)
 
     def parameter_groups(self, config: EngineConfig) -> list[dict[str, Any]]:
         return downstream_parameter_groups(
@@ -190,11 +217,72 @@ class DownstreamUnit(TrainUnit):
         return self.valid_dir is not None
 
     def validate(self, step: int) -> dict[str, float]:
-        """Sum of batch losses over the validation dir (whole utterances), so the engine logs the batch mean."""
-        losses = validation_losses(
-            self.task, self.head, self.upstream, self.valid_dir, self.state, self.settings.batch_seconds
+        """The task's dev metrics (logged by the engine under ``parts``); tracks the best step for early stopping.
+
+        A better dev metric (ties: a lower dev loss) keeps a copy of the head and layer weights;
+        ``patience`` evaluations in a row without one stop the run when early stopping is on.
+        """
+        task = self.task
+        metrics = task.dev_metrics(self.head, self.upstream, self.valid_dir, self.state, self.settings.batch_seconds)
+        if task.dev_metric not in metrics or "loss" not in metrics:
+            raise KeyError(f"task {task.name!r}: dev_metrics must return 'loss' and {task.dev_metric!r}")
+        score, loss = float(metrics[task.dev_metric]), float(metrics["loss"])
+        if self.settings.early_stopping:
+            sign = 1.0 if task.dev_higher_is_better else -1.0
+            better = self.best_score is None or (sign * score, -loss) > (sign * self.best_score, -self.best_loss)
+            if better and math.isfinite(score):
+                self.best_step, self.best_score, self.best_loss, self.since_best = step, score, loss, 0
+                self.best_weights = {
+                    "head": {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()},
+                    "upstream": {k: v.detach().cpu().clone() for k, v in self.upstream.checkpoint_state().items()},
+                }
+            else:
+                self.since_best += 1
+            self.logger.info(
+                "step %d dev %s %.4f (best %.4f at step %d)",
+                step,
+                task.dev_metric,
+                score,
+                self.best_score,
+                self.best_step,
+            )
+            if self.since_best >= self.settings.patience:
+                self.engine.request_stop(
+                    f"early stopping (no better dev {task.dev_metric} in {self.since_best} evaluations; "
+                    f"best {self.best_score:.4f} at step {self.best_step})"
+                )
+        extra = {name: value for name, value in metrics.items() if name != "loss"}
+        return {"loss": loss, "items": 1.0, **extra}
+
+    def on_step_end(self, step: int) -> None:
+        """Stop when the wall-clock budget (``budget_minutes``) is spent; the best checkpoint is kept."""
+        budget = self.settings.budget_minutes
+        if budget is None or self.engine.stop.reason is not None:
+            return
+        elapsed = self.engine.elapsed_before + time.monotonic() - self.clock_start
+        if elapsed >= 60.0 * budget:
+            self.engine.request_stop(f"the budget of {budget:g} minutes ({elapsed / 60:.1f} min spent)")
+
+    def write_best(self, run_dir: Path) -> Path | None:
+        """Write ``RUN_DIR/best.pt`` (head and upstream weights of the best dev evaluation); None without one."""
+        if self.best_weights is None:
+            return None
+        from audiossl.engine import BEST_NAME, save_checkpoint
+
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "downstream",
+            "step": self.best_step,
+            "dev": {"metric": self.task.dev_metric, "score": self.best_score, "loss": self.best_loss},
+            **self.best_weights,
+            "task": self.task.name,
+            "config": to_dict(self.settings),
+        }
+        path = save_checkpoint(state, Path(run_dir) / BEST_NAME)
+        self.logger.info(
+            "best dev %s %.4f at step %d -> %s", self.task.dev_metric, self.best_score, self.best_step, path
         )
-        return {"loss": sum(losses), "items": float(len(losses))}
+        return path
 
     def start_record(self) -> dict[str, Any]:
         return {"time": time.time()}
@@ -207,12 +295,24 @@ class DownstreamUnit(TrainUnit):
             "sampler": self.data.state_dict(),
             "task": self.task.name,
             "config": to_dict(self.settings),
+            "early_stopping": {
+                "best_step": self.best_step,
+                "best_score": self.best_score,
+                "best_loss": self.best_loss,
+                "since_best": self.since_best,
+                "weights": self.best_weights,
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
         self.head.load_state_dict(state["head"])
         self.upstream.load_checkpoint_state(state["upstream"])
         self.data.load_state_dict(state["sampler"])
+        saved = state.get("early_stopping")
+        if saved:
+            self.best_step, self.best_score = saved["best_step"], saved["best_score"]
+            self.best_loss, self.since_best = float(saved["best_loss"]), int(saved["since_best"])
+            self.best_weights = saved["weights"]
 
 
 def validation_losses(

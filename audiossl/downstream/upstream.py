@@ -66,6 +66,10 @@ class Upstream(nn.Module):
         self.frame_rate = float(encoder.frame_rate)
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # follows .to(device)
         self.featurizer = WeightedLayerSum(self.num_layers) if self.num_layers > 1 else None
+        mixed = self.num_layers if self.featurizer is not None else 1
+        # per-layer, per-dimension standardisation of the frozen features (identity until estimated)
+        self.register_buffer("feature_mean", torch.zeros(mixed, self.dim))
+        self.register_buffer("feature_std", torch.ones(mixed, self.dim))
         self.step = 0
         if mode == "frozen":
             self.encoder.requires_grad_(False)
@@ -102,13 +106,30 @@ class Upstream(nn.Module):
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         waveforms, lengths = waveforms.to(self.device), lengths.to(self.device)
+        layers, lengths = self.layers(waveforms, lengths)  # L x (B, S, D)
+        hidden = layers[0] if self.featurizer is None else self.featurizer(layers)  # (B, S, D)
+        return hidden, lengths
+
+    def layers(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The standardised features the layer mix reads: L tensors (B, S, D) and lengths (B,).
+
+        Every block's output when the encoder has several layers (the weighted sum's inputs),
+        else the one final output; each standardised with :attr:`feature_mean` / :attr:`feature_std`.
+        """
+        waveforms, lengths = waveforms.to(self.device), lengths.to(self.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.encoder_frozen):
             output = self.encoder(waveforms, lengths).without_prefix()
-        if self.featurizer is None:
-            hidden = output.last  # (B, S, D)
-        else:
-            hidden = self.featurizer(output.layers)  # (B, S, D)
-        return hidden, output.lengths
+        raw = output.layers if self.featurizer is not None else [output.last]
+        mean, std = self.feature_mean.to(raw[0].dtype), self.feature_std.to(raw[0].dtype)
+        return [(layer - mean[i]) / std[i] for i, layer in enumerate(raw)], output.lengths
+
+    def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Set the per-layer statistics (L', D) that :meth:`layers` removes (:mod:`audiossl.downstream.standardize`)."""
+        if mean.shape != self.feature_mean.shape or std.shape != self.feature_std.shape:
+            shape = tuple(self.feature_mean.shape)
+            raise ConfigError(f"standardisation statistics {tuple(mean.shape)} do not fit {shape}")
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """What a downstream checkpoint must keep: the layer weights, plus the encoder when it changed.
@@ -124,7 +145,8 @@ class Upstream(nn.Module):
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`checkpoint_state` (a frozen encoder keeps the weights it was built with)."""
         missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("encoder.")]
+        # runs from before standardisation have no statistics: they keep the identity
+        missing = [k for k in missing if not k.startswith("encoder.") and k not in ("feature_mean", "feature_std")]
         if missing or unexpected:
             raise DataError(f"upstream weights do not match this upstream (missing {missing}, unexpected {unexpected})")
 

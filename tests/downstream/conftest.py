@@ -19,3 +19,9 @@ def corpus(tmp_path_factory) -> Path:
 def pretrained(tmp_path_factory, corpus) -> Path:
     """A two-step mspm pretraining run of a tiny AST (2 blocks, width 32, 2 cls tokens) on the corpus."""
     return tiny_pretrained(tmp_path_factory.mktemp("pretrained") / "run", corpus)
+
+
+@pytest.fixture(scope="session")
+def corpus24(tmp_path_factory) -> Path:
+    """Three speakers x eight utterances (24: enough for a held-out part of 10)."""
+    return tiny_corpus(tmp_path_factory.mktemp("corpus24"), speakers=3, utts_per_speaker=8)

@@ -67,7 +67,8 @@ def load_pretrained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_run_dir_holds_what_evaluation_needs(pretrained, corpus, tmp_path):
     run = tmp_path / "run"
-    result = train_downstream(make_task(), str(pretrained), corpus, run, config(keep_last=1), valid_dir=corpus)
+    settings = config(keep_last=1, eval_every=2)
+    result = train_downstream(make_task(), str(pretrained), corpus, run, settings, valid_dir=corpus)
     assert [step for step, _ in list_checkpoints(run)] == [4]  # keep_last=1
     for name in ("downstream.json", "task_state.json", "train.jsonl", "loss.png"):
         assert (run / name).is_file(), name
@@ -89,7 +90,9 @@ def test_run_dir_holds_what_evaluation_needs(pretrained, corpus, tmp_path):
 def test_fbank_upstream_trains_without_layer_weights(corpus, tmp_path):
     result = train_downstream(make_task(), "fbank", corpus, tmp_path / "run", config(max_steps=2))
     assert result.step == 2 and result.loss == result.loss  # finite
-    assert set(load_checkpoint(latest_checkpoint(tmp_path / "run"))["upstream"]) == set()
+    # no layer weights and no encoder copy: only the standardisation statistics (one row: the fbank output)
+    upstream_state = load_checkpoint(latest_checkpoint(tmp_path / "run"))["upstream"]
+    assert set(upstream_state) == {"feature_mean", "feature_std"} and upstream_state["feature_mean"].shape == (1, 80)
 
 
 def test_refuses_to_overwrite_and_resumes_a_run_without_checkpoint_from_step_0(pretrained, corpus, tmp_path, caplog):
