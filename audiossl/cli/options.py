@@ -51,8 +51,26 @@ ModeOption = Annotated[str | None, typer.Option("--mode", help="frozen (weighted
 FreezeStepsOption = Annotated[
     int | None, typer.Option("--freeze-steps", help="finetune: encoder frozen for the first N steps.")
 ]
-MaxStepsOption = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps [default: 2000].")]
-LrOption = Annotated[float | None, typer.Option("--lr", help="Learning rate of head and layer weights.")]
+MaxStepsOption = Annotated[
+    int | None, typer.Option("--max-steps", help="Optimizer steps [default: from the data size, 200-4000].")
+]
+LrOption = Annotated[
+    float | None, typer.Option("--lr", help="Learning rate of head and layer weights [default: from the batch size].")
+]
+BudgetOption = Annotated[
+    float | None, typer.Option("--budget-minutes", help="Stop after this many minutes of training; keep the best.")
+]
+LrSweepOption = Annotated[
+    bool | None,
+    typer.Option("--lr-sweep/--no-lr-sweep", help="Train at lr 1e-4..1e-2 (log grid); keep the best on dev data."),
+]
+EarlyStoppingOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--early-stopping/--no-early-stopping",
+        help="Keep the best dev checkpoint (dev: --valid, else a tenth of DATA held out) [default: on].",
+    ),
+]
 UpstreamLrOption = Annotated[float | None, typer.Option("--upstream-lr", help="finetune: encoder learning rate.")]
 BatchSecondsOption = Annotated[float | None, typer.Option("--batch-seconds", help="Padded seconds per batch.")]
 MaxUttSecondsOption = Annotated[
@@ -93,10 +111,25 @@ DOWNSTREAM_FLAGS: dict[str, Flag] = {
         Flag("max_utt_seconds", MaxUttSecondsOption),
         Flag("seed", SeedOption),
         Flag("device", DeviceOption),
+        Flag("budget_minutes", BudgetOption),
+        Flag("lr_sweep", LrSweepOption),
+        Flag("early_stopping", EarlyStoppingOption),
     )
 }
 #: The flags a plugin's ``train`` command takes unless it names others.
-TRAIN_FLAGS = ("mode", "freeze_steps", "max_steps", "lr", "upstream_lr", "batch_seconds", "seed", "device")
+TRAIN_FLAGS = (
+    "mode",
+    "freeze_steps",
+    "max_steps",
+    "lr",
+    "upstream_lr",
+    "batch_seconds",
+    "seed",
+    "device",
+    "budget_minutes",
+    "lr_sweep",
+    "early_stopping",
+)
 
 
 def option_group(target: str, flags: Sequence[Flag], build: Callable[..., Any]) -> Callable[[Command], Command]:

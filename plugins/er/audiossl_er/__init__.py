@@ -1,4 +1,4 @@
-"""audiossl plugin: emotion recognition from pooled SSL features (``audiossl er ...``).
+"""audiossl plugins: utterance classification over any label (``audiossl cls``) and emotion recognition (``er``).
 
 Utterance pooling (mean, mean + std, or attentive statistics) and a linear or MLP classifier
 on an upstream's weighted layer sum; optional inverse-frequency class weights; reports name
@@ -16,8 +16,10 @@ from audiossl.downstream.plugin import Plugin
 
 __version__ = "0.1.0"
 
-#: The label table the task reads (utt2emo).
+#: The label table the er task reads (utt2emo); the cls task reads any utt2<label>.
 LABEL = "emo"
+#: The reference probe's arrays in a run dir.
+PROBE_FILE = "probe.npz"
 
 
 def make_task(**options: Any):
@@ -26,6 +28,28 @@ def make_task(**options: Any):
     from audiossl_er.task import EmotionTask
 
     return EmotionTask(**options)
+
+
+def make_cls_task(**options: Any):
+    """An :class:`audiossl_er.task.ClassificationTask` (any ``utt2<label>``) built with ``options``."""
+    from audiossl_er.task import ClassificationTask
+
+    return ClassificationTask(**options)
+
+
+def cls_plugin() -> Plugin:
+    """The entry point (group ``audiossl.plugins``, name ``cls``): classification over any utt2<label>."""
+    from audiossl_er.cli import cls_app
+
+    return Plugin(
+        name="cls",
+        version=__version__,
+        description="Utterance classification over any utt2<label> (keywords, intent, speaker/language id, "
+        "emotion): WA and UA beside a linear probe, confusion matrix, speaker folds.",
+        labels=(),
+        task_factory=make_cls_task,
+        cli=cls_app,
+    )
 
 
 def plugin() -> Plugin:

@@ -1,7 +1,10 @@
-"""``audiossl er``: train, evaluate, leave-speaker-out folds and cross-validation for emotion recognition.
+"""``audiossl er`` and ``audiossl cls``: train, evaluate, leave-speaker-out folds and cross-validation.
 
-The task, folds and trainer are imported inside the commands (torch, the downstream trainer),
-so mounting the plugin at every ``audiossl`` start-up stays cheap.
+``cls`` classifies utterances by any ``utt2<label>`` table (``--label digit``, ``intent``, ``spk``,
+``lang``, ``emo`` ...); ``er`` is the same classifier on ``utt2emo`` (its commands and options
+are unchanged, so recipes keep working). The task, folds and trainer are imported inside the
+commands (torch, the downstream trainer), so mounting the plugins at every ``audiossl``
+start-up stays cheap.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import typer
 
 from audiossl.cli import plugins as plugin_cli
 from audiossl.fileio import ensure_writable_dir
-from audiossl_er import make_task  # light: make_task imports the torch-heavy task module on use
+from audiossl_er import make_cls_task, make_task  # light: they import the torch-heavy task module on use
 
 app = typer.Typer(
     help="Emotion recognition: pooled features + classifier; WA (overall accuracy) and UA (mean per-class recall).",
@@ -29,24 +32,51 @@ DropoutOption = Annotated[float, typer.Option("--dropout", help="Dropout before 
 NormalizeOption = Annotated[
     bool, typer.Option("--normalize/--no-normalize", help="Standardise pooled features (BatchNorm, no affine).")
 ]
+HeadOption = Annotated[
+    str,
+    typer.Option(
+        "--head",
+        help="trained (pooling + classifier, SGD) or linear-probe (standardised logistic regression on "
+        "mean-pooled layers, C and layer chosen on dev data; closed form).",
+    ),
+]
+ProbeOption = Annotated[
+    bool,
+    typer.Option(
+        "--reference-probe/--no-reference-probe", help="Also fit the linear probe and report it beside the head."
+    ),
+]
+LabelOption = Annotated[
+    str, typer.Option("--label", "-l", help="Label table: utt2<LABEL> (digit, intent, kw, lang, emo; spk = utt2spk).")
+]
+
+CLASSIFIER_FLAGS = [
+    plugin_cli.Flag("pooling", PoolingOption, "mean"),
+    plugin_cli.Flag("hidden_dim", HiddenOption, 0),
+    plugin_cli.Flag("class_weights", WeightsOption, False),
+    plugin_cli.Flag("dropout", DropoutOption, 0.1),
+    plugin_cli.Flag("normalize", NormalizeOption, True),
+    plugin_cli.Flag("head", HeadOption, "trained"),
+    plugin_cli.Flag("reference_probe", ProbeOption, True),
+]
 
 
 def _make_task(**options: Any) -> Any:
     return make_task(**options)
 
 
+def _make_cls_task(**options: Any) -> Any:
+    return make_cls_task(**options)
+
+
 #: The classifier options train and cross-validate share; the command receives the task they make.
-task_options = plugin_cli.option_group(
-    "task",
-    [
-        plugin_cli.Flag("pooling", PoolingOption, "mean"),
-        plugin_cli.Flag("hidden_dim", HiddenOption, 0),
-        plugin_cli.Flag("class_weights", WeightsOption, False),
-        plugin_cli.Flag("dropout", DropoutOption, 0.1),
-        plugin_cli.Flag("normalize", NormalizeOption, True),
-    ],
-    _make_task,
+task_options = plugin_cli.option_group("task", CLASSIFIER_FLAGS, _make_task)
+#: The same for ``cls``, with the label table first.
+cls_task_options = plugin_cli.option_group(
+    "task", [plugin_cli.Flag("label", LabelOption, ...), *CLASSIFIER_FLAGS], _make_cls_task
 )
+#: The trainer flags of cross-validate.
+CV_FLAGS = ("mode", "max_steps", "lr", "batch_seconds", "seed", "device", "budget_minutes", "early_stopping")
 NumFoldsOption = Annotated[
     int | None, typer.Option("--num-folds", help="Speaker groups (default: one speaker per fold).")
 ]
@@ -64,7 +94,7 @@ def train(
     settings: plugin_cli.DownstreamSettings = None,
     resume: plugin_cli.ResumeOption = False,
 ) -> None:
-    """Train an emotion classifier on DATA (utt2emo) over an upstream."""
+    """Train an emotion classifier on DATA (utt2emo) over an upstream (and the reference linear probe)."""
     plugin_cli.run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
 
 
@@ -97,7 +127,7 @@ def folds(
 
 @app.command("cross-validate")
 @task_options
-@plugin_cli.downstream_options(("mode", "max_steps", "lr", "batch_seconds", "seed", "device"))
+@plugin_cli.downstream_options(CV_FLAGS)
 def cross_validate_command(
     data: plugin_cli.DataArgument,
     upstream: plugin_cli.UpstreamOption,
@@ -107,6 +137,11 @@ def cross_validate_command(
     settings: plugin_cli.DownstreamSettings = None,
 ) -> None:
     """Leave-speaker-out cross-validation: train and evaluate every fold; print per-fold and mean WA and UA."""
+    run_cross_validation(data, upstream, out, num_folds, task, settings)
+
+
+def run_cross_validation(data: Path, upstream: str, out: Path, num_folds: int | None, task: Any, settings: Any) -> None:
+    """Train and evaluate every leave-speaker-out fold; print per-fold and mean WA and UA (er and cls)."""
     ensure_writable_dir(out)
     # lazy: audiossl.downstream.trainer pulls in torch; every `audiossl` start-up imports this module
     from audiossl.downstream.trainer import evaluate_downstream, train_downstream
@@ -123,3 +158,55 @@ def cross_validate_command(
         typer.echo(f"{name}  WA {metrics['WA']:.4f}  UA {metrics['UA']:.4f}")
     typer.echo(f"mean    WA {summary['mean']['WA']:.4f}  UA {summary['mean']['UA']:.4f}")
     typer.echo(f"wrote {out / 'summary.json'}")
+
+
+# ----------------------------------------------------------------------------- ``audiossl cls``
+
+cls_app = typer.Typer(
+    help="Utterance classification over any utt2<label> (keyword spotting, intent, speaker or language id, "
+    "emotion): pooled features + classifier beside a linear probe; WA and UA, confusion matrix.",
+    no_args_is_help=True,
+)
+
+
+@cls_app.command("train")
+@cls_task_options
+@plugin_cli.downstream_options()
+def cls_train(
+    data: plugin_cli.DataArgument,
+    upstream: plugin_cli.UpstreamOption,
+    out: plugin_cli.OutOption,
+    valid: plugin_cli.ValidOption = None,
+    task: Any = None,
+    settings: plugin_cli.DownstreamSettings = None,
+    resume: plugin_cli.ResumeOption = False,
+) -> None:
+    """Train a classifier of DATA's utt2<LABEL> over an upstream (and the reference linear probe)."""
+    plugin_cli.run_training(task, upstream, data, out, settings, valid=valid, resume=resume)
+
+
+@cls_app.command("evaluate")
+def cls_evaluate(
+    run_dir: plugin_cli.RunDirArgument,
+    data: plugin_cli.DataArgument,
+    out: plugin_cli.OutOption,
+    checkpoint: plugin_cli.CheckpointOption = None,
+    device: plugin_cli.DeviceOption = None,
+) -> None:
+    """Score a trained run on DATA: WA, UA, per-class recall, the probe's WA/UA, report.txt, confusion.png."""
+    plugin_cli.run_evaluation(run_dir, data, out, checkpoint=checkpoint, device=device)
+
+
+@cls_app.command("cross-validate")
+@cls_task_options
+@plugin_cli.downstream_options(CV_FLAGS)
+def cls_cross_validate(
+    data: plugin_cli.DataArgument,
+    upstream: plugin_cli.UpstreamOption,
+    out: plugin_cli.OutOption,
+    num_folds: NumFoldsOption = None,
+    task: Any = None,
+    settings: plugin_cli.DownstreamSettings = None,
+) -> None:
+    """Leave-speaker-out cross-validation of the classifier: per-fold and mean WA and UA."""
+    run_cross_validation(data, upstream, out, num_folds, task, settings)
