@@ -16,8 +16,17 @@ from audiossl.testing.downstream import TINY_PRETRAIN_OVERRIDES
 from audiossl.train import list_presets, pretrain, resolve_config
 from audiossl.train.config import DEFAULT_WARMUP_RATIO, OptimConfig, config_from_dict
 
-#: The warm-up each preset had before the ratio (all ``warmup_steps: 1000`` of 20000, speecht5-base 64000 of 800000).
-OLD_WARMUP = {"speecht5-base": 64000}
+#: The warm-up of the presets shipped before the ratio (1000 of 20000 steps; speecht5-base 64000 of 800000).
+OLD_WARMUP = {
+    "dino-conformer-tiny": 1000,
+    "hubert-conformer-tiny": 1000,
+    "mspm-ast-tiny": 1000,
+    "mspm-mamba-tiny": 1000,
+    "speecht5-base": 64000,
+    "speecht5-tiny": 1000,
+    "w2vbert-conformer-tiny": 1000,
+    "wav2vec2-conformer-tiny": 1000,
+}
 
 
 def test_ratio_scales_and_explicit_steps_win():
@@ -41,10 +50,9 @@ def test_old_configs_stay_valid():
 @pytest.mark.parametrize("name", [name for name, _ in list_presets()])
 def test_presets_keep_their_length_and_scale_down(name):
     config = resolve_config(name)
-    if config.optim.warmup_steps is not None:  # a preset that still pins its steps (not converted)
-        pytest.skip(f"{name} pins optim.warmup_steps={config.optim.warmup_steps}; it does not scale")
-    if not name.endswith("-cpu"):
-        assert config.optim.warmup_for(config.run.max_steps) == OLD_WARMUP.get(name, 1000)
+    assert config.optim.warmup_steps is None  # every shipped preset scales its warm-up with the run
+    if name in OLD_WARMUP:
+        assert config.optim.warmup_for(config.run.max_steps) == OLD_WARMUP[name]
     short = resolve_config(name, ["run.max_steps=300"])
     assert 1 <= short.optim.warmup_for(300) <= 30  # at most 10% of a 300-step run
 
