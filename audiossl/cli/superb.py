@@ -169,8 +169,9 @@ def prepare_fsdd(
 CORPORA = (
     "speech-commands",
     "fluent-speech-commands",
-    "voxceleb1-sid",
-    "librispeech-phones",
+    "voxceleb1",
+    "iemocap",
+    "librispeech",
     "quesst14",
     "voicebank-demand",
     "libri2mix",
@@ -182,7 +183,7 @@ def prepare_corpus(
     corpus: Annotated[str, typer.Argument(help=f"One of: {', '.join(CORPORA)}.")],
     source: Annotated[
         Path,
-        typer.Argument(help="The unpacked corpus folder (librispeech-phones: the dir of `data prepare-librispeech`)."),
+        typer.Argument(help="The unpacked corpus folder, in the layout its release unpacks to."),
     ],
     out_dir: Annotated[Path, typer.Argument(help="Where the data dirs go.")],
     data_config: Annotated[
@@ -191,10 +192,12 @@ def prepare_corpus(
     test_set: Annotated[
         Path | None, typer.Option("--test-set", help="speech-commands: the separate test set folder (v0.01).")
     ] = None,
-    iden_split: Annotated[Path | None, typer.Option("--iden-split", help="voxceleb1-sid: iden_split.txt.")] = None,
+    iden_split: Annotated[Path | None, typer.Option("--iden-split", help="voxceleb1: iden_split.txt (sid).")] = None,
+    trials: Annotated[Path | None, typer.Option("--trials", help="voxceleb1: veri_test2.txt (sv).")] = None,
     lexicon: Annotated[
-        Path | None, typer.Option("--lexicon", help="librispeech-phones: librispeech-lexicon.txt or CMUdict.")
+        Path | None, typer.Option("--lexicon", help="librispeech: librispeech-lexicon.txt or CMUdict (pr).")
     ] = None,
+    fold: Annotated[str, typer.Option("--fold", help="iemocap: the held-out session of the er entry.")] = "Ses01",
 ) -> None:
     """Data dirs of one of SUPERB's public corpora in its release layout (+ its data-config entry)."""
     if corpus not in CORPORA:
@@ -214,30 +217,42 @@ def prepare_corpus(
     elif corpus == "fluent-speech-commands":
         parts = corpora.prepare_fluent_speech_commands(source, out_dir)
         entry["ic"] = {**{k: str(v) for k, v in parts.items()}, "label": "utt2intent"}
-    elif corpus == "voxceleb1-sid":
-        if iden_split is None:
-            raise ConfigError("voxceleb1-sid needs --iden-split (VoxCeleb1's iden_split.txt)")
-        parts = corpora.prepare_voxceleb1_sid(source, out_dir, iden_split)
-        entry["sid"] = {**{k: str(v) for k, v in parts.items()}, "label": "utt2spk"}
-    elif corpus == "librispeech-phones":
-        if lexicon is None:
-            raise ConfigError("librispeech-phones needs --lexicon (librispeech-lexicon.txt or a CMUdict file)")
-        names = {"train": "train_clean_100", "dev": "dev_clean", "test": "test_clean"}
-        for name in names.values():
-            if not (source / name / "wav.scp").is_file():
-                raise ConfigError(f"{source / name} is not a data dir: run `audiossl data prepare-librispeech` first")
-        dirs = {}
-        from audiossl.data.kaldi import DataDir
+    elif corpus == "voxceleb1":
+        if iden_split is None and trials is None:
+            raise ConfigError("voxceleb1 needs --iden-split (sid) and/or --trials (sv)")
+        if iden_split is not None:
+            parts = corpora.prepare_voxceleb1_sid(source, out_dir / "sid", iden_split)
+            entry["sid"] = {**{k: str(v) for k, v in parts.items()}, "label": "utt2spk"}
+        if trials is not None:
+            from audiossl.data.corpora.voxceleb import prepare_voxceleb
 
-        for part, name in names.items():
-            target = out_dir / name
-            if target != (source / name).resolve():  # a copy of the tables; the audio stays where it is
-                DataDir.load(source / name).save(target)
-            _, dropped = corpora.add_phones(target, lexicon)
-            typer.echo(f"{name}: text.phn written; {dropped} utterances with out-of-lexicon words dropped")
-            dirs[part] = str(target)
-        entry["pr"] = {**dirs, "label": "text.phn"}
+            prepare_voxceleb([source], out_dir / "sv", trials)  # dev: training speakers; test: the trials' speakers
+            entry["sv"] = {
+                "train": str(out_dir / "sv" / "dev"),
+                "test": str(out_dir / "sv" / "test"),
+                "label": "utt2spk",
+            }
+    elif corpus == "iemocap":
+        from audiossl.data.corpora.iemocap import prepare_iemocap
+        from audiossl.data.folds import write_group_folds
+
+        prepare_iemocap(source, out_dir / "all")
+        written = {p.name: p for p in write_group_folds(out_dir / "all", out_dir / "folds", "session")}
+        if fold not in written:
+            raise ConfigError(f"--fold {fold!r} is not a session of this corpus ({', '.join(sorted(written))})")
+        entry["er"] = {"train": str(written[fold] / "train"), "test": str(written[fold] / "test"), "label": "utt2emo"}
+    elif corpus == "librispeech":
+        from audiossl.data.corpora.librispeech import prepare_librispeech
+
+        names = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
+        prepare_librispeech(source, out_dir, list(names.values()))
+        dirs = {part: str(out_dir / name.replace("-", "_")) for part, name in names.items()}
         entry["asr"] = {**dirs, "label": "text"}
+        if lexicon is not None:
+            for part, path in dirs.items():
+                _, dropped = corpora.add_phones(path, lexicon)
+                typer.echo(f"{part}: text.phn written; {dropped} utterances with out-of-lexicon words dropped")
+            entry["pr"] = {**dirs, "label": "text.phn"}
     elif corpus == "quesst14":
         made = corpora.prepare_quesst14(source, out_dir)
         docs = str(made["docs"])
