@@ -69,6 +69,9 @@ NEW_RUNS = {
     ),
 }
 
+#: The table's own runs (same protocol), e.g. ``w2vbert-conformer`` as an anchor at a shorter budget.
+TABLE_RUNS = dict(ssl_evidence.RUNS)
+
 _base_overrides = ssl_evidence.run_overrides
 
 
@@ -93,7 +96,11 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ssl_evidence.REPO / "exp" / "new_objectives")
     parser.add_argument("--cpu-minutes", type=float, default=10.0, help="Pretraining budget per objective.")
-    parser.add_argument("--runs", default=",".join(NEW_RUNS), help=f"Comma-separated subset of {', '.join(NEW_RUNS)}.")
+    parser.add_argument(
+        "--runs",
+        default=",".join(NEW_RUNS),
+        help=f"Comma-separated subset of {', '.join(NEW_RUNS)} (or a run of bench/ssl_evidence.py, as an anchor).",
+    )
     parser.add_argument("--layers", type=int, default=4, help="Blocks of every encoder but the student (0 = presets').")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads.")
     parser.add_argument("--baselines", default="", help="Comma-separated runs that also probe fbank and random.")
@@ -102,7 +109,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     ssl_evidence.RUNS.clear()
-    ssl_evidence.RUNS.update(NEW_RUNS)
+    ssl_evidence.RUNS.update({**TABLE_RUNS, **NEW_RUNS})
     ssl_evidence.run_overrides = run_overrides
     data = args.out / "data"
     if not (data / "test" / "wav.scp").is_file():
