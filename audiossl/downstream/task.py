@@ -54,6 +54,11 @@ class DownstreamTask(ABC):
     dev_higher_is_better: ClassVar[bool] = False
     #: Peak learning rate of the head at 32 utterances per batch (scaled by the data-size rule of the trainer).
     base_lr: ClassVar[float] = 1.0e-3
+    #: Warm-up as a share of ``max_steps`` and the lr schedule used when the config leaves them at None.
+    warmup_ratio: ClassVar[float] = 0.0
+    schedule: ClassVar[Literal["constant", "linear", "cosine"]] = "constant"
+    #: The upstream's dim, num_layers, frame_rate and sample_rate: set by the trainer before ``prepare``/``make_head``.
+    upstream_info: dict[str, Any] | None = None
     #: True when the head is solved in closed form (:meth:`fit_closed_form`) instead of trained by SGD.
     closed_form: bool = False
 

@@ -60,10 +60,10 @@ class DownstreamConfig:
     """Peak learning rate of the encoder when fine-tuning."""
     weight_decay: float = 0.0
     """AdamW decoupled weight decay of weight matrices (head and encoder)."""
-    warmup_steps: int = 0
-    """Linear warm-up steps to the peak learning rates."""
-    schedule: Literal["constant", "linear", "cosine"] = "constant"
-    """Decay after the warm-up, to zero at ``max_steps`` (or none)."""
+    warmup_steps: int | None = None
+    """Linear warm-up steps to the peak learning rates; None = the task's ``warmup_ratio`` of ``max_steps``."""
+    schedule: Literal["constant", "linear", "cosine"] | None = None
+    """Decay after the warm-up, to zero at ``max_steps`` (or none); None = the task's ``schedule``."""
     grad_clip: float | None = 10.0
     """Clip the global gradient norm; None = no clipping."""
     accumulation_steps: int = 1
@@ -126,7 +126,7 @@ class DownstreamConfig:
             raise ConfigError("max_steps, log_every, checkpoint_every and keep_last must be >= 1")
         if self.keep_last < 1 or self.patience < 1 or (self.eval_every is not None and self.eval_every < 1):
             raise ConfigError("keep_last, patience and eval_every must be >= 1")
-        if self.freeze_steps < 0 or self.warmup_steps < 0:
+        if self.freeze_steps < 0 or (self.warmup_steps is not None and self.warmup_steps < 0):
             raise ConfigError("freeze_steps and warmup_steps must be >= 0")
         if (self.lr is not None and self.lr <= 0) or self.upstream_lr <= 0 or self.batch_seconds <= 0:
             raise ConfigError("lr, upstream_lr and batch_seconds must be > 0")
@@ -269,7 +269,8 @@ def resolve_defaults(config: DownstreamConfig, task: DownstreamTask, durations: 
     The rule (docs/downstream.md): with ``E`` batches per epoch and ``B`` utterances per batch,
     ``max_steps = clip(40 E, 200, 4000)`` (early stopping ends most runs sooner);
     ``lr = task.base_lr * sqrt(B / 32)`` clipped to [1e-4, 1e-2] (Adam's square-root scaling
-    with the batch, Malladi et al. 2022); ``eval_every = max(1, min(E, max_steps // 20))``.
+    with the batch, Malladi et al. 2022); ``eval_every = max(1, min(E, max_steps // 20))``;
+    ``warmup_steps = round(task.warmup_ratio * max_steps)`` and ``schedule = task.schedule``.
     """
     epoch, per_batch = batches_per_epoch(durations, config.batch_seconds)
     changes: dict[str, Any] = {}
@@ -280,6 +281,10 @@ def resolve_defaults(config: DownstreamConfig, task: DownstreamTask, durations: 
     steps = changes.get("max_steps", config.max_steps)
     if config.eval_every is None:
         changes["eval_every"] = max(1, min(epoch, steps // AUTO_EVALS))
+    if config.warmup_steps is None:
+        changes["warmup_steps"] = int(round(task.warmup_ratio * steps))
+    if config.schedule is None:
+        changes["schedule"] = task.schedule
     resolved = replace(config, **changes)
     if changes:
         logger.info(
@@ -287,7 +292,9 @@ def resolve_defaults(config: DownstreamConfig, task: DownstreamTask, durations: 
             len(durations),
             epoch,
             per_batch,
-            ", ".join(f"{key}={value:.3g}" for key, value in changes.items()),
+            ", ".join(
+                f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in changes.items()
+            ),
         )
     return resolved
 
@@ -383,6 +390,7 @@ def train_downstream(
     config = resolve_defaults(config, task, AudioDataset(fit_dir).durations)
     info = _run_info(task, upstream, train_dir, config)
     info["dev"] = {"dir": str(dev_dir.resolve()) if dev_dir else None, "note": dev_note, "metric": task.dev_metric}
+    task.upstream_info = dict(info["upstream_info"])  # e.g. a CTC head's frame stacking follows the frame rate
     if resume:
         _check_same_run(read_run_info(run_dir), info, run_dir / RUN_FILE)
         state = task.load_state(run_dir)
@@ -514,6 +522,7 @@ def load_downstream(
     config = from_dict(DownstreamConfig, info["config"])
     upstream = load_upstream(info["upstream"], config.mode, config.freeze_steps, seed=config.seed)
     upstream.load_checkpoint_state(saved["upstream"])
+    task.upstream_info = dict(info.get("upstream_info") or {}) or None
     state = task.load_state(run_dir)
     head = task.make_head(upstream.dim, state)
     head.load_state_dict(saved["head"])

@@ -125,8 +125,18 @@ def test_defaults_follow_the_data_size(corpus):
     assert resolved.max_steps == min(max(40 * batches, 200), 4000)
     assert resolved.lr == pytest.approx(min(max(1e-3 * math.sqrt(len(durations) / batches / 32), 1e-4), 1e-2))
     assert resolved.eval_every == max(1, min(batches, resolved.max_steps // 20))
-    given = resolve_defaults(DownstreamConfig(max_steps=7, lr=0.5, eval_every=2), ToyTask(), durations)
-    assert (given.max_steps, given.lr, given.eval_every) == (7, 0.5, 2)
+    assert (resolved.warmup_steps, resolved.schedule) == (0, "constant")  # the base task's warm-up and schedule
+
+    class WarmTask(ToyTask):
+        warmup_ratio, schedule, base_lr = 0.1, "cosine", 2e-3
+
+    warm = resolve_defaults(config, WarmTask(), durations)
+    assert warm.warmup_steps == round(0.1 * warm.max_steps) and warm.schedule == "cosine"
+    assert warm.lr == pytest.approx(2 * resolved.lr)
+    given = resolve_defaults(
+        DownstreamConfig(max_steps=7, lr=0.5, eval_every=2, warmup_steps=3, schedule="linear"), WarmTask(), durations
+    )
+    assert (given.max_steps, given.lr, given.eval_every, given.warmup_steps, given.schedule) == (7, 0.5, 2, 3, "linear")
 
 
 def test_lr_sweep_keeps_the_best_run(corpus, tmp_path):
