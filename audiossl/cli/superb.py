@@ -76,7 +76,7 @@ def superb(
     from audiossl.cli.options import downstream_config
     from audiossl.superb.dataconfig import load_data_config
     from audiossl.superb.leaderboard import default_floor, write_leaderboard
-    from audiossl.superb.runner import collect_results, parse_upstream, run_superb
+    from audiossl.superb.runner import Interrupted, collect_results, parse_upstream, run_superb
 
     entries = [parse_upstream(text) for text in upstream]
     wanted = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
@@ -94,7 +94,11 @@ def superb(
     floor_name = floor or default_floor([(e.name, e.spec) for e in entries])
     if floor is not None and floor not in [e.name for e in entries]:
         raise ConfigError(f"--floor {floor!r} is not one of the upstreams ({', '.join(e.name for e in entries)})")
-    outcome = run_superb(entries, task_data, out, settings, keep_going=not stop_on_error)
+    try:
+        outcome = run_superb(entries, task_data, out, settings, keep_going=not stop_on_error)
+    except Interrupted as stop:
+        typer.echo(f"interrupted: {stop}", err=True)
+        raise typer.Exit(130) from None
     names = [e.name for e in entries]
     results = [r for r in collect_results(out) if r.upstream in names and r.task in task_data]
     text = write_leaderboard(results, out, floor_name, names) if results else "no finished pair yet\n"

@@ -99,6 +99,23 @@ def write_result(path: Path, result: PairResult) -> None:
         handle.write("\n")
 
 
+class Interrupted(Exception):
+    """A pair's training was stopped by a signal (SIGINT/SIGTERM): the evaluation stops, the pair stays resumable."""
+
+
+def stop_reason(run_dir: Path) -> str | None:
+    """Why the run in ``run_dir`` stopped early (the engine's last ``stop`` event), None when it finished."""
+    path = run_dir / "train.jsonl"
+    if not path.is_file():
+        return None
+    reason = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if '"kind": "event"' in line:
+            event = json.loads(line)
+            reason = event.get("reason") if event.get("event") == "stop" else None
+    return reason
+
+
 #: Runs one pair: (upstream, task data, pair dir, downstream config) -> PairResult without timing/settings.
 PairRunner = Callable[[UpstreamEntry, TaskData, Path, Any], PairResult]
 
@@ -116,6 +133,9 @@ def run_downstream_pair(upstream: UpstreamEntry, data: TaskData, pair_dir: Path,
     run_dir = pair_dir / "run"
     resume = latest_checkpoint(run_dir) is not None
     train_downstream(task, upstream.spec, data.train, run_dir, config, valid_dir=data.dev, resume=resume)
+    stopped = stop_reason(run_dir)
+    if stopped is not None and stopped.startswith("SIG"):
+        raise Interrupted(f"{upstream.name}/{spec.name} stopped by {stopped}; rerun the same command to resume it")
     metrics = evaluate_downstream(run_dir, data.test, pair_dir / "eval", task=task, device=config.device)
     if spec.metric not in metrics:
         raise ConfigError(
@@ -134,6 +154,7 @@ def run_downstream_pair(upstream: UpstreamEntry, data: TaskData, pair_dir: Path,
         float(metrics[spec.metric]),
         _plain(metrics),
         layer_weights=weights,
+        extra={"stopped_by": stopped, "steps": _last_step(run_dir)},
     )
 
 
@@ -170,6 +191,13 @@ def run_qbe_pair(upstream: UpstreamEntry, data: TaskData, pair_dir: Path, config
         layer_scores=scores,
         extra={"dev_layer": dev["layer"], "queries": len(queries)},
     )
+
+
+def _last_step(run_dir: Path) -> int | None:
+    from audiossl.fileio import list_checkpoints
+
+    found = list_checkpoints(run_dir)
+    return found[-1][0] if found else None
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:

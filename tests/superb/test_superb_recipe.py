@@ -39,7 +39,8 @@ def test_recipe_prepares_the_given_corpora_only(tmp_path):
 def test_superb_trains_and_searches_real_pairs_then_skips_them(tmp_path, capsys):
     config = tmp_path / "superb.yaml"
     parts = corpora.prepare_speech_commands(fake.speech_commands(tmp_path / "sc"), tmp_path / "ks")
-    corpora.add_to_data_config(config, {"ks": {**{k: str(v) for k, v in parts.items()}, "label": "utt2kw"}})
+    ks_entry = {**{k: str(v) for k, v in parts.items()}, "label": "utt2kw", "options": {"reference_probe": False}}
+    corpora.add_to_data_config(config, {"ks": ks_entry})  # options: the task factory's (no probe: faster)
     made = corpora.prepare_quesst14(fake.quesst14(tmp_path / "quesst"), tmp_path / "qbe")
     docs = str(made["docs"])
     entry = {

@@ -123,3 +123,18 @@ def test_prepare_synth_covers_every_class_in_train(tmp_path):
     assert ctm_utts == set(read_table(tasks["qbe"].queries / "wav.scp"))
     phones = read_table(tasks["pr"].test / "text.phn")
     assert set(phones) == set(read_table(tasks["pr"].test / "text"))
+
+
+def test_stop_reason_reads_the_engines_last_event(tmp_path):
+    from audiossl.superb.runner import stop_reason
+
+    log = tmp_path / "train.jsonl"
+    assert stop_reason(tmp_path) is None
+    log.write_text(
+        '{"kind": "event", "event": "start", "step": 0}\n{"kind": "event", "event": "stop", "reason": "SIGTERM"}\n'
+    )
+    assert stop_reason(tmp_path) == "SIGTERM"
+    log.write_text(
+        log.read_text() + '{"kind": "event", "event": "start", "step": 3}\n{"kind": "event", "event": "finish"}\n'
+    )
+    assert stop_reason(tmp_path) is None  # resumed and finished
