@@ -335,9 +335,8 @@ class Engine:
                         self.save()
                     for callback in self.callbacks:
                         callback(self)
-                    if self.budget.spent() and self.step < config.max_steps:
-                        self.stop.request(TIME_BUDGET)
-                    if self._agree_stop(stop):
+                    out_of_time = self.budget.spent() and self.step < config.max_steps
+                    if self._agree_stop(stop, out_of_time):
                         stopped_by = self.stop.reason or "a stop request on another process"
                         break
         finally:
@@ -580,10 +579,19 @@ class Engine:
 
     # ------------------------------------------------------------------------- stops
 
-    def _agree_stop(self, agreed_so_far: bool) -> bool:
-        """Whether any process was asked to stop (every process must stop after the same step)."""
-        flag = torch.tensor([float(agreed_so_far or self.stop.reason is not None)], dtype=torch.float64)
-        return bool(distributed.all_reduce(flag.to(self.device), self.dist, op="max").item() > 0)
+    def _agree_stop(self, agreed_so_far: bool, out_of_time: bool = False) -> bool:
+        """Whether any process was asked to stop (every process must stop after the same step).
+
+        A time budget spent on any process stops every process with the reason :data:`TIME_BUDGET`
+        (clocks differ a little between processes; the reason must not), unless one has its own.
+        """
+        flags = [float(agreed_so_far or self.stop.reason is not None), float(out_of_time)]
+        agreed = distributed.all_reduce(
+            torch.tensor(flags, dtype=torch.float64, device=self.device), self.dist, op="max"
+        )
+        if agreed[1].item() > 0 and self.stop.reason is None:
+            self.stop.request(TIME_BUDGET)
+        return bool(agreed.max().item() > 0)
 
     def close(self) -> None:
         """Close logs, stop the heartbeats and leave the process group."""
