@@ -69,7 +69,7 @@ def score_enhancement(clean: torch.Tensor, noisy: torch.Tensor, enhanced: torch.
 
 
 def score_separation(sources: torch.Tensor, mixture: torch.Tensor, estimates: torch.Tensor) -> dict[str, float]:
-    """SI-SDR (best permutation) of ``estimates`` (K, T) against ``sources`` (K, T); its improvement over the mixture."""
+    """SI-SDR (best permutation) of ``estimates`` (K, T) vs ``sources`` (K, T); its improvement over the mixture."""
     pairwise = si_sdr(estimates[:, None, :], sources[None, :, :])  # (K_est, K_ref)
     perm = best_permutation(pairwise, maximize=True)
     matched = torch.stack([pairwise[perm[k], k] for k in range(sources.shape[0])])
