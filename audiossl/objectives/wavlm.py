@@ -29,7 +29,6 @@ Validation batches are not mixed (their loss measures clean masked prediction).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,12 +269,3 @@ class WavLMObjective(HubertObjective):
             waveforms = self.corrupt(waveforms, batch.lengths, sample_rate, generator)
         features, lengths = inputs(waveforms, batch.lengths, generator=generator)
         return HubertInputs(features, lengths, targets, None)
-
-
-def dominance_db(clean: torch.Tensor, mixed: torch.Tensor, length: int) -> float:
-    """Primary-to-added energy ratio (dB) of one item over its valid ``length`` samples (for checks and logs)."""
-    added = (mixed[:length] - clean[:length]).double().square().sum()
-    primary = clean[:length].double().square().sum()
-    if float(added) == 0.0:
-        return math.inf
-    return float(10.0 * torch.log10(primary / added))
