@@ -540,8 +540,11 @@ def fix_data_dir(path: str | Path, *, allow_pipes: bool | None = None) -> list[s
         changes.append(f"{root / 'utt2spk'}: generated from spk2utt ({len(utt2spk)} utterances)")
 
     _regenerate_durations(root, tables, allow_pipes, changes)
-    for problem in validate_data_dir(root, check_audio=False, allow_pipes=allow_pipes):
+    left = validate_data_dir(root, check_audio=False, allow_pipes=allow_pipes)
+    for problem in left:
         changes.append(f"not fixed (nothing is deleted; edit by hand): {problem}")
+    if any(problem.subject is not None for problem in left):
+        changes.append(f"to drop those utterances instead: audiossl data filter {root} -o NEW_DIR --drop-bad")
     return changes
 
 

@@ -179,3 +179,12 @@ def test_output_rules(segmented, tmp_path, capsys, monkeypatch):
     with pytest.raises(OSError):
         module.filter_data_dir(segmented, tmp_path / "new", {"a1": "test"})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["src", "list.txt", "out"])
+
+
+def test_fix_points_at_filter_for_what_it_will_not_delete(segmented):
+    from audiossl.data.validate import fix_data_dir
+
+    write(segmented / "text", [row for row in lines(segmented / "text") if not row.startswith("b1 ")])
+    changes = fix_data_dir(segmented)
+    assert any(c.startswith("not fixed") and "'b1'" in c for c in changes)
+    assert changes[-1] == f"to drop those utterances instead: audiossl data filter {segmented} -o NEW_DIR --drop-bad"
