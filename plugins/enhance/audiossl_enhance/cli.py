@@ -29,6 +29,9 @@ SampleRateOption = Annotated[
     int, typer.Option("--sample-rate", help="Rate of the written audio: the rate of the upstream you will train on.")
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every draw (with each utterance id).")]
+MinSecondsOption = Annotated[
+    float, typer.Option("--min-seconds", help="Leave out utterances shorter than this (PESQ needs 0.25 s).")
+]
 
 _TASK_FLAGS = [
     plugin_cli.Flag("hidden_dim", Annotated[int, typer.Option("--hidden-dim", help="LSTM units per direction.")], 256),
@@ -70,6 +73,7 @@ def make_pairs(
         Path | None, typer.Option("--noise-dir", help="Data dir of noise recordings to use instead.")
     ] = None,
     sample_rate: SampleRateOption = 16000,
+    min_seconds: MinSecondsOption = 0.25,
     seed: SeedOption = 0,
 ) -> None:
     """Noisy copies of DATA at chosen SNRs with clean targets: OUT/wav.scp (noisy), OUT/utt2clean, OUT/utt2snr."""
@@ -82,6 +86,7 @@ def make_pairs(
         noise_kinds=kinds,
         noise_dir=None if noise_dir is None else str(noise_dir),
         sample_rate=sample_rate,
+        min_seconds=min_seconds,
         seed=seed,
     )
     made = make_noisy_pairs(data, out, settings)
@@ -115,6 +120,7 @@ def make_mixtures_command(
     level_db: Annotated[float, typer.Option("--level-db", help="Relative level drawn uniformly in [-L, L] dB.")] = 5.0,
     length: Annotated[str, typer.Option("--length", help="min: cut to the shorter source; max: pad it.")] = "min",
     sample_rate: SampleRateOption = 16000,
+    min_seconds: MinSecondsOption = 0.25,
     seed: SeedOption = 0,
 ) -> None:
     """Two-speaker mixtures of DATA (never a speaker with themselves): OUT/wav.scp, utt2src1, utt2src2."""
@@ -122,7 +128,12 @@ def make_mixtures_command(
     from audiossl_enhance.mixtures import MixSettings, make_mixtures
 
     settings = MixSettings(
-        per_utterance=per_utterance, level_db=level_db, length=length, sample_rate=sample_rate, seed=seed
+        per_utterance=per_utterance,
+        level_db=level_db,
+        length=length,
+        sample_rate=sample_rate,
+        min_seconds=min_seconds,
+        seed=seed,
     )
     made = make_mixtures(data, out, settings)
     typer.echo(f"wrote {len(made.wav_scp)} mixtures to {out}")

@@ -23,6 +23,7 @@ full scale), each file atomically, so an interrupted run resumes where it stoppe
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -36,6 +37,8 @@ from audiossl.data.wav_scp import load_utterance
 from audiossl.errors import ConfigError, DataError
 from audiossl.fileio import atomic_path, atomic_write
 from audiossl.progress import progress
+
+logger = logging.getLogger(__name__)
 
 #: Settings file of an output dir.
 SETTINGS_FILE = "mixing.json"
@@ -89,10 +92,14 @@ class NoiseSettings:
     """Data dir of noise recordings, looped and cut at a random offset, instead of generated noise."""
     sample_rate: int = 16000
     """Rate of the written audio (the upstream's rate: the task trains on these files as they are)."""
+    min_seconds: float = 0.25
+    """Utterances shorter than this are left out (PESQ scores nothing shorter than 0.25 s)."""
     seed: int = 0
     """Seed of every draw (with the utterance id)."""
 
     def __post_init__(self) -> None:
+        if self.min_seconds < 0:
+            raise ConfigError(f"min_seconds must be >= 0, got {self.min_seconds}")
         if not self.snrs_db:
             raise ConfigError("give at least one SNR")
         if self.sample_rate < 8000:
@@ -119,7 +126,7 @@ def make_noisy_pairs(data_dir: str | Path, out_dir: str | Path, settings: NoiseS
     _start(out_dir, {"kind": "noisy-pairs", "source": str(Path(data_dir).resolve()), **asdict(settings)})
     corruptor = Corruptor(corrupt, settings.sample_rate)
     wav_scp, clean_table, snr_table = {}, {}, {}
-    for utt in progress(data.utterance_ids, "noisy pairs", unit="utt"):
+    for utt in progress(_long_enough(data, settings.min_seconds, data_dir), "noisy pairs", unit="utt"):
         noisy_path, clean_path = out_dir / "noisy" / f"{utt}.wav", out_dir / "clean" / f"{utt}.wav"
         generator = utterance_generator(settings.seed, utt, "noise")
         snr = snrs[int(torch.randint(len(snrs), (), generator=generator))]
@@ -191,12 +198,14 @@ class MixSettings:
     """``min``: cut to the shorter source (Libri2Mix ``min``); ``max``: pad the shorter with silence."""
     sample_rate: int = 16000
     """Rate of the written audio (the upstream's rate)."""
+    min_seconds: float = 0.25
+    """Sources shorter than this are left out, so no mixture is shorter (PESQ's floor; the task's default)."""
     seed: int = 0
     """Seed of every draw (with the utterance id)."""
 
     def __post_init__(self) -> None:
-        if self.per_utterance < 1 or self.level_db < 0:
-            raise ConfigError("per_utterance must be >= 1 and level_db >= 0")
+        if self.per_utterance < 1 or self.level_db < 0 or self.min_seconds < 0:
+            raise ConfigError("per_utterance must be >= 1, level_db >= 0 and min_seconds >= 0")
         if self.length not in ("min", "max"):
             raise ConfigError(f"length must be min or max, got {self.length!r}")
         if self.sample_rate < 8000:
@@ -247,7 +256,10 @@ def make_mixtures(data_dir: str | Path, out_dir: str | Path, settings: MixSettin
     if unknown:
         raise DataError(f"utterance {unknown[0]!r} of utt2spk is not in wav.scp", utt2spk_path)
     _start(out_dir, {"kind": "mixtures", "source": str(Path(data_dir).resolve()), **asdict(settings)})
-    plans = plan_mixtures(data.utt2spk, settings)
+    kept = set(_long_enough(data, settings.min_seconds, data_dir))
+    plans = plan_mixtures({utt: spk for utt, spk in data.utt2spk.items() if utt in kept}, settings)
+    if not plans:
+        raise DataError(f"no two utterances of different speakers last {settings.min_seconds} s or more", utt2spk_path)
     wav_scp, src1, src2, spk2, levels, utt2spk = {}, {}, {}, {}, {}, {}
     for first, second, level in progress(plans, "mixtures", unit="mix"):
         mix_id = f"{first}_{second}"
@@ -262,6 +274,19 @@ def make_mixtures(data_dir: str | Path, out_dir: str | Path, settings: MixSettin
         wav_scp[mix_id], src1[mix_id], src2[mix_id] = (str(path.resolve()) for path in paths)
         utt2spk[mix_id], spk2[mix_id], levels[mix_id] = data.utt2spk[first], data.utt2spk[second], f"{level:.2f}"
     return _save(out_dir, wav_scp, utt2spk, {"src1": src1, "src2": src2, "spk2": spk2, "level": levels})
+
+
+def _long_enough(data: DataDir, min_seconds: float, data_dir: str | Path) -> list[str]:
+    """Utterance ids lasting at least ``min_seconds`` (headers or utt2dur; the others are logged and left out)."""
+    from audiossl.data.dataset import AudioDataset
+
+    durations = AudioDataset(data).durations
+    kept = [utt for utt, seconds in zip(data.utterance_ids, durations, strict=True) if seconds >= min_seconds]
+    if len(kept) < len(durations):
+        logger.info("%s: left out %d utterances shorter than %g s", data_dir, len(durations) - len(kept), min_seconds)
+    if not kept:
+        raise DataError(f"no utterance lasts {min_seconds} s or more", Path(data_dir) / "wav.scp")
+    return kept
 
 
 def _save(out_dir: Path, wav_scp: dict, utt2spk: dict, labels: dict[str, dict]) -> DataDir:

@@ -93,3 +93,15 @@ def test_given_pairs_must_match(tmp_path, corpus, pairs):
     with pytest.raises(DataError, match="one length") as error:
         pair_dirs(clean, short, tmp_path / "bad2")
     assert error.value.path == str(short / "wav.scp") and error.value.line == 1
+
+
+def test_utterances_shorter_than_the_floor_are_left_out(tmp_path, corpus):
+    durations = {utt: float(value) for utt, value in read_table(corpus / "utt2dur").items()}
+    floor = sorted(durations.values())[3]  # the three shortest fall below it
+    made = make_noisy_pairs(corpus, tmp_path / "p", NoiseSettings(noise_kinds=("white",), min_seconds=floor))
+    assert set(made.wav_scp) == {utt for utt, seconds in durations.items() if seconds >= floor}
+    mixed = make_mixtures(corpus, tmp_path / "m", MixSettings(min_seconds=floor))
+    for utt in mixed.wav_scp:
+        assert all(durations[part] >= floor for part in utt.split("_"))
+    with pytest.raises(DataError, match="no utterance lasts"):
+        make_noisy_pairs(corpus, tmp_path / "q", NoiseSettings(min_seconds=1000.0))
