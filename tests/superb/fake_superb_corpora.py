@@ -108,3 +108,19 @@ def libri2mix(root: Path) -> Path:
             for sub in ("mix_clean", "s1", "s2"):
                 tone(folder / sub / f"{mix}.wav")
     return root
+
+
+def librispeech(root: Path) -> Path:
+    """LibriSpeech/<part>/<spk>/<chapter>/ with flac files and the chapter's trans.txt."""
+    for part, speaker in (("train-clean-100", "103"), ("dev-clean", "19"), ("test-clean", "2001")):
+        folder = root / "LibriSpeech" / part / speaker / "1240"
+        lines = []
+        for n, words in enumerate(("HELLO WORLD", "HELLO ZEBRA")):
+            utt = f"{speaker}-1240-{n:04d}"
+            path = folder / f"{utt}.flac"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            t = np.arange(4800) / 16000
+            sf.write(str(path), (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000, format="FLAC")
+            lines.append(f"{utt} {words}\n")
+        (folder / f"{speaker}-1240.trans.txt").write_text("".join(lines))
+    return root

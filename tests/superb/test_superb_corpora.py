@@ -138,3 +138,25 @@ def test_cli_prepare_adds_entries_to_a_data_config(tmp_path):
         list(tasks) == ["ks", "ic"] and tasks["ks"].label == "utt2kw" and tasks["ic"].test == (tmp_path / "ic" / "test")
     )
     assert main(["superb", "prepare", "nonsense", str(root), str(tmp_path / "x")]) == 2
+
+
+def test_cli_prepare_voxceleb1_and_librispeech(tmp_path):
+    config = tmp_path / "superb.yaml"
+    root, split = fake.voxceleb1(tmp_path / "vox")
+    trials = tmp_path / "veri_test2.txt"
+    trials.write_text("1 id10002/1zcIwhmdeo4/00001.wav id10002/1zcIwhmdeo4/00002.wav\n")
+    argv = ["superb", "prepare", "voxceleb1", str(root), str(tmp_path / "v"), "--data-config", str(config)]
+    assert main([*argv, "--iden-split", str(split), "--trials", str(trials)]) == 0
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("HELLO HH AH0 L OW1\nWORLD W ER1 L D\n")
+    libri = fake.librispeech(tmp_path / "ls")
+    argv = ["superb", "prepare", "librispeech", str(libri), str(tmp_path / "l"), "--data-config", str(config)]
+    assert main([*argv, "--lexicon", str(lexicon)]) == 0
+    tasks = load_data_config(config)
+    assert list(tasks) == ["sid", "sv", "asr", "pr"]
+    assert read_table(tasks["sv"].test / "utt2spk") == {
+        "id10002-1zcIwhmdeo4-00001": "id10002",
+        "id10002-1zcIwhmdeo4-00002": "id10002",
+    }  # the trials' speaker is the test set
+    assert read_table(tasks["pr"].test / "text.phn") == {"2001-1240-0000": "HH AH L OW W ER L D"}
+    assert tasks["asr"].test == tasks["pr"].test  # shared dirs: the zebra utterance is gone from both
