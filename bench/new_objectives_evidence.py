@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4, help="Blocks of every encoder but the student (0 = presets').")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads.")
     parser.add_argument("--baselines", default="", help="Comma-separated runs that also probe fbank and random.")
+    parser.add_argument("--probe", type=Path, action="append", default=[], help="Also probe this checkpoint (teacher).")
     parser.add_argument("--json", type=Path, default=None, help="Results file (default: OUT/new_objectives.json).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -119,7 +120,12 @@ def main() -> None:
         compute_global_stats(data / "train", "fbank", frontend, sample_rate=8000).save(args.out / ssl_evidence.STATS)
     baselines = set(filter(None, args.baselines.split(",")))
     results: dict = {"runs": {}}
-    for name in args.runs.split(","):
+    for checkpoint in args.probe:
+        results.setdefault("probes", {})[str(checkpoint)] = ssl_evidence.evaluate(
+            load_pretrained(checkpoint), "encoder", data
+        )
+        logging.info("%s: %s", checkpoint, json.dumps(results["probes"][str(checkpoint)]))
+    for name in filter(None, args.runs.split(",")):
         summary = ssl_evidence.pretrain_run(name, args.layers or None, data / "train", args.out, args.cpu_minutes)
         run_dir = args.out / "runs" / name
         pretrained = load_pretrained(run_dir)
