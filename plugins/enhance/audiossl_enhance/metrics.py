@@ -119,7 +119,18 @@ def pesq_wb(reference: torch.Tensor | np.ndarray, degraded: torch.Tensor | np.nd
 def stoi(
     reference: torch.Tensor | np.ndarray, degraded: torch.Tensor | np.ndarray, sample_rate: int, extended: bool = False
 ) -> float:
-    """STOI (0 to 1; ``extended``: ESTOI, Jensen and Taal 2016) of ``degraded`` against ``reference`` (T,)."""
+    """STOI (0 to 1; ``extended``: ESTOI, Jensen and Taal 2016) of ``degraded`` against ``reference`` (T,).
+
+    pystoi returns 1e-5 with a warning when fewer than 30 frames (384 ms) of the reference are
+    left after its silent-frame removal; that is no score, so it is NaN here (left out of means).
+    """
+    import warnings
+
     from pystoi import stoi as _stoi
 
-    return float(_stoi(_as_numpy(reference), _as_numpy(degraded), sample_rate, extended=extended))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(_stoi(_as_numpy(reference), _as_numpy(degraded), sample_rate, extended=extended))
+    if any("Not enough STFT frames" in str(warning.message) for warning in caught):
+        return math.nan
+    return value

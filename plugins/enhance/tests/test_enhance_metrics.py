@@ -102,3 +102,10 @@ def test_pesq_and_stoi_equal_the_packages_and_clean_scores_best():
 def test_pesq_refuses_audio_shorter_than_it_needs():
     with pytest.raises(DataError, match="at least 0.25 s"):
         pesq_wb(np.zeros(2000), np.zeros(2000), 16000)
+
+
+def test_stoi_of_too_little_speech_is_nan_not_the_packages_placeholder():
+    clean = _speechlike(seconds=0.2)
+    with pytest.warns(RuntimeWarning):
+        assert package_stoi(clean, clean, 16000) == pytest.approx(1e-5)
+    assert math.isnan(stoi(clean, clean, 16000))

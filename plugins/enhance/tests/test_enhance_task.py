@@ -60,7 +60,7 @@ def test_separation_loss_does_not_depend_on_the_order_of_the_sources(mixtures):
     assert torch.isfinite(swapped)
 
 
-CONFIG = {"max_steps": 12, "lr": 5e-3, "batch_seconds": 20.0, "checkpoint_every": 12, "device": "cpu"}
+CONFIG = {"max_steps": 10, "lr": 5e-3, "batch_seconds": 20.0, "checkpoint_every": 10, "device": "cpu"}
 SMALL = {"hidden_dim": 32, "num_layers": 1, "dropout": 0.0, "plots": 1}
 
 
