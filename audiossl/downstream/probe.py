@@ -49,9 +49,16 @@ def pooled_layers(
     """(ids, features (N, L, D) float64, labels) of ``data_dir``: every layer mean-pooled over valid frames.
 
     ``upstream`` is an :class:`~audiossl.downstream.upstream.Upstream` (its :meth:`layers`); the
-    utterances are whole (no crops) and come back in the data dir's order.
+    utterances are whole (no crops) and come back in the data dir's order. When the upstream
+    carries the trainer's ``feature_cache`` holding every utterance, the pooled features come from
+    it (the same frames, without running the encoder again).
     """
     dataset = AudioDataset(data_dir, sample_rate=upstream.sample_rate, labels=[label])
+    labels = [dataset.label_tables[label][utt] for utt in dataset.ids]
+    cache = getattr(upstream, "feature_cache", None)  # the trainer's cache of these utterances' layers, if any
+    if cache is not None and all(utt in cache.items for utt in dataset.ids):
+        features = np.stack([cache.items[utt].double().mean(dim=1).numpy() for utt in dataset.ids])  # (N, L, D)
+        return list(dataset.ids), features, labels
     sampler = BucketBatchSampler(dataset.durations, batch_seconds, num_buckets=1, shuffle=False)
     rows: dict[int, np.ndarray] = {}
     upstream.eval()
@@ -61,10 +68,8 @@ def pooled_layers(
         pooled = pool_layers(layers, lengths)  # (B, L, D)
         for position, index in enumerate(indices):
             rows[index] = pooled[position]
-    order = range(len(dataset))
-    features = np.stack([rows[i] for i in order])  # (N, L, D)
-    labels = [dataset.label_tables[label][dataset.ids[i]] for i in order]
-    return [dataset.ids[i] for i in order], features, labels
+    features = np.stack([rows[i] for i in range(len(dataset))])  # (N, L, D)
+    return list(dataset.ids), features, labels
 
 
 @dataclass

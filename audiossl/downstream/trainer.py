@@ -425,10 +425,15 @@ def train_downstream(
     finally:
         engine.close()
     best = unit.write_best(run_dir) if engine.dist.is_main else None
-    if engine.dist.is_main:
+    interrupted = result.stopped_by is not None and result.stopped_by.startswith("SIG")
+    if engine.dist.is_main and not interrupted:  # a user who pressed ^C wants out, not a probe fit
         unit.head.eval()
         upstream.eval()
-        task.after_training(upstream, fit_dir, dev_dir, run_dir, state)
+        upstream.feature_cache = unit.model.cache  # the training part's layers, when cached (probe.pooled_layers)
+        try:
+            task.after_training(upstream, fit_dir, dev_dir, run_dir, state)
+        finally:
+            upstream.feature_cache = None
     return DownstreamResult(
         run_dir,
         result.step,

@@ -71,6 +71,7 @@ class Upstream(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(mixed, self.dim))
         self.register_buffer("feature_std", torch.ones(mixed, self.dim))
         self.step = 0
+        self.feature_cache = None  # set by the trainer while a finished run fits its reference probe
         if mode == "frozen":
             self.encoder.requires_grad_(False)
         self.train(False)

@@ -41,3 +41,29 @@ def test_cache_pads_items_and_respects_its_budget():
     assert lengths.tolist() == [1, 3] and padded[0].shape == (2, 3, 4)
     assert torch.equal(padded[1][1], layers[1][0]) and torch.equal(padded[0][0, 0], layers[0][1, 0])
     assert torch.equal(padded[0][0, 1:], torch.zeros(2, 4))
+
+
+def test_probe_features_from_the_cache_equal_a_fresh_pass(corpus):
+    from audiossl.data.dataset import AudioDataset, collate
+    from audiossl.downstream.probe import pooled_layers
+    from audiossl.downstream.upstream import load_upstream
+
+    upstream = load_upstream("fbank-raw")
+    upstream.set_standardization(torch.full((1, 80), 3.0), torch.full((1, 80), 2.0))
+    ids, fresh, labels = pooled_layers(upstream, corpus, "emo")
+    cache = FeatureCache(2**30)
+    dataset = AudioDataset(corpus, sample_rate=upstream.sample_rate)
+    for start in range(0, len(dataset), 3):  # batches of three, padded
+        batch = collate(dataset[list(range(start, min(start + 3, len(dataset))))])
+        with torch.no_grad():
+            layers, lengths = upstream.layers(batch.waveforms, batch.lengths)
+        cache.put(batch.ids, layers, lengths)
+    upstream.feature_cache = cache
+
+    def no_encoder(*args):
+        raise AssertionError("the encoder ran although every utterance was cached")
+
+    upstream.layers = no_encoder
+    cached_ids, cached, cached_labels = pooled_layers(upstream, corpus, "emo")
+    assert cached_ids == ids and cached_labels == labels
+    torch.testing.assert_close(torch.from_numpy(cached), torch.from_numpy(fresh), rtol=1e-5, atol=1e-5)
