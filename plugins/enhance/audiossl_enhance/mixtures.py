@@ -32,6 +32,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
+from audiossl.audio.io import audio_info
 from audiossl.data.kaldi import DataDir, kaldi_sort_key, read_entries
 from audiossl.data.wav_scp import load_utterance
 from audiossl.errors import ConfigError, DataError
@@ -141,7 +142,7 @@ def make_noisy_pairs(data_dir: str | Path, out_dir: str | Path, settings: NoiseS
             _write_wav(noisy_path, noisy * scale, settings.sample_rate)
         wav_scp[utt], clean_table[utt], snr_table[utt] = str(noisy_path.resolve()), str(clean_path.resolve()), snr
     labels = {"clean": clean_table, "snr": {utt: f"{snr:g}" for utt, snr in snr_table.items()}}
-    return _save(out_dir, wav_scp, data.utt2spk or {utt: utt for utt in wav_scp}, labels)
+    return _save(out_dir, wav_scp, data.utt2spk or {utt: utt for utt in wav_scp}, labels, settings.sample_rate)
 
 
 def pair_dirs(clean_dir: str | Path, noisy_dir: str | Path, out_dir: str | Path, sample_rate: int = 16000) -> DataDir:
@@ -183,7 +184,7 @@ def pair_dirs(clean_dir: str | Path, noisy_dir: str | Path, out_dir: str | Path,
             _write_wav(clean_path, clean_wave * scale, sample_rate)
             _write_wav(noisy_path, noisy_wave * scale, sample_rate)
         wav_scp[utt], clean_table[utt] = str(noisy_path.resolve()), str(clean_path.resolve())
-    return _save(out_dir, wav_scp, clean.utt2spk or {utt: utt for utt in wav_scp}, {"clean": clean_table})
+    return _save(out_dir, wav_scp, clean.utt2spk or {utt: utt for utt in wav_scp}, {"clean": clean_table}, sample_rate)
 
 
 @dataclass(kw_only=True)
@@ -273,7 +274,8 @@ def make_mixtures(data_dir: str | Path, out_dir: str | Path, settings: MixSettin
             _write_wav(paths[0], mixture, settings.sample_rate)
         wav_scp[mix_id], src1[mix_id], src2[mix_id] = (str(path.resolve()) for path in paths)
         utt2spk[mix_id], spk2[mix_id], levels[mix_id] = data.utt2spk[first], data.utt2spk[second], f"{level:.2f}"
-    return _save(out_dir, wav_scp, utt2spk, {"src1": src1, "src2": src2, "spk2": spk2, "level": levels})
+    labels = {"src1": src1, "src2": src2, "spk2": spk2, "level": levels}
+    return _save(out_dir, wav_scp, utt2spk, labels, settings.sample_rate)
 
 
 def _long_enough(data: DataDir, min_seconds: float, data_dir: str | Path) -> list[str]:
@@ -289,8 +291,16 @@ def _long_enough(data: DataDir, min_seconds: float, data_dir: str | Path) -> lis
     return kept
 
 
-def _save(out_dir: Path, wav_scp: dict, utt2spk: dict, labels: dict[str, dict]) -> DataDir:
-    data = DataDir(wav_scp=wav_scp, utt2spk={utt: utt2spk[utt] for utt in wav_scp}, labels=labels)
+def _save(out_dir: Path, wav_scp: dict, utt2spk: dict, labels: dict[str, dict], sample_rate: int) -> DataDir:
+    """Write the tables, with utt2num_samples and utt2dur from the written headers (no reader has to open them)."""
+    samples = {utt: audio_info(path)[0] for utt, path in wav_scp.items()}
+    data = DataDir(
+        wav_scp=wav_scp,
+        utt2spk={utt: utt2spk[utt] for utt in wav_scp},
+        utt2num_samples=samples,
+        utt2dur={utt: count / sample_rate for utt, count in samples.items()},
+        labels=labels,
+    )
     data.save(out_dir)
     return data
 
