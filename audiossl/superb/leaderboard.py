@@ -140,7 +140,8 @@ def plot_leaderboard(board: Board, floor: str | None, path: Path) -> Path:
     flat = list(axes.flat)
     for axis, task in zip(flat, board.tasks, strict=False):
         names = [u for u in board.upstreams if (u, task) in board.values]
-        axis.bar(range(len(names)), [board.values[(u, task)] for u in names], color=[colour[u] for u in names])
+        bars = axis.bar(range(len(names)), [board.values[(u, task)] for u in names], color=[colour[u] for u in names])
+        axis.bar_label(bars, fmt="%.3g", fontsize=6)
         axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
         axis.set_title(
             f"{task}: {board.metric[task]} ({'higher' if board.higher[task] else 'lower'} is better)", fontsize=8
@@ -148,7 +149,8 @@ def plot_leaderboard(board: Board, floor: str | None, path: Path) -> Path:
     if overall:
         axis = flat[len(board.tasks)]
         names = list(overall)
-        axis.bar(range(len(names)), [overall[u][0] for u in names], color=[colour[u] for u in names])
+        bars = axis.bar(range(len(names)), [overall[u][0] for u in names], color=[colour[u] for u in names])
+        axis.bar_label(bars, fmt="%.0f", fontsize=6)
         axis.set_xticks(
             range(len(names)), [u + ("" if overall[u][1] else "*") for u in names], rotation=30, ha="right", fontsize=7
         )
