@@ -15,10 +15,16 @@ def _version() -> str:
         return "0+unknown"
 
 
+#: Head options of runs saved before the head had frame stacking and SpecAugment (they had neither).
+LEGACY_HEAD_OPTIONS = {"stride": 1, "spec_augment": False}
+
+
 def _task(**options):
     # lazy: the task pulls in torch; every `audiossl` start-up imports this module
     from audiossl_asr.task import ASRTask
 
+    if "head" in options and "stride" not in options:  # a run saved by an older version: rebuild its head as it was
+        options = {**LEGACY_HEAD_OPTIONS, **options}
     return ASRTask(**options)
 
 

@@ -11,6 +11,7 @@ CTC/attention loss, and beam search with CTC prefix scores and length normalisat
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from audiossl.fileio import atomic_write
 from audiossl.nn.beam_search import BeamSearchConfig
 from audiossl.nn.outputs import LossOutput
 from audiossl_asr.decoding import BeamSearchDecoder, BeamSearchOptions, greedy_decode
-from audiossl_asr.head import CTCHead, CTCHeadConfig, ctc_loss
+from audiossl_asr.head import CTCHead, CTCHeadConfig, auto_stride, ctc_loss
 from audiossl_asr.metrics import Score, score_transcripts
 from audiossl_asr.seq2seq import Seq2SeqConfig, Seq2SeqHead, check_target_lengths, seq2seq_decode, seq2seq_loss
 from audiossl_asr.tokenizer import Tokenizer, read_transcripts, train_tokenizer
@@ -50,16 +51,26 @@ class ASRTask(DownstreamTask):
     name = "asr"
     labels = ("text",)
     level = "frame"
+    #: Model selection (early stopping, lr sweep) on the dev character error rate of greedy decoding.
+    dev_metric = "cer"
+    dev_higher_is_better = False
+    #: Peak lr at 32 utterances per batch (the trainer scales it with the batch), reached after a 10% warm-up,
+    #: then a cosine decay: a CTC head at a constant peak lr from step 0 often locks into all-blank output.
+    base_lr = 4.0e-3
+    warmup_ratio = 0.1
+    schedule = "cosine"
 
     def __init__(
         self,
         tokenizer: str = "char",
         vocab_size: int = 64,
-        head: str = "linear",
-        hidden: int = 256,
+        head: str = "bilstm",
+        hidden: int = 128,
         layers: int = 2,
         dropout: float = 0.1,
         model: str = "ctc",
+        stride: int = 0,
+        spec_augment: bool = True,
         **seq2seq: Any,
     ):
         if model not in MODELS:
@@ -69,7 +80,13 @@ class ASRTask(DownstreamTask):
         self.tokenizer_kind = tokenizer
         self.vocab_size = vocab_size
         self.model = model
-        self.head_config = CTCHeadConfig(kind=head, hidden=hidden, layers=layers, dropout=dropout)
+        if stride < 0:
+            raise ConfigError(f"stride must be >= 0 (0: from the upstream's frame rate), got {stride}")
+        #: Frames the CTC head stacks; 0 = chosen in :meth:`prepare` from the upstream's frame rate.
+        self.stride = stride
+        self.head_config = CTCHeadConfig(
+            kind=head, hidden=hidden, layers=layers, dropout=dropout, stride=max(stride, 1), spec_augment=spec_augment
+        )
         try:
             self.seq2seq_config = Seq2SeqConfig(dropout=dropout, **seq2seq) if model == "seq2seq" else None
         except TypeError as error:
@@ -88,6 +105,8 @@ class ASRTask(DownstreamTask):
             "hidden": config.hidden,
             "layers": config.layers,
             "dropout": config.dropout,
+            "stride": self.stride,
+            "spec_augment": config.spec_augment,
         }
         if self.seq2seq_config is not None:  # CTC runs keep the options they always had (resume compares them)
             options["model"] = self.model
@@ -102,7 +121,9 @@ class ASRTask(DownstreamTask):
         text = Path(train_dir) / "text"
         tokenizer = train_tokenizer(read_transcripts(text), self.tokenizer_kind, self.vocab_size, source=text)
         tokenizer.save(out_dir)
-        return _state(tokenizer)
+        state = _state(tokenizer)
+        state["head_stride"] = resolve_stride(self.stride, self)
+        return state
 
     def check_data(self, data_dir: Path, state: TaskState) -> None:
         """Labels present, no empty transcript (DataError at its line); warn about units the tokenizer lacks."""
@@ -133,7 +154,7 @@ class ASRTask(DownstreamTask):
     def make_head(self, dim: int, state: TaskState) -> nn.Module:
         if self.seq2seq_config is not None:  # the tokenizer's units plus <sos/eos>
             return Seq2SeqHead(dim, tokenizer_of(state).vocab_size + 1, self.seq2seq_config)
-        return CTCHead(dim, tokenizer_of(state).vocab_size, self.head_config)
+        return CTCHead(dim, tokenizer_of(state).vocab_size, head_config_of(self.head_config, state))
 
     def loss(self, head: nn.Module, hidden: torch.Tensor, lengths: torch.Tensor, batch, state: TaskState) -> LossOutput:
         tokenizer = tokenizer_of(state)
@@ -147,6 +168,12 @@ class ASRTask(DownstreamTask):
         metrics = {"units_per_frame": units / max(int(frame_lengths.sum()), 1)}
         return LossOutput(total=total, parts={"ctc": total.detach()}, metrics=metrics)
 
+    def dev_metrics(
+        self, head: nn.Module, upstream: nn.Module, data_dir: Path, state: TaskState, batch_seconds: float = 60.0
+    ) -> dict[str, float]:
+        """Mean batch loss and the corpus CER / WER of greedy decoding (seq2seq: its default search) on ``data_dir``."""
+        return decode_dev(self, head, upstream, data_dir, state, batch_seconds)
+
     def evaluate(
         self, head: nn.Module, upstream: nn.Module, data_dir: Path, state: TaskState, out_dir: Path
     ) -> dict[str, float]:
@@ -158,6 +185,46 @@ class ASRTask(DownstreamTask):
         text = Path(data_dir) / "text"
         score = score_transcripts(read_transcripts(text), hypotheses, text, Path(out_dir) / HYP_FILE)
         return score.as_dict()
+
+
+@torch.no_grad()
+def decode_dev(
+    task: ASRTask, head: nn.Module, upstream: nn.Module, data_dir: Path, state: TaskState, batch_seconds: float
+) -> dict[str, float]:
+    """``loss``, ``cer`` and ``wer`` of ``data_dir`` in one pass (greedy CTC decoding, or seq2seq beam search)."""
+    tokenizer = tokenizer_of(state)
+    losses, hypotheses, references = [], {}, {}
+    search = task.default_search() if task.seq2seq_config is not None else None
+    for batch, hidden, lengths in eval_batches(upstream, data_dir, task.labels, batch_seconds=batch_seconds):
+        losses.append(float(task.loss(head, hidden, lengths, batch.to(hidden.device), state).total))
+        if search is not None:
+            units = seq2seq_decode(head, hidden, lengths, search, blank=tokenizer.blank)
+        else:
+            log_probs, frame_lengths = head(hidden, lengths)  # (B, S', V), (B,)
+            units = greedy_decode(log_probs, frame_lengths, tokenizer.blank)
+        hypotheses.update(zip(batch.ids, (tokenizer.decode(u) for u in units), strict=True))
+        references.update(zip(batch.ids, batch.labels["text"], strict=True))
+    score = score_transcripts(references, hypotheses)
+    return {"loss": sum(losses) / max(len(losses), 1), "cer": score.cer.rate, "wer": score.wer.rate}
+
+
+def resolve_stride(stride: int, task: DownstreamTask) -> int:
+    """The head's frame stacking: ``stride``, or for 0 :func:`auto_stride` of the upstream's frame rate.
+
+    The trainer tells the task its upstream (``task.upstream_info``) before ``prepare``; without it
+    (an older trainer) nothing is stacked.
+    """
+    if stride > 0:
+        return stride
+    info = getattr(task, "upstream_info", None) or {}
+    chosen = auto_stride(info.get("frame_rate"))
+    logger.info("CTC head stacks %d frame(s) (upstream at %s frames/s)", chosen, info.get("frame_rate", "unknown"))
+    return chosen
+
+
+def head_config_of(config: CTCHeadConfig, state: TaskState) -> CTCHeadConfig:
+    """The head config with the frame stacking the run chose (saved in its state)."""
+    return dataclasses.replace(config, stride=int(state.get("head_stride", config.stride)))
 
 
 def tokenizer_of(state: TaskState) -> Tokenizer:
