@@ -19,12 +19,27 @@ from pathlib import Path
 
 import soundfile as sf
 
-from audiossl.data.kaldi import DataDir
+from audiossl.data.kaldi import DataDir, write_table
 from audiossl.errors import AudioError, DataError
 from audiossl.fileio import atomic_write
 
 #: Spoken form of each digit, the transcript written to ``text``.
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+#: Pronunciation of each digit word: our own ARPAbet-like transcription (lower case, no stress marks),
+#: written as ``lexicon.txt`` and, per utterance, ``text.phn`` for phoneme recognition.
+DIGIT_PHONES: dict[str, tuple[str, ...]] = {
+    "zero": ("z", "ih", "r", "ow"),
+    "one": ("w", "ah", "n"),
+    "two": ("t", "uw"),
+    "three": ("th", "r", "iy"),
+    "four": ("f", "ao", "r"),
+    "five": ("f", "ay", "v"),
+    "six": ("s", "ih", "k", "s"),
+    "seven": ("s", "eh", "v", "ah", "n"),
+    "eight": ("ey", "t"),
+    "nine": ("n", "ay", "n"),
+}
 
 #: Takes below this number form the official test split.
 TEST_TAKES = 5
@@ -37,8 +52,9 @@ def prepare_fsdd(recordings_dir: str | Path, out_dir: str | Path) -> dict[str, D
 
     Each dir gets wav.scp (absolute resolved paths), utt2spk, spk2utt, text (the digit as
     a word), utt2digit (the digit 0-9, for classification), utt2dur and utt2num_samples
-    (from the wav headers; no audio is decoded), and words.txt (the ten digit words, for
-    lexicon decoding). Hidden files (``.DS_Store``...) and
+    (from the wav headers; no audio is decoded), words.txt (the ten digit words, for
+    lexicon decoding), lexicon.txt (each word's phones, :data:`DIGIT_PHONES`) and text.phn
+    (each utterance's phones, for phoneme recognition). Hidden files (``.DS_Store``...) and
     sub-folders are ignored; any other file not named ``{digit}_{speaker}_{take}.wav`` is
     an error, because it means the folder is not what the user thinks it is.
     """
@@ -83,6 +99,10 @@ def prepare_fsdd(recordings_dir: str | Path, out_dir: str | Path) -> dict[str, D
         data.save(out_dir / split)
         with atomic_write(out_dir / split / "words.txt") as handle:  # the vocabulary, for lexicon decoding
             handle.write("".join(f"{word}\n" for word in DIGIT_WORDS))
+        with atomic_write(out_dir / split / "lexicon.txt") as handle:  # word -> phones (Kaldi lexicon.txt)
+            handle.write("".join(f"{word} {' '.join(DIGIT_PHONES[word])}\n" for word in DIGIT_WORDS))
+        phones = {utt: " ".join(DIGIT_PHONES[word]) for utt, word in data.text.items()}
+        write_table(out_dir / split / "text.phn", phones)  # per-utterance phones (SUPERB PR)
     return splits
 
 
