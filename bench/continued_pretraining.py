@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from ssl_evidence import evaluate  # noqa: E402
 
 from audiossl.data.fsdd import prepare_fsdd  # noqa: E402
-from audiossl.fileio import atomic_write  # noqa: E402
+from audiossl.fileio import atomic_write, latest_checkpoint  # noqa: E402
 from audiossl.interop.convert import convert_checkpoint  # noqa: E402
 from audiossl.train import load_pretrained, pretrain  # noqa: E402
 from audiossl.train.config import config_from_dict  # noqa: E402
@@ -103,6 +103,20 @@ def run_config(published: Path, encoder_section: dict, steps: int) -> object:
     )
 
 
+def first_step_loss(published: Path, encoder_section: dict, data: Path, out: Path, steps: int) -> float:
+    """The loss of the continued run's first step, computed before any update: the converted model's loss.
+
+    A one-step run with the same seed, data order and initialisation as the long run (only the
+    learning-rate schedule differs, which the first loss does not see).
+    """
+    records_file = out / "train.jsonl"
+    if not records_file.is_file():
+        config = run_config(published, encoder_section, steps)
+        config.run.max_steps, config.run.log_every, config.run.checkpoint_every = 1, 1, 1
+        pretrain(config, [data], out)
+    return [r for r in read_records(records_file) if "loss" in r][0]["loss"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fsdd", type=Path, default=REPO.parent / "shared" / "data" / "fsdd" / "recordings")
@@ -119,8 +133,13 @@ def main() -> None:
     save_published(published)
     converted = convert_checkpoint(published)
     run_dir = args.out / "run"
+    section = converted.encoder_section()
+    step1 = first_step_loss(published, section, data / "train", args.out / "first-step", args.steps)
     start = time.process_time()
-    result = pretrain(run_config(published, converted.encoder_section(), args.steps), [data / "train"], run_dir)
+    if (run_dir / "train.jsonl").is_file() and latest_checkpoint(run_dir) is not None:
+        log.info("reusing the finished run %s", run_dir)
+    else:
+        pretrain(run_config(published, section, args.steps), [data / "train"], run_dir)
     cpu_minutes = (time.process_time() - start) / 60
     records = [r for r in read_records(run_dir / "train.jsonl") if "loss" in r]
     after = load_pretrained(run_dir)
@@ -128,8 +147,9 @@ def main() -> None:
     before.encoder.load_state_dict(converted.encoder.state_dict())  # the converted model, not further trained
     results = {
         "pretraining": {
-            "steps": result.step,
+            "steps": records[-1]["step"],
             "cpu_minutes_this_call": cpu_minutes,
+            "loss_step_1_before_any_update": step1,
             "loss_first_log": records[0]["loss"],
             "loss_last_log": records[-1]["loss"],
             "first_step": records[0]["step"],
