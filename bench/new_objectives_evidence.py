@@ -67,6 +67,15 @@ NEW_RUNS = {
         "distill-conformer-tiny",
         ["data.min_utt_seconds=0.1", f"objective.config.teacher={TEACHER}", "objective.config.teacher_layers=[2,3,4]"],
     ),
+    # the same student, distilled from the teacher named by DISTIL_TEACHER_2 (a second teacher, e.g. a later checkpoint)
+    "distil-conformer-2": (
+        "distill-conformer-tiny",
+        [
+            "data.min_utt_seconds=0.1",
+            f"objective.config.teacher={os.environ.get('DISTIL_TEACHER_2', TEACHER)}",
+            "objective.config.teacher_layers=[2,3,4]",
+        ],
+    ),
 }
 
 #: The table's own runs (same protocol), e.g. ``w2vbert-conformer`` as an anchor at a shorter budget.
