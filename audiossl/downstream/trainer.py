@@ -107,7 +107,7 @@ class DownstreamConfig:
     patience: int = 8
     """Evaluations without a better dev metric before early stopping ends the run."""
     eval_every: int | None = None
-    """Steps between dev evaluations; None = about once per epoch (at most 20 per run, at least 1 step)."""
+    """Steps between dev evaluations; None = ``max_steps // 20`` (at least 1)."""
     budget_minutes: float | None = None
     """Stop after this many wall-clock minutes of training (the best dev checkpoint is kept); None = no limit."""
     lr_sweep: bool = False
@@ -269,7 +269,8 @@ def resolve_defaults(config: DownstreamConfig, task: DownstreamTask, durations: 
     The rule (docs/downstream.md): with ``E`` batches per epoch and ``B`` utterances per batch,
     ``max_steps = clip(40 E, 200, 4000)`` (early stopping ends most runs sooner);
     ``lr = task.base_lr * sqrt(B / 32)`` clipped to [1e-4, 1e-2] (Adam's square-root scaling
-    with the batch, Malladi et al. 2022); ``eval_every = max(1, min(E, max_steps // 20))``;
+    with the batch, Malladi et al. 2022); ``eval_every = max(1, max_steps // 20)`` (20 evaluations,
+    so ``patience`` 8 stops a run that went 40 % of its length without a better dev metric);
     ``warmup_steps = round(task.warmup_ratio * max_steps)`` and ``schedule = task.schedule``.
     """
     epoch, per_batch = batches_per_epoch(durations, config.batch_seconds)
@@ -280,7 +281,7 @@ def resolve_defaults(config: DownstreamConfig, task: DownstreamTask, durations: 
         changes["lr"] = float(min(max(task.base_lr * math.sqrt(per_batch / 32.0), 1e-4), 1e-2))
     steps = changes.get("max_steps", config.max_steps)
     if config.eval_every is None:
-        changes["eval_every"] = max(1, min(epoch, steps // AUTO_EVALS))
+        changes["eval_every"] = max(1, steps // AUTO_EVALS)
     if config.warmup_steps is None:
         changes["warmup_steps"] = int(round(task.warmup_ratio * steps))
     if config.schedule is None:

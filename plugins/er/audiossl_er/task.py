@@ -49,7 +49,7 @@ class EmotionHead(nn.Module):
         pooling: str = "mean",
         hidden_dim: int = 0,
         dropout: float = 0.1,
-        normalize: bool = True,
+        normalize: bool = False,
     ):
         super().__init__()
         self.pool = create_pooling(pooling, dim)
@@ -77,8 +77,10 @@ class ClassificationTask(DownstreamTask):
     ``pooling``: ``mean``, ``stats`` (mean + std) or ``attentive`` (attentive statistics);
     ``hidden_dim``: 0 for a linear classifier, else the width of a one-hidden-layer MLP;
     ``class_weights``: weight the cross-entropy by inverse class frequency; ``dropout`` before
-    the (last) linear layer; ``normalize``: standardise pooled vectors per feature
-    (:class:`~audiossl.downstream.pooling.PooledNorm`); ``head``: ``trained`` or ``linear-probe``
+    the (last) linear layer; ``normalize``: standardise pooled vectors per feature with a
+    BatchNorm (:class:`~audiossl.downstream.pooling.PooledNorm`; off by default since the trainer
+    standardises the features: batch statistics of length-bucketed batches hurt, docs/downstream.md);
+    ``head``: ``trained`` or ``linear-probe``
     (the closed-form probe is the model); ``reference_probe``: also fit the probe beside a
     trained head and report both.
     """
@@ -89,7 +91,7 @@ class ClassificationTask(DownstreamTask):
     dev_higher_is_better = True
     #: A linear head on standardised features tolerates (and needs) a larger step than deep heads:
     #: at lr 1e-3 it was still 16 points below the probe on FSDD digits after 600 steps (docs/downstream.md).
-    base_lr = 5.0e-3
+    base_lr = 1.0e-2
 
     def __init__(
         self,
@@ -98,7 +100,7 @@ class ClassificationTask(DownstreamTask):
         hidden_dim: int = 0,
         class_weights: bool = False,
         dropout: float = 0.1,
-        normalize: bool = True,
+        normalize: bool = False,
         head: str = "trained",
         reference_probe: bool = True,
     ):
@@ -342,7 +344,7 @@ class EmotionTask(ClassificationTask):
         hidden_dim: int = 0,
         class_weights: bool = False,
         dropout: float = 0.1,
-        normalize: bool = True,
+        normalize: bool = False,
         head: str = "trained",
         reference_probe: bool = True,
     ):
