@@ -136,10 +136,12 @@ def main() -> None:
     section = converted.encoder_section()
     step1 = first_step_loss(published, section, data / "train", args.out / "first-step", args.steps)
     start = time.process_time()
-    if (run_dir / "train.jsonl").is_file() and latest_checkpoint(run_dir) is not None:
+    newest = latest_checkpoint(run_dir)
+    if newest is not None and newest.name == f"ckpt-{args.steps:08d}.pt":
         log.info("reusing the finished run %s", run_dir)
-    else:
-        pretrain(run_config(published, section, args.steps), [data / "train"], run_dir)
+    else:  # a fresh run, or the rest of an interrupted one
+        config = run_config(published, section, args.steps)
+        pretrain(config, [data / "train"], run_dir, resume=newest is not None)
     cpu_minutes = (time.process_time() - start) / 60
     records = [r for r in read_records(run_dir / "train.jsonl") if "loss" in r]
     after = load_pretrained(run_dir)
