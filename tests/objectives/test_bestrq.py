@@ -129,3 +129,17 @@ def test_bad_configs_are_errors():
         QuantizerConfig(normalize="batch")
     with pytest.raises(ConfigError, match="unmasked_weight"):
         objective(unmasked_weight=-1.0)
+
+
+def test_objectives_list_names_each_objectives_presets(capsys):
+    from audiossl.cli.main import main
+
+    assert main(["objectives", "list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for objective, preset in [
+        ("bestrq", "bestrq-conformer-tiny"),
+        ("data2vec", "data2vec-ast-tiny"),
+        ("wavlm", "wavlm-conformer-tiny-cpu"),
+        ("distill", "distill-conformer-tiny"),
+    ]:
+        assert preset in lines[objective].split("presets: ")[1], objective
