@@ -52,7 +52,7 @@ FreezeStepsOption = Annotated[
     int | None, typer.Option("--freeze-steps", help="finetune: encoder frozen for the first N steps.")
 ]
 MaxStepsOption = Annotated[
-    int | None, typer.Option("--max-steps", help="Optimizer steps [default: from the data size, 200-4000].")
+    int | None, typer.Option("--max-steps", help="Optimizer steps [default: from the data size, 500-4000].")
 ]
 LrOption = Annotated[
     float | None, typer.Option("--lr", help="Learning rate of head and layer weights [default: from the batch size].")

@@ -17,7 +17,7 @@ from torch import nn
 from audiossl.nn.pooling import AttentiveStatsPool, MeanPool, StatsPool
 from audiossl.registry import Registry
 
-__all__ = ["POOLINGS", "AttentiveStatsPool", "MeanPool", "PooledNorm", "StatsPool", "create_pooling"]
+__all__ = ["POOLINGS", "AttentiveStatsPool", "MeanPool", "PooledNorm", "RunningNorm", "StatsPool", "create_pooling"]
 
 
 class PooledNorm(nn.BatchNorm1d):
@@ -37,6 +37,32 @@ class PooledNorm(nn.BatchNorm1d):
         if self.training and pooled.shape[0] < 2:
             return F.batch_norm(pooled, self.running_mean, self.running_var, None, None, False, 0.0, self.eps)
         return super().forward(pooled)
+
+
+class RunningNorm(PooledNorm):
+    """:class:`PooledNorm` that standardises with its running statistics in training too.
+
+    Batch statistics depend on which utterances share a batch; the trainer's batches are
+    bucketed by length, and where length goes with the class (spoken digits) a batch's own mean
+    removes part of what tells the classes apart, and training no longer matches evaluation.
+    Here every training batch first updates the running mean and variance (the first batch sets
+    them, later ones move them by ``momentum``) and is then standardised with them, without a
+    gradient through the statistics. The buffers are BatchNorm's, so a state dict of either class
+    loads into the other, and evaluation is the same.
+    """
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                values = pooled.detach().float()
+                mean = values.mean(dim=0)
+                first = int(self.num_batches_tracked) == 0
+                rate = 1.0 if first else self.momentum
+                self.running_mean.mul_(1.0 - rate).add_(rate * mean)
+                if values.shape[0] > 1:
+                    self.running_var.mul_(1.0 - rate).add_(rate * values.var(dim=0, unbiased=False))
+                self.num_batches_tracked += 1
+        return F.batch_norm(pooled, self.running_mean, self.running_var, None, None, False, 0.0, self.eps)
 
 
 #: Pooling modules by name; each is built as ``cls(dim)`` and has ``.out_dim``.

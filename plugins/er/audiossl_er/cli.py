@@ -31,9 +31,7 @@ WeightsOption = Annotated[
 DropoutOption = Annotated[float, typer.Option("--dropout", help="Dropout before the last linear layer.")]
 NormalizeOption = Annotated[
     bool,
-    typer.Option(
-        "--normalize/--no-normalize", help="BatchNorm on pooled features (the trainer already standardises them)."
-    ),
+    typer.Option("--normalize/--no-normalize", help="Standardise pooled features with running statistics (no affine)."),
 ]
 HeadOption = Annotated[
     str,
@@ -58,7 +56,7 @@ CLASSIFIER_FLAGS = [
     plugin_cli.Flag("hidden_dim", HiddenOption, 0),
     plugin_cli.Flag("class_weights", WeightsOption, False),
     plugin_cli.Flag("dropout", DropoutOption, 0.1),
-    plugin_cli.Flag("normalize", NormalizeOption, False),
+    plugin_cli.Flag("normalize", NormalizeOption, True),
     plugin_cli.Flag("head", HeadOption, "trained"),
     plugin_cli.Flag("reference_probe", ProbeOption, True),
 ]
