@@ -269,7 +269,13 @@ def _probe_beside_run(
     config = dataclasses.replace(config, trials=None if trials is None else str(trials))
     probe_out = out / PROBE_NAME
     probe_metrics, probe_report = evaluate_probe(
-        info["upstream"], data_dir, probe_out, config, stats_dir=info.get("train_dir"), device=device
+        info["upstream"],
+        data_dir,
+        probe_out,
+        config,
+        stats_dir=info.get("train_dir"),
+        device=device,
+        seed=int(info.get("config", {}).get("seed", 0)),
     )
     report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     report[PROBE_NAME] = {key: probe_report[key] for key in ("metrics", "upstream", "statistics_from", "baseline")}

@@ -100,16 +100,18 @@ def evaluate_probe(
     layer: int | None = None,
     stats_dir: str | Path | None = None,
     device: str = "auto",
+    seed: int = 0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Score the trials of ``data_dir`` with the probe; write scores, embeddings, det.png and metrics.json.
 
     Returns the metrics and the report written to ``OUT/metrics.json``. ``config`` gives the
     trials (file, or size and seed of a generated list); its score normalisation is not used:
-    standardisation already centres the features, and the probe stays closed-form.
+    standardisation already centres the features, and the probe stays closed-form. ``seed``
+    initialises a ``random:`` upstream (a run's seed, so the probe sees the run's random encoder).
     """
     check_verification_data(data_dir, config.trials)  # labels or trials exist, before any audio is read
     spec = probe_spec(upstream_spec)
-    upstream = load_upstream(spec).to(resolve_device(device)).eval()
+    upstream = load_upstream(spec, seed=seed).to(resolve_device(device)).eval()
     table, source = probe_embeddings(upstream, data_dir, config, layer=layer, stats_dir=stats_dir)
     which = "layer mix" if layer is None else f"layer {layer}"
     plain = dataclasses.replace(config, score_norm="none")
