@@ -109,10 +109,11 @@ class RandomProjectionQuantizer(nn.Module):
 
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Codes of ``tokens`` (..., P) -> (..., G) long."""
-        projected = torch.einsum("...p,gpc->...gc", tokens.float(), self.projection)  # (..., G, C)
-        projected = F.normalize(projected, dim=-1)
-        similarity = torch.einsum("...gc,gkc->...gk", projected, self.codebooks)  # (..., G, K)
+        """Codes of ``tokens`` (..., P) -> (..., G) long; in float32 even under autocast (stable targets)."""
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            projected = torch.einsum("...p,gpc->...gc", tokens.float(), self.projection.float())  # (..., G, C)
+            projected = F.normalize(projected, dim=-1)
+            similarity = torch.einsum("...gc,gkc->...gk", projected, self.codebooks.float())  # (..., G, K)
         return similarity.argmax(dim=-1)
 
 
