@@ -170,6 +170,7 @@ class Engine:
         self.ema = LossEMA(config.ema_decay)
         self.best, self.best_step = math.inf, None
         self.elapsed_before = 0.0
+        self._train_started: float | None = None
         if state is not None:
             self._restore(state, resume_path)  # weights into the whole model, before any sharding
         else:
@@ -296,7 +297,7 @@ class Engine:
         batches = unit.batches()
         meter = WindowMeter()
         clock = self.budget.clock  # time.monotonic, unless a test injected a fake clock
-        started = window_start = clock()
+        started = window_start = self._train_started = clock()
         steps_left = max(config.max_steps - self.step, 0)
         bar = progress(range(steps_left), desc=config.label, total=steps_left, unit="step")
         stopped_by, horizon_checked = None, False
@@ -348,6 +349,7 @@ class Engine:
                     self.validate()
                 self.save()
         self.elapsed_before += clock() - started
+        self._train_started = None
         if stopped_by is not None and self.dist.is_main:
             self.logger.warning(
                 "stopped by %s at step %d of %d; checkpoint %s (continue with --resume)",
@@ -544,9 +546,14 @@ class Engine:
                 "ema_count": self.ema.count,
                 "best": self.best,
                 "best_step": self.best_step,
-                "elapsed_s": self.elapsed_before,
+                "elapsed_s": self._elapsed_s(),
             },
         }
+
+    def _elapsed_s(self) -> float:
+        """Training seconds of the whole run so far: earlier invocations and this one's loop."""
+        running = 0.0 if self._train_started is None else self.budget.clock() - self._train_started
+        return self.elapsed_before + running
 
     def save(self) -> Path:
         """Write ``ckpt-<step>.pt`` (all processes take part; the main one writes), prune, update best.

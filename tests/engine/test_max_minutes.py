@@ -86,9 +86,15 @@ def test_budget_stops_with_a_checkpoint_and_the_resume_equals_a_straight_run(tmp
     events = [json.loads(line) for line in (tmp_path / "budget" / "train.jsonl").read_text().splitlines()]
     assert events[-1] == {"kind": "event", "event": "stop", "step": 3, "reason": TIME_BUDGET}
 
+    # The checkpoint carries the training time so far (3 steps of a minute), and the resumed log goes on from it.
+    assert load_checkpoint(first.checkpoint)["trainer"]["elapsed_s"] == pytest.approx(180.0)
+
     # The budget is per invocation: the resumed run gets 2.5 fresh minutes, enough for the last 3 steps.
     second = run(tmp_path / "budget", max_minutes=2.5, resume=True)
     assert second.stopped_by is None and second.step == 6
+    records = [json.loads(line) for line in (tmp_path / "budget" / "train.jsonl").read_text().splitlines()]
+    elapsed = [r["elapsed_s"] for r in records if r["kind"] == "train"]
+    assert elapsed == sorted(elapsed) and elapsed[-1] == pytest.approx(300.0)  # 5 ticks logged by step 6
 
     expected = load_checkpoint(checkpoint_path(tmp_path / "straight", 6))
     got = load_checkpoint(checkpoint_path(tmp_path / "budget", 6))
