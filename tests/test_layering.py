@@ -45,6 +45,8 @@ ALLOWED: dict[str, set[str]] = {
     "downstream": {"engine", "models", "embed", "interop", "encoders", "nn", "audio", "data"},
     "train": {"engine", "objectives", "models", "cluster", "embed", "interop", "encoders", "nn", "audio", "data"},
     "report": {"engine", "downstream", "models", "embed", "data", "audio"},
+    # the SUPERB protocol runs downstream tasks over upstreams: above downstream, beside report
+    "superb": {"engine", "downstream", "models", "embed", "data", "audio"},
     # Top of the house: the typer app, and the fixtures for tests and plugin authors (tiny_pretrained runs a
     # real pretraining, so it sits beside the CLI, above train).
     "cli": {"*"},

@@ -140,6 +140,49 @@ class Setup:
         )
 
     @property
+    def cls_run(self) -> Path:
+        return self._once(
+            "cls",
+            lambda p: self._cli(
+                "cls", "train", str(self.clean), "--label", "spk", "-o", str(p), "-u", "fbank-raw", "--max-steps", "1"
+            ),
+        )
+
+    @property
+    def pr_run(self) -> Path:
+        return self._downstream("pr", "fbank")
+
+    @property
+    def pairs(self) -> Path:
+        return self._once("pairs", lambda p: self._cli("se", "make-pairs", str(self.clean), "-o", str(p)))
+
+    @property
+    def mixtures(self) -> Path:
+        return self._once("mixtures", lambda p: self._cli("ss", "make-mixtures", str(self.clean), "-o", str(p)))
+
+    @property
+    def piped_pairs(self) -> Path:
+        return self._once("pairs-piped", lambda p: make_piped(self.pairs, p))
+
+    @property
+    def piped_mixtures(self) -> Path:
+        return self._once("mixtures-piped", lambda p: make_piped(self.mixtures, p))
+
+    def _enhance_run(self, plugin: str, data: Path) -> Path:
+        return self._once(
+            f"{plugin}-run",
+            lambda p: self._cli(plugin, "train", str(data), "-o", str(p), "-u", "fbank", "--max-steps", "1"),
+        )
+
+    @property
+    def se_run(self) -> Path:
+        return self._enhance_run("se", self.pairs)
+
+    @property
+    def ss_run(self) -> Path:
+        return self._enhance_run("ss", self.mixtures)
+
+    @property
     def vocoder(self) -> Path:
         return self._once(
             "vocoder",
@@ -228,6 +271,33 @@ READERS: dict[tuple[str, ...], Callable[[Setup, Path], list[str]]] = {
     ],
     ("s2s", "convert"): lambda s, out: ["s2s", "convert", str(s.s2s_run), str(s.piped), "-o", str(out / "c")],
     ("s2s", "evaluate"): lambda s, out: ["s2s", "evaluate", str(s.s2s_run), str(s.piped), "-o", str(out / "e")],
+    ("cls", "train"): lambda s, out: [
+        "cls", "train", str(s.piped), "--label", "spk", "-u", "fbank-raw", "-o", str(out / "r"), "--max-steps", "1"
+    ],
+    ("cls", "evaluate"): lambda s, out: ["cls", "evaluate", str(s.cls_run), str(s.piped), "-o", str(out / "e")],
+    ("cls", "cross-validate"): lambda s, out: [
+        "cls", "cross-validate", str(s.piped), "--label", "spk", "-u", "fbank-raw", "-o", str(out / "cv"),
+        "--max-steps", "1", "--num-folds", "2",
+    ],
+    ("pr", "train"): lambda s, out: [
+        "pr", "train", str(s.piped), "-o", str(out / "r"), "-u", "fbank", "--max-steps", "1"
+    ],
+    ("pr", "evaluate"): lambda s, out: ["pr", "evaluate", str(s.pr_run), str(s.piped), "-o", str(out / "e")],
+    ("se", "make-pairs"): lambda s, out: ["se", "make-pairs", str(s.piped), "-o", str(out / "p")],
+    ("se", "pair-dirs"): lambda s, out: ["se", "pair-dirs", str(s.clean), str(s.piped), "-o", str(out / "p")],
+    ("se", "train"): lambda s, out: [
+        "se", "train", str(s.piped_pairs), "-o", str(out / "r"), "-u", "fbank", "--max-steps", "1"
+    ],
+    ("se", "evaluate"): lambda s, out: ["se", "evaluate", str(s.se_run), str(s.piped_pairs), "-o", str(out / "e")],
+    ("ss", "make-mixtures"): lambda s, out: ["ss", "make-mixtures", str(s.piped), "-o", str(out / "m")],
+    ("ss", "train"): lambda s, out: [
+        "ss", "train", str(s.piped_mixtures), "-o", str(out / "r"), "-u", "fbank", "--max-steps", "1"
+    ],
+    ("ss", "evaluate"): lambda s, out: ["ss", "evaluate", str(s.ss_run), str(s.piped_mixtures), "-o", str(out / "e")],
+    ("qbe", "evaluate"): lambda s, out: [
+        "qbe", "evaluate", str(s.piped), "-u", "fbank", "--queries-from", str(s.clean), "-o", str(out / "q")
+    ],
+    ("data", "filter"): lambda s, out: ["data", "filter", str(s.piped), "--drop-bad", "-o", str(out / "f")],
 }  # fmt: skip
 
 #: Commands that never read a data dir's audio, and why (checked by review when a command is added).
@@ -265,6 +335,10 @@ NOT_READERS: dict[tuple[str, ...], str] = {
     ("kmeans", "merge-sample"): "merges feature-dump parts",
     ("st", "score"): "reads hypothesis and reference text",
     ("tts", "synthesize"): "text in, wav out",
+    ("superb", "leaderboard"): "reads the result JSON files of a superb output dir",
+    ("superb", "prepare"): "reads a corpus folder (audio headers), writes wav.scp paths",
+    ("superb", "prepare-fsdd"): "reads a folder of audio files, writes wav.scp paths",
+    ("superb", "prepare-synth"): "writes a corpus",
 }
 
 
@@ -300,8 +374,11 @@ def test_every_reader_refuses_pipes_by_default(command, setup, tmp_path, capsys)
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert not setup.marker.exists(), "the pipe ran"
-    assert f"{setup.piped / 'wav.scp'}:{PIPE_LINE}: pipe command" in err, err
+    # the piped dir the command reads: the piped corpus, or a piped copy of a dir made from the clean one
+    piped = next((Path(a) for a in argv if a.endswith("-piped")), setup.piped)
+    marker = piped.parent / f"{piped.name}-MARKER"
+    assert not setup.marker.exists() and not marker.exists(), "the pipe ran"
+    assert f"{piped / 'wav.scp'}:{PIPE_LINE}: pipe command" in err, err
     assert "--allow-pipes" in err and f"{PIPES_ENV}=1" in err
     assert "Traceback" not in err
     assert PIPES_ENV not in __import__("os").environ
