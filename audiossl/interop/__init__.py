@@ -15,6 +15,10 @@ module ``(waveforms (B, T), lengths (B,)) -> EncoderOutput`` with ``sample_rate`
 Every model is an :class:`ImportedEncoder` (a :class:`~audiossl.models.SpeechEncoder`) whose
 forward pass is written once in :mod:`audiossl.interop.base`; a format supplies its ``run``.
 
+:mod:`audiossl.interop.convert` goes further for wav2vec2 / HuBERT / WavLM: it converts the same files
+into audiossl's own ``wav2vec2`` encoder family (not a wrapper), which audiossl objectives can train
+further (``run.init_from``, :mod:`audiossl.interop.init`).
+
 Loading never runs code from a checkpoint (safetensors, ``torch.load(weights_only=True)``)
 and never downloads (Hugging Face is read with ``local_files_only=True``).
 """
