@@ -63,6 +63,7 @@ def filter_dir(
     """
     if not exclude and not drop_bad:
         raise typer.BadParameter("give --exclude LIST and/or --drop-bad: nothing to drop", param_hint="--exclude")
+    ensure_writable_dir(out)  # the output first, like every writing command
     # lazy: data.validate pulls in torch; every `audiossl` start-up imports this module
     from audiossl.data.filter import (
         DROPPED_NAME,
@@ -73,8 +74,7 @@ def filter_dir(
         read_id_list,
     )
 
-    check_output(data_dir, out, force)  # before any work: OUT == DATA_DIR, or OUT not empty
-    ensure_writable_dir(out)
+    check_output(data_dir, out, force)  # before any work: OUT == DATA_DIR, OUT not empty, DATA_DIR missing
     structure = Structure.read(data_dir)
     drop: dict[str, str] = {}
     for path in exclude or []:
