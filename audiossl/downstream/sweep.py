@@ -50,14 +50,21 @@ def sweep_lr(
     config: DownstreamConfig,
     valid_dir: str | Path | None = None,
     *,
+    train: Callable[..., DownstreamResult],
     resume: bool = False,
     callbacks: Sequence[Callable[[Engine], None]] = (),
-) -> DownstreamResult:
-    """Train at every learning rate of ``config.lr_grid``; keep the best by dev metric in ``out_dir``."""
+) -> tuple[dict[str, Any], DownstreamResult | None]:
+    """Train at every learning rate of ``config.lr_grid`` with ``train`` (the trainer's ``train_downstream``).
+
+    Returns the summary (every run's best dev metric and the winner, also ``OUT/lr-sweep.json``)
+    and the winner's result when it trained in this call (None when it was finished before).
+    """
     from audiossl.data.kaldi import DataDir
     from audiossl.downstream.heldout import heldout_split, write_heldout
-    from audiossl.downstream.trainer import read_run_info, train_downstream
     from audiossl.fileio import latest_checkpoint
+
+    def read_run_info(run_dir: Path) -> dict[str, Any]:
+        return json.loads((Path(run_dir) / "downstream.json").read_text(encoding="utf-8"))
 
     if not config.early_stopping:
         raise ConfigError("an lr sweep selects on dev data: turn early stopping on (the default)")
@@ -96,7 +103,7 @@ def sweep_lr(
             result_row = {"lr": lr, "best_step": int(best["step"]), **{f"dev_{k}": v for k, v in best["dev"].items()}}
             rows.append({**result_row, "run_dir": str(run_dir), "steps": info.get("steps")})
             continue
-        result = train_downstream(
+        result = train(
             task,
             upstream_spec,
             fit_dir,
@@ -150,18 +157,4 @@ def sweep_lr(
             "lr %.0e: best dev %s %s at step %s", row["lr"], row["dev_metric"], row["dev_score"], row["best_step"]
         )
     logger.info("lr sweep: lr %.0e selected (dev %s %.4f)", winner["lr"], task.dev_metric, winner["dev_score"])
-    from audiossl.downstream.trainer import DownstreamResult
-
-    chosen = results.get(winner["lr"])
-    if chosen is not None:
-        return replace(chosen, run_dir=out_dir, best_checkpoint=out_dir / "best.pt")
-    return DownstreamResult(
-        out_dir,
-        int(winner.get("steps") or 0),
-        float("nan"),
-        None,
-        out_dir / "best.pt",
-        best_step=winner["best_step"],
-        best_score=winner["dev_score"],
-        best_checkpoint=out_dir / "best.pt",
-    )
+    return summary, results.get(winner["lr"])

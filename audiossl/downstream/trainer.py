@@ -357,9 +357,7 @@ def train_downstream(
     """
     config = config or DownstreamConfig()
     if config.lr_sweep:
-        from audiossl.downstream.sweep import sweep_lr
-
-        return sweep_lr(task, upstream_spec, train_dir, out_dir, config, valid_dir, resume=resume, callbacks=callbacks)
+        return _sweep(task, upstream_spec, train_dir, out_dir, config, valid_dir, resume, callbacks)
     started = time.monotonic()
     run_dir, train_dir = Path(out_dir), Path(train_dir)
     if config.max_utt_seconds is not None and task.level != "utterance":
@@ -445,6 +443,45 @@ def train_downstream(
         best_score=unit.best_score,
         stopped_by=result.stopped_by,
         best_checkpoint=best,
+    )
+
+
+def _sweep(
+    task: DownstreamTask,
+    upstream_spec: str,
+    train_dir: str | Path,
+    out_dir: str | Path,
+    config: DownstreamConfig,
+    valid_dir: str | Path | None,
+    resume: bool,
+    callbacks: Sequence[Callable[[Engine], None]],
+) -> DownstreamResult:
+    """The lr sweep (:mod:`audiossl.downstream.sweep`) as a :class:`DownstreamResult` of ``out_dir``."""
+    from audiossl.downstream.sweep import sweep_lr
+
+    summary, chosen = sweep_lr(
+        task,
+        upstream_spec,
+        train_dir,
+        out_dir,
+        config,
+        valid_dir,
+        train=train_downstream,
+        resume=resume,
+        callbacks=callbacks,
+    )
+    out_dir, best = Path(out_dir), summary["best"]
+    if chosen is not None:
+        return replace(chosen, run_dir=out_dir, best_checkpoint=out_dir / BEST_NAME)
+    return DownstreamResult(
+        out_dir,
+        int(best.get("steps") or 0),
+        math.nan,
+        None,
+        out_dir / BEST_NAME,
+        best_step=best["best_step"],
+        best_score=best["dev_score"],
+        best_checkpoint=out_dir / BEST_NAME,
     )
 
 
