@@ -53,7 +53,7 @@ class DownstreamConfig:
     freeze_steps: int = 0
     """Fine-tuning: the encoder gets no gradient during the first N steps."""
     max_steps: int | None = None
-    """Optimizer steps of the run; None = from the data size (:func:`resolve_defaults`: about 40 epochs, 500..4000)."""
+    """Optimizer steps of the run; None = from the data size (:func:`resolve_defaults`: about 100 epochs, 500..4000)."""
     lr: float | None = None
     """Peak learning rate of the head and the layer weights; None = from the batch size (:func:`resolve_defaults`)."""
     upstream_lr: float = 5.0e-5
@@ -249,7 +249,7 @@ def _check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) 
 
 
 #: Target epochs of the automatic step count, and its bounds (:func:`resolve_defaults`).
-AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_STEPS = 40, 500, 4000
+AUTO_EPOCHS, AUTO_MIN_STEPS, AUTO_MAX_STEPS = 100, 500, 4000
 #: Evaluations per run at most when ``eval_every`` is automatic.
 AUTO_EVALS = 20
 
@@ -267,7 +267,7 @@ def resolve_defaults(config: DownstreamConfig, task: DownstreamTask, durations: 
     """The config with ``max_steps``, ``lr`` and ``eval_every`` filled in from the training data when they are None.
 
     The rule (docs/downstream.md): with ``E`` batches per epoch and ``B`` utterances per batch,
-    ``max_steps = clip(40 E, 500, 4000)`` (early stopping ends most runs sooner);
+    ``max_steps = clip(100 E, 500, 4000)`` (early stopping ends most runs sooner);
     ``lr = task.base_lr * sqrt(B / 32)`` clipped to [1e-4, 1e-2] (Adam's square-root scaling
     with the batch, Malladi et al. 2022); ``eval_every = max(1, max_steps // 20)`` (20 evaluations,
     so ``patience`` 8 stops a run that went 40 % of its length without a better dev metric);

@@ -122,7 +122,7 @@ def test_defaults_follow_the_data_size(corpus):
     config = DownstreamConfig(batch_seconds=4.0)
     resolved = resolve_defaults(config, ToyTask(), durations)
     batches = len(BucketBatchSampler(durations, 4.0, seed=0))
-    assert resolved.max_steps == min(max(40 * batches, 500), 4000)
+    assert resolved.max_steps == min(max(100 * batches, 500), 4000)
     assert resolved.lr == pytest.approx(min(max(1e-3 * math.sqrt(len(durations) / batches / 32), 1e-4), 1e-2))
     assert resolved.eval_every == max(1, resolved.max_steps // 20)
     assert (resolved.warmup_steps, resolved.schedule) == (0, "constant")  # the base task's warm-up and schedule
