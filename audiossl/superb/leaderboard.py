@@ -62,7 +62,8 @@ def task_scores(board: Board, floor: str) -> dict[tuple[str, str], float]:
         best = (max if board.higher[task] else min)(entries.values())
         base = board.values[(floor, task)]
         for upstream, value in entries.items():
-            scores[(upstream, task)] = 0.0 if best == base else 1000.0 * (value - base) / (best - base)
+            score = 0.0 if best == base else 1000.0 * (value - base) / (best - base)
+            scores[(upstream, task)] = score + 0.0  # no "-0.0" in the tables
     return scores
 
 
