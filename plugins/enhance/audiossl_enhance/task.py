@@ -129,8 +129,8 @@ class MaskTask(DownstreamTask):
     def targets(self, batch: Batch, sample_rate: int | None = None) -> list[torch.Tensor]:
         """Each item's target waveforms (K, T_b) on the batch's device, length-checked against the input.
 
-        ``sample_rate`` (evaluation, where the upstream's rate is known) resamples the targets;
-        in training they must already be at the input's rate and length.
+        ``sample_rate`` is the rate the batch was loaded at (the upstream's): the targets are
+        resampled to it, as the inputs were, so pairs written at another rate train and score alike.
         """
         out = []
         for b, utt in enumerate(batch.ids):
@@ -141,8 +141,8 @@ class MaskTask(DownstreamTask):
                 wave = self._load(path, sample_rate)
                 if wave.numel() != length:
                     raise DataError(
-                        f"{utt}: target {path} has {wave.numel()} samples but the input has {length}: the pairs "
-                        "must be at the upstream's sample rate (make them with --sample-rate)",
+                        f"{utt}: target {path} has {wave.numel()} samples at {sample_rate or 'its own'} Hz but the "
+                        f"input has {length} (clean and noisy must match)",
                         path,
                     )
                 waves.append(wave)
@@ -180,7 +180,8 @@ class MaskTask(DownstreamTask):
         spec, frames, masks = self.masks(head, hidden, lengths, batch.waveforms, batch.lengths)
         estimates = masks * spec.abs()[:, None]  # (B, K, N, F)
         target_specs = torch.zeros_like(estimates)
-        for b, waves in enumerate(self.targets(batch)):
+        rate = (getattr(self, "upstream_info", None) or {}).get("sample_rate")  # set by the trainer
+        for b, waves in enumerate(self.targets(batch, sample_rate=rate)):
             mags = batch_spectra(waves, torch.full((waves.shape[0],), waves.shape[1]), self.stft)[0].abs()
             target_specs[b, :, : mags.shape[1]] = mags
         pairwise = self.pairwise(estimates, target_specs, frames)  # (B, K, K)

@@ -141,3 +141,28 @@ def test_cli_refuses_short_input_one_speaker_and_mismatched_pairs(tmp_path, corp
         ["se", "train", str(broken), "-u", "fbank", "-o", str(tmp_path / "r2"), "--max-steps", "1"], capsys
     )
     assert code == 2 and "utt2clean:1" in err and "not found" in err
+
+
+def test_targets_follow_the_upstream_rate_in_training(pairs):
+    """16 kHz pairs under an 8 kHz upstream: the loss reads each target resampled like its input."""
+    import soundfile
+    import torchaudio
+
+    task = EnhancementTask(hidden_dim=8, num_layers=1, dropout=0.0)
+    task.upstream_info = {"sample_rate": 8000}  # what train_downstream sets before training
+    batch = collate(AudioDataset(pairs, sample_rate=8000, labels=task.labels)[[0, 1]])
+    targets = task.targets(batch, sample_rate=8000)
+    for b, waves in enumerate(targets):
+        assert waves.shape == (1, int(batch.lengths[b]))
+        clean, rate = soundfile.read(batch.labels["clean"][b], dtype="float32")
+        assert rate == 16000
+        expected = torchaudio.functional.resample(torch.from_numpy(clean), rate, 8000)
+        assert torch.allclose(waves[0], expected, atol=1e-4)
+    head = task.make_head(4, {}).eval()
+    frames = int(batch.lengths.max()) // 80
+    hidden = torch.randn(2, frames, 4, generator=torch.Generator().manual_seed(0))
+    loss = task.loss(head, hidden, torch.tensor([frames, frames]), batch, {}).total
+    assert torch.isfinite(loss)
+    task.upstream_info = None  # without the upstream's rate the 16 kHz targets cannot match 8 kHz inputs
+    with pytest.raises(Exception, match="clean and noisy must match"):
+        task.loss(head, hidden, torch.tensor([frames, frames]), batch, {})
