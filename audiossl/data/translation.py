@@ -51,9 +51,18 @@ def translation_file(data_dir: str | Path, lang: str) -> Path:
     return Path(data_dir) / f"text.{lang}"
 
 
-def available_languages(data_dir: str | Path) -> list[str]:
-    """Languages with a ``text.<lang>`` table in ``data_dir``, sorted."""
+#: ``text.<suffix>`` tables that are not a language: phone transcripts (``text.phn``, phoneme recognition).
+NOT_LANGUAGES = frozenset({"phn"})
+
+
+def text_tables(data_dir: str | Path) -> list[str]:
+    """Suffixes of every ``text.<suffix>`` table in ``data_dir`` (translations and phones), sorted."""
     return sorted(path.name[len("text.") :] for path in Path(data_dir).glob("text.*") if path.is_file())
+
+
+def available_languages(data_dir: str | Path) -> list[str]:
+    """Languages with a ``text.<lang>`` table in ``data_dir``, sorted (``text.phn`` phones are not one)."""
+    return [suffix for suffix in text_tables(data_dir) if suffix not in NOT_LANGUAGES]
 
 
 def translate_synthetic(words: Sequence[str]) -> list[str]:
@@ -108,13 +117,13 @@ def read_translations(data_dir: str | Path, lang: str) -> dict[str, str]:
 
 
 def carry_translations(source_dir: str | Path, part_dirs: Sequence[str | Path]) -> list[Path]:
-    """Copy every ``text.<lang>`` of ``source_dir`` into each part (a subset of it), filtered to the part's utterances.
+    """Copy every ``text.<suffix>`` of ``source_dir`` (translations, phones) into each part, filtered to its utterances.
 
     ``data split`` and ``data subset`` call this, so translations follow their utterances into
     train/test parts. Returns the tables written.
     """
     written = []
-    for lang in available_languages(source_dir):
+    for lang in text_tables(source_dir):
         table = read_table(translation_file(source_dir, lang), allow_empty_value=True)
         for part in part_dirs:
             utterances = read_table(Path(part) / "wav.scp")

@@ -277,7 +277,7 @@ CONFIG_DEFECTS = {
         lambda t: t.replace("  weight_decay: 0.01", "  weight_decay: 0.01\n  wieght_decay: 0.1"),
         "wieght_decay",
     ),
-    "wrong-type": (lambda t: t.replace("  max_steps: 20000", "  max_steps: many"), "max_steps"),
+    "wrong-type": (lambda t: t.replace("  max_steps: 20000", "  max_steps: many"), "  max_steps: many"),
     "out-of-range": (lambda t: t.replace("  lr: 5.0e-4", "  lr: -1e-3"), "  lr:"),
     "yaml-error": (lambda t: t.replace("  lr: 5.0e-4", "  lr: 5.0e-4: 3"), "  lr:"),
     "yaml-error-unclosed": (lambda t: t.replace("  lr: 5.0e-4", "  lr: [5.0e-4"), "  betas:"),

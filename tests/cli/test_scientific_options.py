@@ -28,9 +28,13 @@ def test_every_number_option_reads_scientific_notation():
         annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
         for kind, text, number in ((int, "2e1", 20), (float, "1e-3", 1e-3)):
             if _is(annotation, kind) and not _is(annotation, bool):
-                value = (text,) if param.multiple or param.nargs == -1 else text
+                if param.nargs > 1:  # a fixed-size tuple option, e.g. --words-per-utt MIN MAX
+                    value, expected = (text,) * param.nargs, [(number,) * param.nargs, [number] * param.nargs]
+                else:
+                    value = (text,) if param.multiple or param.nargs == -1 else text
+                    expected = [number, (number,), [number]]
                 got = param.get_runtime_param().coerce(value, param, None)
-                assert got in (number, (number,), [number]), (where, got)
+                assert got in expected, (where, got)
                 checked[kind] += 1
     assert checked[int] > 20 and checked[float] > 10, checked  # the walk reached the commands and plugins
 

@@ -105,3 +105,18 @@ def test_split_and_subset_carry_translations(corpus: Path, tmp_path: Path) -> No
     for part in (tmp_path / "parts" / "train", tmp_path / "parts" / "test", tmp_path / "small"):
         translations = read_translations(part, SYNTH_LANGUAGE)  # covers exactly the part's wav.scp
         assert translations == {utt: full[utt] for utt in read_table(part / "wav.scp")}
+
+
+def test_phone_transcripts_are_not_a_language_but_follow_their_utterances(corpus: Path, tmp_path: Path) -> None:
+    from audiossl.data.translation import carry_translations
+
+    assert (corpus / "text.phn").is_file()  # the synthetic corpus writes phones for phoneme recognition
+    assert "phn" not in available_languages(corpus)
+    part = tmp_path / "part"
+    part.mkdir()
+    kept = list(read_table(corpus / "wav.scp").items())[:3]
+    (part / "wav.scp").write_text("".join(f"{utt} {path}\n" for utt, path in kept), encoding="utf-8")
+    carry_translations(corpus, [part])
+    phones = read_table(corpus / "text.phn")
+    assert read_table(part / "text.phn") == {utt: phones[utt] for utt, _ in kept}
+    assert list(read_table(part / f"text.{SYNTH_LANGUAGE}")) == [utt for utt, _ in kept]
